@@ -1,1 +1,20 @@
-//! coach-worker library.
+//! # coach-worker
+//!
+//! Runs the Make scenarios of the Leadership Coach product as idempotent, signed webhook handlers:
+//! transcripts in, grounded coaching out, Airtable (or an embedded SQLite store) as the system of
+//! record. See the README for the picture; each module's doc comment explains its part.
+//!
+//! * [`webhook`] — signatures and delivery keys; [`http`] — routes; [`journal`] — the durable
+//!   journal of deliveries and jobs; [`jobs`] — the runner; [`startup`] — wiring it together.
+//! * `coach_transcript` (parsers and metrics), `coach_store` (records) and `coach_coaching` (analysis
+//!   and Gate-1) are crates of this workspace.
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod jobs;
+pub mod journal;
+pub mod serve;
+pub mod startup;
+pub mod telemetry;
+pub mod webhook;

@@ -1,1 +1,196 @@
-fn main() {}
+//! The `coach-worker` command line: one binary, subcommands.
+//!
+//! Exit codes: 0 success, 1 the check failed (Gate-1 failure, schema differences), 2 bad usage or input.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use coach_worker::config::ServeConfig;
+use coach_worker::webhook::{Scheme, Secret, signature};
+
+#[derive(Parser)]
+#[command(
+    name = "coach-worker",
+    version,
+    about = "Signed, idempotent webhook worker for the Leadership Coach Make scenarios"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the worker (HTTP server, job runner, poller).
+    Serve {
+        #[command(flatten)]
+        config: ServeConfig,
+        /// Demo mode: generate a webhook secret if none is set, seed the embedded store with sample
+        /// data and run the whole story once.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Print the headers (and a curl line) of a signed request, to try the API by hand.
+    Sign(SignArgs),
+}
+
+#[derive(clap::Args)]
+struct SignArgs {
+    /// The webhook secret (`whsec_…` for the standard scheme, any text for the Make scheme).
+    #[arg(long, env = "COACH_SIGN_SECRET", hide_env_values = true)]
+    secret: String,
+    /// File with the exact body to send (`-` for standard input).
+    #[arg(long)]
+    body: PathBuf,
+    /// Signature scheme.
+    #[arg(long, value_enum, default_value = "standard")]
+    scheme: Scheme,
+    /// Delivery id (default: a new random one).
+    #[arg(long)]
+    id: Option<String>,
+    /// Unix timestamp to sign with (default: now).
+    #[arg(long)]
+    timestamp: Option<i64>,
+    /// URL for the printed curl line.
+    #[arg(long, default_value = "http://127.0.0.1:8080/v1/hooks/r1")]
+    url: String,
+    /// Print the headers as JSON instead.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config, demo } => exit(serve(config, demo)),
+        Command::Sign(args) => exit(sign(args)),
+    }
+}
+
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(2))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn serve(mut config: ServeConfig, demo: bool) -> i32 {
+    coach_worker::telemetry::init_logging(&config.log_format);
+    if demo && config.webhook_secrets.iter().all(|s| s.trim().is_empty()) {
+        let secret = Secret::generate();
+        println!(
+            "demo webhook secret (sign requests with it): {}",
+            secret.text()
+        );
+        config.webhook_secrets = vec![secret.text().to_owned()];
+    }
+    let secrets = match config.validate() {
+        Ok(secrets) => secrets,
+        Err(e) => {
+            eprintln!("error: configuration: {e}");
+            return 2;
+        }
+    };
+    let rt = runtime();
+    rt.block_on(async move {
+        match coach_worker::serve::run(config, secrets, demo).await {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        }
+    })
+}
+
+fn sign(args: SignArgs) -> i32 {
+    let secret = match Secret::parse(&args.secret) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: --secret: {e}");
+            return 2;
+        }
+    };
+    let body = if args.body.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf) {
+            eprintln!("error: cannot read standard input: {e}");
+            return 2;
+        }
+        buf
+    } else {
+        match std::fs::read(&args.body) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", args.body.display());
+                return 2;
+            }
+        }
+    };
+    let timestamp = args
+        .timestamp
+        .unwrap_or_else(|| time::OffsetDateTime::now_utc().unix_timestamp());
+    let id = args
+        .id
+        .unwrap_or_else(|| format!("msg_{}", uuid::Uuid::now_v7().simple()));
+    let headers: Vec<(&str, String)> = match args.scheme {
+        Scheme::Standard => match signature::sign_standard(&secret, &id, timestamp, &body) {
+            Ok(sig) => vec![
+                ("webhook-id", id),
+                ("webhook-timestamp", timestamp.to_string()),
+                ("webhook-signature", sig),
+            ],
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        },
+        Scheme::Make => vec![
+            ("X-Coach-Delivery", id),
+            ("X-Coach-Timestamp", timestamp.to_string()),
+            (
+                "X-Coach-Signature",
+                signature::sign_make(&secret, timestamp, &body),
+            ),
+        ],
+    };
+    if args.json {
+        let map: serde_json::Map<String, serde_json::Value> = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.clone())))
+            .collect();
+        println!("{}", serde_json::Value::Object(map));
+        return 0;
+    }
+    for (name, value) in &headers {
+        println!("{name}: {value}");
+    }
+    let mut curl = format!(
+        "curl -sS -X POST '{}' -H 'Content-Type: application/json'",
+        args.url
+    );
+    for (name, value) in &headers {
+        curl.push_str(&format!(" -H '{name}: {value}'"));
+    }
+    let body_arg = if args.body.as_os_str() == "-" {
+        "@-".to_string()
+    } else {
+        format!("@{}", args.body.display())
+    };
+    curl.push_str(&format!(" --data-binary '{body_arg}'"));
+    println!();
+    println!("{curl}");
+    0
+}

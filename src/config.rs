@@ -1,0 +1,301 @@
+//! Configuration of `coach-worker serve`.
+//!
+//! Every setting is an environment variable (the names of ARCHITECTURE §9) and, through clap's `env`
+//! support, also a flag of `serve`, so `--help` documents each one with its variable and default.
+//! Values that parse but make no sense together (no webhook secret, an Airtable token without a base)
+//! are refused by [`ServeConfig::validate`] with a message naming the variable, before anything starts.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::webhook::Secret;
+
+/// Settings of the running worker. Field docs are the `--help` text.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    #[arg(
+        long = "listen",
+        env = "COACH_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub listen: SocketAddr,
+
+    /// Folder for the journal (journal.db) and the embedded SQLite record store (store.db).
+    #[arg(long = "data-dir", env = "COACH_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Comma-separated webhook secrets: `whsec_<base64>` for Standard Webhooks, any text for the
+    /// Make scheme (X-Coach-Signature). Several secrets are accepted at once, for rotation.
+    #[arg(
+        long = "webhook-secrets",
+        env = "COACH_WEBHOOK_SECRETS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub webhook_secrets: Vec<String>,
+
+    /// Bearer token for /v1/admin and /admin. Unset: the admin routes do not exist.
+    #[arg(
+        long = "admin-token",
+        env = "COACH_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
+
+    /// Mark the admin session cookie `Secure` (set it when the worker is served over https).
+    #[arg(
+        long = "cookie-secure",
+        env = "COACH_COOKIE_SECURE",
+        default_value_t = false
+    )]
+    pub cookie_secure: bool,
+
+    /// How far (seconds) a signed timestamp may be from now, in either direction.
+    #[arg(
+        long = "timestamp-tolerance-secs",
+        env = "COACH_TIMESTAMP_TOLERANCE_SECS",
+        default_value_t = 300
+    )]
+    pub timestamp_tolerance_secs: u64,
+
+    /// Largest accepted webhook body in bytes; larger bodies get 413.
+    #[arg(
+        long = "max-body-bytes",
+        env = "COACH_MAX_BODY_BYTES",
+        default_value_t = 1_048_576
+    )]
+    pub max_body_bytes: usize,
+
+    /// Jobs that may run at the same time.
+    #[arg(
+        long = "max-concurrency",
+        env = "COACH_MAX_CONCURRENCY",
+        default_value_t = 8
+    )]
+    pub max_concurrency: usize,
+
+    /// Attempts a job gets before it fails for good (transient errors only are retried).
+    #[arg(long = "max-attempts", env = "COACH_MAX_ATTEMPTS", default_value_t = 5)]
+    pub max_attempts: u32,
+
+    /// First retry delay in milliseconds; later ones double (with jitter) up to 5 minutes.
+    #[arg(
+        long = "retry-base-ms",
+        env = "COACH_RETRY_BASE_MS",
+        default_value_t = 1000
+    )]
+    pub retry_base_ms: u64,
+
+    /// Seconds between two polls of Run Requests with Status = Queued (0 = no polling).
+    #[arg(
+        long = "poll-interval-secs",
+        env = "COACH_POLL_INTERVAL_SECS",
+        default_value_t = 30
+    )]
+    pub poll_interval_secs: u64,
+
+    /// Seconds running jobs get to finish on SIGTERM before they are left queued.
+    #[arg(long = "drain-secs", env = "COACH_DRAIN_SECS", default_value_t = 25)]
+    pub drain_secs: u64,
+
+    /// Airtable personal access token. Unset: the embedded SQLite store is used.
+    #[arg(
+        long = "airtable-token",
+        env = "AIRTABLE_TOKEN",
+        hide_env_values = true
+    )]
+    pub airtable_token: Option<String>,
+
+    /// Airtable base id (`app…`), required with AIRTABLE_TOKEN.
+    #[arg(long = "airtable-base-id", env = "AIRTABLE_BASE_ID")]
+    pub airtable_base_id: Option<String>,
+
+    /// Airtable API URL (tests point it at a fake).
+    #[arg(
+        long = "airtable-api-url",
+        env = "AIRTABLE_API_URL",
+        default_value = "https://api.airtable.com"
+    )]
+    pub airtable_api_url: String,
+
+    /// Seconds to wait after an Airtable 429 before trying again (Airtable asks for 30).
+    #[arg(
+        long = "airtable-rate-limit-wait-secs",
+        env = "AIRTABLE_RATE_LIMIT_WAIT_SECS",
+        default_value_t = 30
+    )]
+    pub airtable_rate_limit_wait_secs: u64,
+
+    /// `macSecretBase64` of an Airtable webhook whose pings trigger an immediate poll
+    /// (POST /v1/airtable/ping). Unset: the ping route answers 404.
+    #[arg(
+        long = "airtable-webhook-mac-secret",
+        env = "AIRTABLE_WEBHOOK_MAC_SECRET",
+        hide_env_values = true
+    )]
+    pub airtable_webhook_mac_secret: Option<String>,
+
+    /// OpenAI (or compatible) API key. Unset: the offline `rules` analyzer is used.
+    #[arg(
+        long = "openai-api-key",
+        env = "OPENAI_API_KEY",
+        hide_env_values = true
+    )]
+    pub openai_api_key: Option<String>,
+
+    /// OpenAI-compatible base URL.
+    #[arg(
+        long = "openai-base-url",
+        env = "OPENAI_BASE_URL",
+        default_value = "https://api.openai.com/v1"
+    )]
+    pub openai_base_url: String,
+
+    /// Model asked for coaching.
+    #[arg(
+        long = "openai-model",
+        env = "OPENAI_MODEL",
+        default_value = "gpt-4o-mini"
+    )]
+    pub openai_model: String,
+
+    /// `rules` or `openai`, overriding the choice made from OPENAI_API_KEY.
+    #[arg(long = "provider", env = "COACH_PROVIDER")]
+    pub provider: Option<String>,
+
+    /// Log format: `json` or `pretty`.
+    #[arg(long = "log-format", env = "COACH_LOG_FORMAT", default_value = "json")]
+    pub log_format: String,
+}
+
+/// A configuration error, naming the variable to fix.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}: {message}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub message: String,
+}
+
+fn config_error(variable: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        message: message.into(),
+    }
+}
+
+/// Which analysis provider the settings select.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderChoice {
+    Rules,
+    OpenAi,
+}
+
+impl ServeConfig {
+    /// Checks the settings that parse one by one but can still be wrong, and returns the parsed
+    /// webhook secrets.
+    pub fn validate(&self) -> Result<Vec<Secret>, ConfigError> {
+        let secrets = self
+            .webhook_secrets
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                Secret::parse(s).map_err(|e| config_error("COACH_WEBHOOK_SECRETS", e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if secrets.is_empty() {
+            return Err(config_error(
+                "COACH_WEBHOOK_SECRETS",
+                "no webhook secret is set; set COACH_WEBHOOK_SECRETS to one or more comma-separated secrets \
+                 (for example `whsec_` + base64 of 32 random bytes), or run `coach-worker serve --demo`",
+            ));
+        }
+        if self.max_body_bytes < 1024 {
+            return Err(config_error(
+                "COACH_MAX_BODY_BYTES",
+                "must be at least 1024 bytes",
+            ));
+        }
+        if self.max_concurrency == 0 {
+            return Err(config_error("COACH_MAX_CONCURRENCY", "must be at least 1"));
+        }
+        if self.max_attempts == 0 {
+            return Err(config_error("COACH_MAX_ATTEMPTS", "must be at least 1"));
+        }
+        if self.log_format != "json" && self.log_format != "pretty" {
+            return Err(config_error(
+                "COACH_LOG_FORMAT",
+                "must be `json` or `pretty`",
+            ));
+        }
+        if let Some(token) = &self.admin_token {
+            if token.len() < 16 {
+                return Err(config_error(
+                    "COACH_ADMIN_TOKEN",
+                    "must be at least 16 characters (use a random token)",
+                ));
+            }
+        }
+        if self.airtable_token.is_some() {
+            match &self.airtable_base_id {
+                None => {
+                    return Err(config_error(
+                        "AIRTABLE_BASE_ID",
+                        "AIRTABLE_TOKEN is set but AIRTABLE_BASE_ID is not; set it to the base id (starts with `app`)",
+                    ));
+                }
+                Some(base) if !base.starts_with("app") => {
+                    return Err(config_error("AIRTABLE_BASE_ID", "must start with `app`"));
+                }
+                Some(_) => {}
+            }
+        }
+        if !self.airtable_api_url.starts_with("http://")
+            && !self.airtable_api_url.starts_with("https://")
+        {
+            return Err(config_error("AIRTABLE_API_URL", "must be an http(s) URL"));
+        }
+        if !self.openai_base_url.starts_with("http://")
+            && !self.openai_base_url.starts_with("https://")
+        {
+            return Err(config_error("OPENAI_BASE_URL", "must be an http(s) URL"));
+        }
+        self.provider_choice()?;
+        Ok(secrets)
+    }
+
+    /// `rules` unless an OpenAI key is set; `COACH_PROVIDER` overrides.
+    pub fn provider_choice(&self) -> Result<ProviderChoice, ConfigError> {
+        match self.provider.as_deref() {
+            None => Ok(if self.openai_api_key.is_some() {
+                ProviderChoice::OpenAi
+            } else {
+                ProviderChoice::Rules
+            }),
+            Some("rules") => Ok(ProviderChoice::Rules),
+            Some("openai") if self.openai_api_key.is_some() => Ok(ProviderChoice::OpenAi),
+            Some("openai") => Err(config_error(
+                "OPENAI_API_KEY",
+                "COACH_PROVIDER=openai needs OPENAI_API_KEY",
+            )),
+            Some(_) => Err(config_error(
+                "COACH_PROVIDER",
+                "must be `rules` or `openai`",
+            )),
+        }
+    }
+
+    pub fn journal_path(&self) -> PathBuf {
+        self.data_dir.join("journal.db")
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.data_dir.join("store.db")
+    }
+
+    pub fn timestamp_tolerance(&self) -> Duration {
+        Duration::from_secs(self.timestamp_tolerance_secs)
+    }
+}

@@ -1,0 +1,257 @@
+//! `POST /v1/hooks/{scenario}`: the webhook intake.
+//!
+//! The order of checks is the order of cost: known scenario (404), body size (413), signature (401),
+//! JSON (400 with the byte position), the scenario's own validation (400/422), then the journal. Only
+//! a delivery that passed all of them is journaled, and it is journaled before it is answered.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::{Value, json};
+
+use super::AppState;
+use crate::error::ApiError;
+use crate::journal::{DeliveryOutcome, NewDelivery, NewJob};
+use crate::webhook::{self, SignedHeaders};
+
+/// A webhook scenario: how its body is checked and how it is answered.
+#[async_trait::async_trait]
+pub trait Hook: Send + Sync + 'static {
+    /// Checks the body and returns the payload the job or `respond` receives.
+    fn validate(&self, body: &Value) -> Result<Value, ApiError>;
+
+    /// The job kind an asynchronous hook enqueues (answer 202); `None` for a synchronous hook, which
+    /// answers through [`Hook::respond`].
+    fn job_kind(&self) -> Option<&str>;
+
+    /// The answer of a synchronous hook. 4xx errors are final and replayed to repeats; any other
+    /// error releases the delivery so that the sender's retry runs it again.
+    async fn respond(
+        &self,
+        _delivery_key: &str,
+        _payload: Value,
+    ) -> Result<(StatusCode, Value), ApiError> {
+        Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "NOT_SYNCHRONOUS",
+            "this hook answers asynchronously",
+        ))
+    }
+}
+
+/// The hooks the worker serves, by scenario name.
+pub type Hooks = std::collections::HashMap<String, Arc<dyn Hook>>;
+
+fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+pub async fn receive(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let scenario = path.into_inner();
+    let Some(hook) = state.hooks.get(&scenario).cloned() else {
+        let mut known: Vec<&String> = state.hooks.keys().collect();
+        known.sort();
+        return Err(ApiError::not_found(
+            "UNKNOWN_SCENARIO",
+            format!("there is no webhook `{scenario}`; use one of the listed scenarios"),
+        )
+        .with_details(json!({ "known": known })));
+    };
+
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "BODY_TOO_LARGE",
+            format!("the body is larger than {} bytes; send less data (put long transcripts in a File attachment)", state.max_body),
+        )
+        .with_details(json!({ "limit": state.max_body }))
+    };
+    if let Some(len) = header(&req, "content-length").and_then(|v| v.parse::<usize>().ok()) {
+        if len > state.max_body {
+            return Err(too_large());
+        }
+    }
+    let body = match payload.to_bytes_limited(state.max_body).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            return Err(ApiError::bad_request(
+                "BODY_UNREADABLE",
+                "the request body could not be read",
+            ));
+        }
+        Err(_) => return Err(too_large()),
+    };
+
+    let headers = SignedHeaders {
+        webhook_id: header(&req, "webhook-id"),
+        webhook_timestamp: header(&req, "webhook-timestamp"),
+        webhook_signature: header(&req, "webhook-signature"),
+        coach_timestamp: header(&req, "x-coach-timestamp"),
+        coach_signature: header(&req, "x-coach-signature"),
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if let Err(e) =
+        webhook::signature::verify(&state.secrets, &headers, &body, now, state.tolerance_secs)
+    {
+        metrics::counter!("deliveries_total", "scenario" => scenario.clone(), "outcome" => "unauthorized").increment(1);
+        return Err(ApiError::unauthorized(e.code(), e.to_string()));
+    }
+
+    let json: Value = serde_json::from_slice(&body).map_err(|e| json_error(&body, &e))?;
+    let job_payload = hook.validate(&json).inspect_err(|_| {
+        metrics::counter!("deliveries_total", "scenario" => scenario.clone(), "outcome" => "invalid").increment(1);
+    })?;
+
+    let delivery_id = headers
+        .webhook_id
+        .or_else(|| header(&req, "x-coach-delivery"));
+    let key = webhook::delivery_key(
+        &scenario,
+        delivery_id,
+        header(&req, "idempotency-key"),
+        &json,
+    );
+    let delivery = NewDelivery {
+        key: key.clone(),
+        scenario: scenario.clone(),
+        body_hash: webhook::body_hash(&json),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    };
+
+    match hook.job_kind() {
+        Some(kind) => {
+            let mut job = NewJob::new(kind, &scenario, job_payload);
+            job.delivery_key = Some(key.clone());
+            let run_id = job.id.clone();
+            let answer = json!({
+                "run_id": run_id,
+                "status": "queued",
+                "status_url": format!("/v1/runs/{run_id}"),
+            });
+            let outcome = state
+                .journal
+                .accept_delivery(delivery, job, 202, answer.clone())
+                .await?;
+            answered(&scenario, &key, outcome, || {
+                state.runner.wake();
+                tracing::info!(scenario = %scenario, delivery_key = %key, run_id = %run_id, "delivery accepted");
+                HttpResponse::Accepted().json(answer)
+            })
+        }
+        None => {
+            let outcome = state.journal.reserve_delivery(delivery).await?;
+            if outcome != DeliveryOutcome::New {
+                return answered(&scenario, &key, outcome, || HttpResponse::Ok().finish());
+            }
+            match hook.respond(&key, job_payload).await {
+                Ok((status, body)) => {
+                    state
+                        .journal
+                        .complete_delivery(key.clone(), status.as_u16(), body.clone())
+                        .await?;
+                    metrics::counter!("deliveries_total", "scenario" => scenario.clone(), "outcome" => "accepted")
+                        .increment(1);
+                    tracing::info!(scenario = %scenario, delivery_key = %key, status = status.as_u16(), "delivery answered");
+                    Ok(HttpResponse::build(status).json(body))
+                }
+                Err(e) if e.status.is_client_error() => {
+                    state
+                        .journal
+                        .complete_delivery(key, e.status.as_u16(), e.body())
+                        .await?;
+                    Err(e)
+                }
+                Err(e) => {
+                    state.journal.release_delivery(key).await?;
+                    Err(e)
+                }
+            }
+        }
+    }
+}
+
+/// Turns a journal outcome into the answer: the new answer, or the first one again.
+fn answered(
+    scenario: &str,
+    key: &str,
+    outcome: DeliveryOutcome,
+    new: impl FnOnce() -> HttpResponse,
+) -> Result<HttpResponse, ApiError> {
+    let label = match &outcome {
+        DeliveryOutcome::New => "accepted",
+        DeliveryOutcome::Replayed { .. } => "replayed",
+        DeliveryOutcome::InProgress => "in_progress",
+        DeliveryOutcome::KeyReused => "key_reused",
+    };
+    metrics::counter!("deliveries_total", "scenario" => scenario.to_owned(), "outcome" => label)
+        .increment(1);
+    match outcome {
+        DeliveryOutcome::New => Ok(new()),
+        DeliveryOutcome::Replayed { status, body } => {
+            tracing::info!(
+                scenario,
+                delivery_key = key,
+                "repeated delivery answered from the journal"
+            );
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            Ok(HttpResponse::build(status)
+                .insert_header(("Idempotent-Replayed", "true"))
+                .json(body))
+        }
+        DeliveryOutcome::InProgress => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "DELIVERY_IN_PROGRESS",
+            "the first request with this delivery id is still being processed; retry in a moment",
+        )
+        .with_retry_after(1)),
+        DeliveryOutcome::KeyReused => Err(ApiError::unprocessable(
+            "IDEMPOTENCY_KEY_REUSED",
+            "this delivery id was already used with a different body; send a new delivery id for new content",
+        )),
+    }
+}
+
+/// A 400 that says where the JSON broke: line, column and byte offset.
+fn json_error(body: &[u8], e: &serde_json::Error) -> ApiError {
+    let (line, column) = (e.line(), e.column());
+    let position = byte_position(body, line, column);
+    ApiError::bad_request(
+        "INVALID_JSON",
+        format!(
+            "the body is not valid JSON at byte {position} (line {line}, column {column}): {e}"
+        ),
+    )
+    .with_details(json!({ "line": line, "column": column, "position": position }))
+}
+
+fn byte_position(body: &[u8], line: usize, column: usize) -> usize {
+    let mut offset = 0;
+    for (index, chunk) in body.split(|b| *b == b'\n').enumerate() {
+        if index + 1 == line {
+            return offset + column.saturating_sub(1).min(chunk.len());
+        }
+        offset += chunk.len() + 1;
+    }
+    body.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::byte_position;
+
+    #[test]
+    fn byte_position_counts_previous_lines() {
+        let body = b"{\n  \"a\": x\n}";
+        let e = serde_json::from_slice::<serde_json::Value>(body).unwrap_err();
+        assert_eq!(
+            &body[byte_position(body, e.line(), e.column())..][..1],
+            b"x"
+        );
+    }
+}

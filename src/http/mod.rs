@@ -1,0 +1,95 @@
+//! The HTTP surface: routes and the state they share. Handlers are thin: they check, journal and
+//! answer; the work happens in jobs and scenarios.
+
+pub mod hooks;
+mod runs;
+
+use std::sync::Arc;
+
+use actix_web::{HttpResponse, web};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::jobs::RunnerHandle;
+use crate::journal::Journal;
+use crate::webhook::Secret;
+
+pub use hooks::{Hook, Hooks};
+
+/// What every request handler can reach.
+pub struct AppState {
+    pub journal: Journal,
+    pub runner: RunnerHandle,
+    pub hooks: Arc<Hooks>,
+    pub secrets: Arc<Vec<Secret>>,
+    pub tolerance_secs: u64,
+    pub max_body: usize,
+    pub prometheus: Option<PrometheusHandle>,
+    /// Extra readiness check (the record store).
+    pub ready: Arc<dyn Fn() -> futures_ready::ReadyFuture + Send + Sync>,
+}
+
+/// A boxed readiness future, so the store can be checked without this module knowing its type.
+pub mod futures_ready {
+    pub type ReadyFuture =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
+}
+
+/// Registers the worker's routes on an actix app.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/hooks/{scenario}", web::post().to(hooks::receive))
+        .route("/v1/runs/{id}", web::get().to(runs::show))
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(prometheus_metrics));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if !state.journal.is_alive() {
+        return Err(ApiError::unavailable(
+            "JOURNAL_UNAVAILABLE",
+            "the journal is not running",
+        ));
+    }
+    state.journal.ping().await?;
+    if let Err(e) = (state.ready)().await {
+        return Err(ApiError::unavailable(
+            "STORE_UNAVAILABLE",
+            format!("the record store is not reachable: {e}"),
+        ));
+    }
+    Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
+}
+
+async fn prometheus_metrics(state: web::Data<AppState>) -> HttpResponse {
+    if let Ok(counts) = state.journal.job_counts().await {
+        for status in [
+            "queued",
+            "running",
+            "retry_scheduled",
+            "succeeded",
+            "failed",
+            "cancelled",
+        ] {
+            let n = counts
+                .iter()
+                .find(|(s, _)| s == status)
+                .map(|(_, n)| *n)
+                .unwrap_or(0);
+            metrics::gauge!("jobs", "state" => status).set(n as f64);
+        }
+    }
+    let text = state
+        .prometheus
+        .as_ref()
+        .map(|h| h.render())
+        .unwrap_or_default();
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(text)
+}

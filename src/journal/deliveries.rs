@@ -1,0 +1,190 @@
+//! Deliveries: one row per idempotency key, holding the first answer given for it.
+//!
+//! Asynchronous hooks (A2, S3, R1) answer 202 at once, so the delivery, its job and its answer are
+//! written in one operation. Synchronous hooks (A1, D1, E1, S1) must do their work before they can
+//! answer: they first *reserve* the key (a row without an answer), do the work, then *complete* it.
+//! A repeat that finds a reservation gets "in progress" (409, retry later), the way Stripe treats
+//! concurrent requests with one idempotency key; a transient failure *releases* the key so the
+//! sender's retry runs the work again.
+
+use rusqlite::{OptionalExtension, params};
+use serde_json::Value;
+
+use super::{Journal, JournalError, NewJob, now_ms};
+
+/// A delivery about to be journaled.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub key: String,
+    pub scenario: String,
+    pub body_hash: String,
+    pub body: String,
+}
+
+/// What the journal says about a delivery key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeliveryOutcome {
+    /// First time this key is seen: it is now journaled (with its job and answer, when given).
+    New,
+    /// Seen before and answered: answer the same again.
+    Replayed { status: u16, body: Value },
+    /// Seen before, the first request is still being worked on.
+    InProgress,
+    /// The key was used before with a different body.
+    KeyReused,
+}
+
+/// A journaled delivery, for the admin views.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Delivery {
+    pub key: String,
+    pub scenario: String,
+    pub body: Value,
+    pub received_at: i64,
+    pub response_status: Option<u16>,
+    pub job_id: Option<String>,
+}
+
+impl Journal {
+    /// Journals an asynchronous delivery with its job and the answer to give, unless the key was seen.
+    pub async fn accept_delivery(
+        &self,
+        delivery: NewDelivery,
+        job: NewJob,
+        status: u16,
+        answer: Value,
+    ) -> Result<DeliveryOutcome, JournalError> {
+        let answer_text = serde_json::to_string(&answer)?;
+        self.call(move |conn| {
+            if let Some(outcome) = existing(conn, &delivery)? {
+                return Ok(outcome);
+            }
+            conn.prepare_cached(
+                "INSERT INTO deliveries (key, scenario, body_hash, body, received_at, response_status, response_body, job_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                delivery.key,
+                delivery.scenario,
+                delivery.body_hash,
+                delivery.body,
+                now_ms(),
+                status,
+                answer_text,
+                job.id
+            ])?;
+            super::jobs::insert_job(conn, &job)?;
+            Ok(DeliveryOutcome::New)
+        })
+        .await
+    }
+
+    /// Reserves a key for a synchronous hook. `New` means the caller must do the work and then call
+    /// [`Journal::complete_delivery`] or [`Journal::release_delivery`].
+    pub async fn reserve_delivery(
+        &self,
+        delivery: NewDelivery,
+    ) -> Result<DeliveryOutcome, JournalError> {
+        self.call(move |conn| {
+            if let Some(outcome) = existing(conn, &delivery)? {
+                return Ok(outcome);
+            }
+            conn.prepare_cached(
+                "INSERT INTO deliveries (key, scenario, body_hash, body, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![delivery.key, delivery.scenario, delivery.body_hash, delivery.body, now_ms()])?;
+            Ok(DeliveryOutcome::New)
+        })
+        .await
+    }
+
+    /// Stores the answer of a reserved delivery.
+    pub async fn complete_delivery(
+        &self,
+        key: String,
+        status: u16,
+        answer: Value,
+    ) -> Result<(), JournalError> {
+        let text = serde_json::to_string(&answer)?;
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "UPDATE deliveries SET response_status = ?2, response_body = ?3 WHERE key = ?1",
+            )?
+            .execute(params![key, status, text])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Forgets a reserved delivery whose work failed transiently, so that a retry runs it again.
+    pub async fn release_delivery(&self, key: String) -> Result<(), JournalError> {
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "DELETE FROM deliveries WHERE key = ?1 AND response_status IS NULL",
+            )?
+            .execute([key])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The delivery that created a job, if any.
+    pub async fn delivery_for_job(&self, job_id: String) -> Result<Option<Delivery>, JournalError> {
+        self.call(move |conn| {
+            conn.query_row(
+                "SELECT d.key, d.scenario, d.body, d.received_at, d.response_status, d.job_id
+                 FROM deliveries d JOIN jobs j ON j.delivery_key = d.key WHERE j.id = ?1",
+                [job_id],
+                |row| {
+                    let body: String = row.get(2)?;
+                    Ok(Delivery {
+                        key: row.get(0)?,
+                        scenario: row.get(1)?,
+                        body: serde_json::from_str(&body).unwrap_or(Value::String(body)),
+                        received_at: row.get(3)?,
+                        response_status: row.get(4)?,
+                        job_id: row.get(5)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(JournalError::from)
+        })
+        .await
+    }
+
+    /// Number of journaled deliveries (for benchmarks and tests).
+    pub async fn delivery_count(&self) -> Result<u64, JournalError> {
+        self.call(|conn| {
+            Ok(conn.query_row("SELECT COUNT(*) FROM deliveries", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+        })
+        .await
+    }
+}
+
+fn existing(
+    conn: &rusqlite::Connection,
+    delivery: &NewDelivery,
+) -> Result<Option<DeliveryOutcome>, JournalError> {
+    let row: Option<(String, Option<u16>, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT body_hash, response_status, response_body FROM deliveries WHERE key = ?1",
+        )?
+        .query_row([&delivery.key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    Ok(row.map(|(hash, status, body)| {
+        if hash != delivery.body_hash {
+            DeliveryOutcome::KeyReused
+        } else {
+            match (status, body) {
+                (Some(status), Some(body)) => DeliveryOutcome::Replayed {
+                    status,
+                    body: serde_json::from_str(&body).unwrap_or(Value::Null),
+                },
+                _ => DeliveryOutcome::InProgress,
+            }
+        }
+    }))
+}

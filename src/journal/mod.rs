@@ -1,0 +1,328 @@
+//! The journal: the worker's own SQLite database (WAL) of deliveries, jobs, attempts, the admin audit
+//! log and the analysis cache.
+//!
+//! One OS thread owns the connection and every operation is a closure sent to it over a channel. The
+//! thread drains whatever has queued up, runs the batch inside one transaction (each operation in a
+//! savepoint, so one failing operation does not undo its neighbours), commits once, and only then
+//! answers each caller. That is group commit: under load a single fsync covers many deliveries, and
+//! no caller is ever told "done" before its write is durable. Serialising every write through one
+//! thread is also what makes "100 identical deliveries at once give one job" a plain read-then-insert.
+//!
+//! `synchronous = FULL` in WAL mode makes each commit durable against power loss as well as a crash of
+//! the process; group commit keeps its cost per delivery small.
+
+mod audit;
+mod deliveries;
+mod jobs;
+
+pub use audit::{AuditEntry, NewAudit};
+pub use deliveries::{Delivery, DeliveryOutcome, NewDelivery};
+pub use jobs::{Job, JobAttempt, JobFilter, JobStatus, NewJob};
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+/// Errors of the journal. `Unavailable` maps to 503 with `Retry-After`.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("the journal is unavailable ({0}); retry shortly")]
+    Unavailable(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("journal data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+impl JournalError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            JournalError::Unavailable(_) => "JOURNAL_UNAVAILABLE",
+            JournalError::NotFound(_) => "NOT_FOUND",
+            JournalError::Corrupt(_) => "JOURNAL_CORRUPT",
+        }
+    }
+}
+
+impl From<rusqlite::Error> for JournalError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e {
+            rusqlite::Error::QueryReturnedNoRows => JournalError::NotFound("row".into()),
+            rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::InvalidColumnType(..) => JournalError::Corrupt(e.to_string()),
+            other => JournalError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<serde_json::Error> for JournalError {
+    fn from(e: serde_json::Error) -> Self {
+        JournalError::Corrupt(e.to_string())
+    }
+}
+
+type Reply = Box<dyn FnOnce(bool) + Send>;
+type Op = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+
+/// Handle to the journal; cheap to clone.
+#[derive(Clone)]
+pub struct Journal {
+    tx: mpsc::UnboundedSender<Op>,
+    alive: Arc<AtomicBool>,
+}
+
+/// Largest number of operations committed in one transaction.
+const MAX_BATCH: usize = 512;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: deliveries, jobs, attempts, audit log, analysis cache.
+    r#"
+    CREATE TABLE deliveries (
+        key TEXT PRIMARY KEY,
+        scenario TEXT NOT NULL,
+        body_hash TEXT NOT NULL,
+        body TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        response_status INTEGER,
+        response_body TEXT,
+        job_id TEXT
+    );
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        scenario TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER,
+        last_error TEXT,
+        result TEXT,
+        delivery_key TEXT,
+        dedupe_key TEXT,
+        parent_id TEXT,
+        replay_of TEXT,
+        options TEXT NOT NULL DEFAULT '{}',
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        started_at INTEGER,
+        finished_at INTEGER
+    );
+    CREATE INDEX jobs_due ON jobs(status, next_attempt_at);
+    CREATE INDEX jobs_created ON jobs(created_at);
+    CREATE INDEX jobs_parent ON jobs(parent_id);
+    CREATE UNIQUE INDEX jobs_active_dedupe ON jobs(dedupe_key)
+        WHERE dedupe_key IS NOT NULL AND status IN ('queued', 'running', 'retry_scheduled');
+    CREATE TABLE job_attempts (
+        job_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER,
+        outcome TEXT,
+        error TEXT,
+        PRIMARY KEY (job_id, attempt)
+    );
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT,
+        count INTEGER NOT NULL DEFAULT 0,
+        details TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE analysis_cache (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    "#,
+];
+
+impl Journal {
+    /// Opens (creating if needed) the journal at `path`, applies migrations, and starts its thread.
+    pub fn open(path: &Path) -> Result<Journal, JournalError> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    JournalError::Unavailable(format!(
+                        "cannot create the data folder {}: {e}",
+                        dir.display()
+                    ))
+                })?;
+            }
+        }
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "busy_timeout", 5000)?;
+        migrate(&conn)?;
+
+        let (tx, rx) = mpsc::unbounded_channel::<Op>();
+        let alive = Arc::new(AtomicBool::new(true));
+        let thread_alive = alive.clone();
+        std::thread::Builder::new()
+            .name("journal".into())
+            .spawn(move || {
+                writer_loop(conn, rx);
+                thread_alive.store(false, Ordering::SeqCst);
+            })
+            .map_err(|e| {
+                JournalError::Unavailable(format!("cannot start the journal thread: {e}"))
+            })?;
+        Ok(Journal { tx, alive })
+    }
+
+    /// Runs `f` on the journal thread inside the current batch's transaction and returns its result
+    /// once the transaction is committed. An `Err` from `f` rolls back only `f`'s own writes.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, JournalError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, JournalError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let op: Op = Box::new(move |conn| {
+            let result = f(conn);
+            let ok = result.is_ok();
+            let reply: Reply = Box::new(move |committed| {
+                let answer = match result {
+                    Ok(_) if !committed => {
+                        Err(JournalError::Unavailable("the commit failed".into()))
+                    }
+                    other => other,
+                };
+                let _ = tx.send(answer);
+            });
+            (ok, reply)
+        });
+        self.tx
+            .send(op)
+            .map_err(|_| JournalError::Unavailable("the journal thread has stopped".into()))?;
+        rx.await
+            .map_err(|_| JournalError::Unavailable("the journal thread has stopped".into()))?
+    }
+
+    /// True while the journal thread runs (for `/readyz`).
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst) && !self.tx.is_closed()
+    }
+
+    /// A cheap round trip through the journal thread.
+    pub async fn ping(&self) -> Result<(), JournalError> {
+        self.call(|conn| {
+            conn.query_row("SELECT 1", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Looks up a cached analysis answer.
+    pub async fn cache_get(&self, key: String) -> Result<Option<serde_json::Value>, JournalError> {
+        self.call(move |conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT value FROM analysis_cache WHERE key = ?1")?;
+            let mut rows = stmt.query([&key])?;
+            match rows.next()? {
+                Some(row) => {
+                    let text: String = row.get(0)?;
+                    Ok(Some(serde_json::from_str(&text)?))
+                }
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    /// Stores an analysis answer under its cache key.
+    pub async fn cache_put(
+        &self,
+        key: String,
+        value: &serde_json::Value,
+    ) -> Result<(), JournalError> {
+        let text = serde_json::to_string(value)?;
+        self.call(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO analysis_cache (key, value, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value, created_at = excluded.created_at",
+            )?
+            .execute(rusqlite::params![key, text, now_ms()])?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<(), JournalError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let current = usize::try_from(version).unwrap_or(0);
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let applied = conn
+            .execute_batch(sql)
+            .and_then(|_| conn.pragma_update(None, "user_version", (index + 1) as i64));
+        match applied {
+            Ok(()) => conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(JournalError::Unavailable(format!(
+                    "migration {} failed: {e}",
+                    index + 1
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Op>) {
+    let mut batch: Vec<Op> = Vec::with_capacity(MAX_BATCH);
+    let mut replies: Vec<Reply> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let began = conn.execute_batch("BEGIN IMMEDIATE").is_ok();
+        for op in batch.drain(..) {
+            let _ = conn.execute_batch("SAVEPOINT op");
+            let (ok, reply) = op(&conn);
+            if !ok {
+                let _ = conn.execute_batch("ROLLBACK TO op");
+            }
+            let _ = conn.execute_batch("RELEASE op");
+            replies.push(reply);
+        }
+        let committed = began && conn.execute_batch("COMMIT").is_ok();
+        if !committed {
+            let _ = conn.execute_batch("ROLLBACK");
+            tracing::error!("journal commit failed; the batch's callers are told to retry");
+        }
+        for reply in replies.drain(..) {
+            reply(committed);
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// RFC 3339 text of a millisecond timestamp, for API answers.
+pub fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}

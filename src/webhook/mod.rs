@@ -1,0 +1,58 @@
+//! Webhook intake rules that do not depend on HTTP: signatures and delivery keys.
+
+pub mod signature;
+
+pub use signature::{Scheme, Secret, SignatureError, SignedHeaders, Verified};
+
+use sha2::{Digest, Sha256};
+
+/// The idempotency key of a delivery (ARCHITECTURE §3): the sender's delivery id (`webhook-id` or
+/// `X-Coach-Delivery`), else `Idempotency-Key`, else a hash of the scenario and the canonical body.
+/// Keys are scoped by scenario so that one id sent to two hooks names two deliveries.
+pub fn delivery_key(
+    scenario: &str,
+    delivery_id: Option<&str>,
+    idempotency_key: Option<&str>,
+    body: &serde_json::Value,
+) -> String {
+    match delivery_id
+        .or(idempotency_key)
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+    {
+        Some(id) => format!("{scenario}:{id}"),
+        None => format!("{scenario}:body:{}", body_hash(body)),
+    }
+}
+
+/// SHA-256 (hex) of the canonical form of a JSON body: object keys sorted (serde_json's map is
+/// ordered), no insignificant whitespace. Two bodies that differ only in key order or spacing hash
+/// the same.
+pub fn body_hash(body: &serde_json::Value) -> String {
+    let canonical = serde_json::to_vec(body).unwrap_or_default();
+    hex::encode(Sha256::digest(&canonical))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_prefers_delivery_id_then_idempotency_key_then_body() {
+        let body = serde_json::json!({"b": 1, "a": 2});
+        assert_eq!(
+            delivery_key("r1", Some("msg_1"), Some("idem"), &body),
+            "r1:msg_1"
+        );
+        assert_eq!(delivery_key("r1", None, Some("idem"), &body), "r1:idem");
+        let same: serde_json::Value = serde_json::from_str(r#"{ "a": 2,  "b": 1 }"#).unwrap();
+        assert_eq!(
+            delivery_key("r1", None, None, &body),
+            delivery_key("r1", None, None, &same)
+        );
+        assert_ne!(
+            delivery_key("r1", None, None, &body),
+            delivery_key("a2", None, None, &body)
+        );
+    }
+}
