@@ -1,1 +1,267 @@
-//! placeholder
+//! coach-store: the record store of coach-worker — Airtable as the system of record, SQLite as the
+//! embedded default, one interface and one set of semantics.
+//!
+//! # Public API (what the worker calls)
+//!
+//! ```text
+//! Store::sqlite(path: &Path) -> Result<Store, StoreError>
+//! Store::sqlite_with_schema(path: &Path, schema: BaseSchema) -> Result<Store, StoreError>
+//! Store::airtable(cfg: AirtableConfig) -> Result<Store, StoreError>
+//! store.get(table, id) -> Result<Record>              // NotFound when absent
+//! store.list(table, &ListQuery) -> Result<Vec<Record>> // typed filter, field selection, max records
+//! store.create(table, Vec<Fields>) -> Result<Vec<Record>>            // never retried on 5xx
+//! store.update(table, Vec<(String, Fields)>) -> Result<Vec<Record>>  // PATCH by id (merge)
+//! store.upsert(table, Vec<Fields>) -> Result<Vec<Record>>            // merge on "Key"
+//! store.delete(table, Vec<String>) -> Result<()>
+//! store.ready() -> Result<()>          // cheap reachability check for /readyz
+//! store.backend_name() -> &'static str // "airtable" | "sqlite"
+//! ```
+//! Every call is batch-aware (Airtable batches of at most 10 are made internally). Ids from outside are
+//! validated ([`RecordId`], [`is_record_id`]) before any request. Errors are [`StoreError`] with `code()`
+//! and `is_transient()`.
+//!
+//! Modules: [`filter`] (typed filters → formula / SQL), [`tables`] (typed records of the seven tables and
+//! their names), [`schema`] (the base schema, validation and diff), [`cli`] (`airtable check|apply`),
+//! [`attachment`] (safe download of `File` attachments), `fake` (feature `fake`: a stateful Airtable on
+//! wiremock for tests).
+//!
+//! # Semantics both backends share
+//! - Ids are `rec` + 14 letters/digits; `createdTime` is RFC 3339 UTC with milliseconds.
+//! - Empty values (`null`, `""`, `[]`, `false`) are not stored: a read returns the field absent, as
+//!   Airtable does. Read absent fields as empty.
+//! - `update` merges the given fields into the record (PATCH); `null` clears a field.
+//! - `upsert` matches on the `Key` field: the first record with that key is updated, otherwise one is
+//!   created. Upserting the same key twice leaves one record.
+//! - Unknown table → `TableNotFound`; unknown field → `UnknownField`; unknown select option →
+//!   `InvalidSelectOption`; missing record → `NotFound`.
+
+pub mod attachment;
+pub mod cli;
+mod error;
+pub mod filter;
+mod id;
+pub mod schema;
+pub mod tables;
+
+mod airtable;
+mod rate;
+mod sqlite;
+
+#[cfg(feature = "fake")]
+pub mod fake;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use airtable::AirtableConfig;
+pub use error::StoreError;
+pub use filter::{Filter, FilterValue};
+pub use id::{RecordId, is_record_id};
+pub use schema::BaseSchema;
+
+/// The fields of a record, by field name.
+pub type Fields = serde_json::Map<String, Value>;
+
+/// The name of the field upserts merge on.
+pub const KEY_FIELD: &str = "Key";
+
+/// A record as both backends return it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    #[serde(rename = "createdTime", default)]
+    pub created_time: String,
+    #[serde(default)]
+    pub fields: Fields,
+}
+
+impl Record {
+    /// A text field, `None` when absent (empty).
+    pub fn text(&self, field: &str) -> Option<&str> {
+        self.fields.get(field).and_then(Value::as_str)
+    }
+}
+
+/// What to list: an optional filter, an optional field selection (empty = all fields) and a cap.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListQuery {
+    pub filter: Option<Filter>,
+    pub fields: Vec<String>,
+    pub max_records: Option<usize>,
+}
+
+impl ListQuery {
+    pub fn new() -> ListQuery {
+        ListQuery::default()
+    }
+    pub fn filter(mut self, filter: Filter) -> ListQuery {
+        self.filter = Some(filter);
+        self
+    }
+    pub fn fields<S: Into<String>>(mut self, fields: impl IntoIterator<Item = S>) -> ListQuery {
+        self.fields = fields.into_iter().map(Into::into).collect();
+        self
+    }
+    pub fn max_records(mut self, n: usize) -> ListQuery {
+        self.max_records = Some(n);
+        self
+    }
+}
+
+/// The record store. Cheap to clone; all clones share one backend (and, for Airtable, one rate limiter).
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Airtable(Arc<airtable::AirtableClient>),
+    Sqlite(sqlite::SqliteStore),
+}
+
+impl Store {
+    /// The embedded store in a SQLite file (created if absent), validated against the shipped schema.
+    pub fn sqlite(path: &Path) -> Result<Store, StoreError> {
+        Store::sqlite_with_schema(path, BaseSchema::embedded()?)
+    }
+
+    /// The embedded store with another schema (tests, or a base that differs from the shipped one).
+    pub fn sqlite_with_schema(path: &Path, schema: BaseSchema) -> Result<Store, StoreError> {
+        Ok(Store {
+            backend: Backend::Sqlite(sqlite::SqliteStore::open(path, schema)?),
+        })
+    }
+
+    /// The Airtable store.
+    pub fn airtable(cfg: AirtableConfig) -> Result<Store, StoreError> {
+        Ok(Store {
+            backend: Backend::Airtable(Arc::new(airtable::AirtableClient::new(cfg)?)),
+        })
+    }
+
+    /// `"airtable"` or `"sqlite"`.
+    pub fn backend_name(&self) -> &'static str {
+        match &self.backend {
+            Backend::Airtable(_) => "airtable",
+            Backend::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// One record by id.
+    pub async fn get(&self, table: &str, id: &str) -> Result<Record, StoreError> {
+        RecordId::parse(id)?;
+        match &self.backend {
+            Backend::Airtable(c) => c.get(table, id).await,
+            Backend::Sqlite(s) => s.get(table, id).await,
+        }
+    }
+
+    /// Every record matching the query (all pages).
+    pub async fn list(&self, table: &str, query: &ListQuery) -> Result<Vec<Record>, StoreError> {
+        if let Some(f) = &query.filter {
+            for name in f.fields() {
+                filter::check_field_name(name)?;
+            }
+        }
+        if query.max_records == Some(0) {
+            return Ok(Vec::new());
+        }
+        match &self.backend {
+            Backend::Airtable(c) => c.list(table, query).await,
+            Backend::Sqlite(s) => s.list(table, query).await,
+        }
+    }
+
+    /// Creates records, in input order. Not retried on 5xx or network errors (it may have been applied).
+    pub async fn create(&self, table: &str, records: Vec<Fields>) -> Result<Vec<Record>, StoreError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        match &self.backend {
+            Backend::Airtable(c) => c.create(table, records).await,
+            Backend::Sqlite(s) => s.create(table, records).await,
+        }
+    }
+
+    /// Merges fields into existing records (PATCH by id).
+    pub async fn update(&self, table: &str, records: Vec<(String, Fields)>) -> Result<Vec<Record>, StoreError> {
+        id::check_ids(records.iter().map(|(id, _)| id.as_str()))?;
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        match &self.backend {
+            Backend::Airtable(c) => c.update(table, records).await,
+            Backend::Sqlite(s) => s.update(table, records).await,
+        }
+    }
+
+    /// Creates or updates records matched on their `Key` field (each record must carry a non-empty `Key`).
+    pub async fn upsert(&self, table: &str, records: Vec<Fields>) -> Result<Vec<Record>, StoreError> {
+        for (i, r) in records.iter().enumerate() {
+            match r.get(KEY_FIELD).and_then(Value::as_str) {
+                Some(k) if !k.is_empty() => {}
+                _ => {
+                    return Err(StoreError::InvalidRecords(format!(
+                        "record {i} of the upsert has no text \"{KEY_FIELD}\"; every upserted record needs its deterministic key"
+                    )));
+                }
+            }
+        }
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        match &self.backend {
+            Backend::Airtable(c) => c.upsert(table, records).await,
+            Backend::Sqlite(s) => s.upsert(table, records).await,
+        }
+    }
+
+    /// Deletes records by id.
+    pub async fn delete(&self, table: &str, ids: Vec<String>) -> Result<(), StoreError> {
+        id::check_ids(ids.iter().map(String::as_str))?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        match &self.backend {
+            Backend::Airtable(c) => c.delete(table, ids).await,
+            Backend::Sqlite(s) => s.delete(table, ids).await,
+        }
+    }
+
+    /// A cheap reachability check for `/readyz`.
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Airtable(c) => c.ready().await,
+            Backend::Sqlite(s) => s.ready().await,
+        }
+    }
+}
+
+/// Drops empty values, as Airtable does not return them (both local stores store what Airtable would
+/// return, so reads agree).
+pub(crate) fn drop_empty(fields: &mut Fields) {
+    fields.retain(|_, v| !is_empty_value(v));
+}
+
+pub(crate) fn is_empty_value(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    }
+}
+
+/// The current time as Airtable writes `createdTime` (`2017-08-05T23:13:06.000Z`).
+pub(crate) fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    now.format(&fmt).unwrap_or_default()
+}

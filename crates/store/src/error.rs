@@ -1,0 +1,210 @@
+//! The one error type of the store, shared by both backends.
+//!
+//! Callers branch on errors in two ways: by variant (`StoreError::NotFound` is the common one) and by
+//! [`StoreError::is_transient`], which the worker's job runner uses to decide between "retry later" and
+//! "fail now with the reason". Airtable errors are mapped from the API's `error.type` (never from the
+//! message text); the SQLite backend produces the same variants for the same situations, so code written
+//! against one backend behaves the same on the other.
+
+use std::time::Duration;
+
+/// Everything that can go wrong in the record store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The record does not exist (Airtable 404 `NOT_FOUND`, or no row in SQLite).
+    #[error("record {id} was not found in table \"{table}\"; check the id, or whether it was deleted")]
+    NotFound { table: String, id: String },
+
+    /// The table does not exist in the base.
+    #[error(
+        "table \"{table}\" does not exist in the base; run `coach-worker airtable check` to compare the base with airtable/base-schema.json"
+    )]
+    TableNotFound { table: String },
+
+    /// A record id from outside did not have the shape `rec` + 14 letters or digits.
+    #[error("\"{0}\" is not a record id: expected `rec` followed by 14 letters or digits")]
+    InvalidRecordId(String),
+
+    /// A filter could not be compiled (for example a field name containing `{` or `}`).
+    #[error("invalid filter: {0}")]
+    InvalidFilter(String),
+
+    /// A field name that the table does not have.
+    #[error(
+        "table \"{table}\" has no field named \"{field}\"; fix the name or add the field (see airtable/base-schema.json)"
+    )]
+    UnknownField { table: String, field: String },
+
+    /// A select option that the field does not offer.
+    #[error(
+        "field \"{field}\" of table \"{table}\" has no option \"{value}\"; use one of the field's options or add it to the base"
+    )]
+    InvalidSelectOption { table: String, field: String, value: String },
+
+    /// A value of the wrong type for its field (text into a number, a non-id into a link, ...).
+    #[error("invalid value for field \"{field}\" of table \"{table}\": {message}")]
+    InvalidValue { table: String, field: String, message: String },
+
+    /// The request was rejected as a whole (batch too large, missing `Key` for an upsert, ...).
+    #[error("invalid records: {0}")]
+    InvalidRecords(String),
+
+    /// The token is missing, wrong, or lacks the scope or base access.
+    #[error(
+        "Airtable refused the token ({error_type}): check AIRTABLE_TOKEN, its scopes (data.records:read/write, schema.bases:read/write) and its access to the base"
+    )]
+    Unauthorized { error_type: String },
+
+    /// Still rate limited after every allowed retry.
+    #[error("Airtable kept answering 429 after {retries} waits of {wait:?}; lower the request rate or retry later")]
+    RateLimited { retries: u32, wait: Duration },
+
+    /// The server answered 5xx.
+    #[error("Airtable answered HTTP {status}; this is usually temporary, retry later")]
+    Unavailable { status: u16 },
+
+    /// The request did not complete (connection refused, reset, DNS, TLS).
+    #[error("could not reach the store: {0}")]
+    Network(String),
+
+    /// The request took longer than the configured timeout.
+    #[error("the store did not answer within {0:?}; retry later")]
+    Timeout(Duration),
+
+    /// Any other API error, kept with its `error.type` so callers can still inspect it.
+    #[error("Airtable answered HTTP {status} {error_type}: {message}")]
+    Api { status: u16, error_type: String, message: String },
+
+    /// A response body that is not what the API documents.
+    #[error("unexpected response from the store: {0}")]
+    Decode(String),
+
+    /// The embedded SQLite database failed.
+    #[error("SQLite store error: {0}")]
+    Sqlite(String),
+
+    /// Invalid configuration (bad base URL, unreadable schema file, ...).
+    #[error("store configuration error: {0}")]
+    Config(String),
+}
+
+impl StoreError {
+    /// A stable SCREAMING_SNAKE code for logs, metrics and API error bodies.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::NotFound { .. } => "NOT_FOUND",
+            StoreError::TableNotFound { .. } => "TABLE_NOT_FOUND",
+            StoreError::InvalidRecordId(_) => "INVALID_RECORD_ID",
+            StoreError::InvalidFilter(_) => "INVALID_FILTER",
+            StoreError::UnknownField { .. } => "UNKNOWN_FIELD_NAME",
+            StoreError::InvalidSelectOption { .. } => "INVALID_MULTIPLE_CHOICE_OPTIONS",
+            StoreError::InvalidValue { .. } => "INVALID_VALUE_FOR_COLUMN",
+            StoreError::InvalidRecords(_) => "INVALID_RECORDS",
+            StoreError::Unauthorized { .. } => "STORE_UNAUTHORIZED",
+            StoreError::RateLimited { .. } => "STORE_RATE_LIMITED",
+            StoreError::Unavailable { .. } => "STORE_UNAVAILABLE",
+            StoreError::Network(_) => "STORE_NETWORK",
+            StoreError::Timeout(_) => "STORE_TIMEOUT",
+            StoreError::Api { .. } => "STORE_API_ERROR",
+            StoreError::Decode(_) => "STORE_DECODE",
+            StoreError::Sqlite(_) => "STORE_SQLITE",
+            StoreError::Config(_) => "STORE_CONFIG",
+        }
+    }
+
+    /// True when the same call may succeed later (rate limits, 5xx, network, timeouts, a busy database).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StoreError::RateLimited { .. }
+                | StoreError::Unavailable { .. }
+                | StoreError::Network(_)
+                | StoreError::Timeout(_)
+                | StoreError::Sqlite(_)
+        )
+    }
+
+    /// True for errors a caller caused (bad id, unknown field, ...): a 400-class answer, never retried.
+    pub fn is_client_error(&self) -> bool {
+        matches!(
+            self,
+            StoreError::InvalidRecordId(_)
+                | StoreError::InvalidFilter(_)
+                | StoreError::UnknownField { .. }
+                | StoreError::InvalidSelectOption { .. }
+                | StoreError::InvalidValue { .. }
+                | StoreError::InvalidRecords(_)
+        )
+    }
+
+    /// Maps an Airtable error (`status` and `error.type`) to a variant; `table` and `id` give context.
+    pub(crate) fn from_airtable(status: u16, error_type: &str, message: &str, table: &str, id: &str) -> StoreError {
+        match error_type {
+            "NOT_FOUND" | "MODEL_ID_NOT_FOUND" if !id.is_empty() => StoreError::NotFound {
+                table: table.to_string(),
+                id: id.to_string(),
+            },
+            "TABLE_NOT_FOUND" => StoreError::TableNotFound { table: table.to_string() },
+            "NOT_FOUND" if !table.is_empty() => StoreError::TableNotFound { table: table.to_string() },
+            "UNKNOWN_FIELD_NAME" => StoreError::UnknownField {
+                table: table.to_string(),
+                field: quoted_name(message).unwrap_or_else(|| message.to_string()),
+            },
+            "INVALID_MULTIPLE_CHOICE_OPTIONS" => StoreError::InvalidSelectOption {
+                table: table.to_string(),
+                field: String::new(),
+                value: quoted_name(message).unwrap_or_else(|| message.to_string()),
+            },
+            "INVALID_VALUE_FOR_COLUMN" => StoreError::InvalidValue {
+                table: table.to_string(),
+                field: quoted_name(message).unwrap_or_default(),
+                message: message.to_string(),
+            },
+            "INVALID_RECORDS" | "INVALID_REQUEST_UNKNOWN" | "INVALID_REQUEST_MISSING_FIELDS" => {
+                StoreError::InvalidRecords(message.to_string())
+            }
+            "INVALID_FILTER_BY_FORMULA" => StoreError::InvalidFilter(message.to_string()),
+            "AUTHENTICATION_REQUIRED"
+            | "INVALID_PERMISSIONS"
+            | "INVALID_PERMISSIONS_OR_MODEL_NOT_FOUND"
+            | "INVALID_AUTHORIZATION"
+            | "UNAUTHORIZED" => StoreError::Unauthorized {
+                error_type: error_type.to_string(),
+            },
+            _ if status >= 500 => StoreError::Unavailable { status },
+            _ => StoreError::Api {
+                status,
+                error_type: error_type.to_string(),
+                message: message.to_string(),
+            },
+        }
+    }
+}
+
+/// The first `"..."` in an Airtable message, which names the offending field or option. Only used to
+/// enrich the error for humans; the variant itself comes from `error.type`.
+fn quoted_name(message: &str) -> Option<String> {
+    let start = message.find('"')?;
+    let rest = &message[start + 1..];
+    let end = rest.find('"')?;
+    Some(rest[..end].to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_types_not_messages() {
+        let e = StoreError::from_airtable(422, "UNKNOWN_FIELD_NAME", "Unknown field name: \"Colour\"", "Runs", "");
+        assert_eq!(e.code(), "UNKNOWN_FIELD_NAME");
+        assert!(matches!(e, StoreError::UnknownField { ref field, .. } if field == "Colour"));
+        let e = StoreError::from_airtable(404, "NOT_FOUND", "", "Runs", "rec00000000000000");
+        assert!(matches!(e, StoreError::NotFound { .. }));
+        let e = StoreError::from_airtable(503, "SERVICE_UNAVAILABLE", "", "Runs", "");
+        assert!(e.is_transient());
+        let e = StoreError::from_airtable(422, "SOMETHING_NEW", "m", "Runs", "");
+        assert_eq!(e.code(), "STORE_API_ERROR");
+        assert!(!e.is_transient());
+    }
+}

@@ -1,0 +1,476 @@
+//! Typed records for the seven tables of the base (ARCHITECTURE §5), mapped to and from [`Fields`] by
+//! field name.
+//!
+//! The mapping goes through serde with one `#[serde(rename = "Field Name")]` per field, so the field names
+//! live in exactly one place next to their Rust types, and the schema test below checks every one of them
+//! against `airtable/base-schema.json`. Every field is optional (`Option` or an empty `Vec`) because
+//! Airtable omits empty fields from responses: absent reads as empty. `to_fields` leaves out `None` and
+//! empty links, so writing a typed record never clears fields it does not mention; to clear a field, send
+//! `null` for it in raw [`Fields`]. Links are `Vec<String>` of record ids; select options are enums whose
+//! serde names are the option names.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{Fields, Record, StoreError};
+
+pub const USERS: &str = "Users";
+pub const TRANSCRIPTS: &str = "Transcripts";
+pub const RUN_REQUESTS: &str = "Run Requests";
+pub const RUNS: &str = "Runs";
+pub const BASELINE_PACKS: &str = "Baseline Packs";
+pub const EXPERIMENTS: &str = "Experiments";
+pub const EXPERIMENT_EVENTS: &str = "Experiment Events";
+
+/// All seven table names, in schema order.
+pub const ALL: [&str; 7] = [
+    USERS,
+    TRANSCRIPTS,
+    RUN_REQUESTS,
+    RUNS,
+    BASELINE_PACKS,
+    EXPERIMENTS,
+    EXPERIMENT_EVENTS,
+];
+
+/// A typed view of one table's records.
+pub trait TableRecord: Serialize + DeserializeOwned + Sized {
+    /// The table's name in the base.
+    const TABLE: &'static str;
+
+    /// The record id (empty for a record not yet written).
+    fn id(&self) -> &str;
+    fn set_id(&mut self, id: String);
+
+    /// Reads a record; absent fields become `None` / empty.
+    fn from_record(r: &Record) -> Result<Self, StoreError> {
+        let mut out: Self = serde_json::from_value(Value::Object(r.fields.clone())).map_err(|e| {
+            StoreError::Decode(format!("record {} of \"{}\" does not match its type: {e}", r.id, Self::TABLE))
+        })?;
+        out.set_id(r.id.clone());
+        Ok(out)
+    }
+
+    /// The fields to write (`None` and empty links left out).
+    fn to_fields(&self) -> Fields {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(m)) => m,
+            _ => Fields::new(),
+        }
+    }
+}
+
+macro_rules! table_record {
+    ($t:ty, $name:expr) => {
+        impl TableRecord for $t {
+            const TABLE: &'static str = $name;
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn set_id(&mut self, id: String) {
+                self.id = id;
+            }
+        }
+    };
+}
+
+macro_rules! select {
+    ($(#[$m:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),+
+        }
+        impl $name {
+            /// The option's name in the base.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+            /// Every option, in schema order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+        }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+select!(Role { Coachee = "coachee", Coach = "coach", Admin = "admin" });
+select!(TranscriptFormat { Auto = "auto", Vtt = "vtt", Srt = "srt", Json = "json", Text = "text" });
+select!(ParseStatus { Pending = "Pending", Parsed = "Parsed", Failed = "Failed" });
+select!(RunRequestStatus { Queued = "Queued", Processing = "Processing", Done = "Done", Failed = "Failed" });
+select!(RunRequestSource { Make = "make", Airtable = "airtable", Admin = "admin" });
+select!(RunType { SingleMeeting = "single_meeting", BaselinePack = "baseline_pack" });
+select!(RunStatus { Queued = "Queued", Running = "Running", Succeeded = "Succeeded", Failed = "Failed" });
+select!(BaselinePackStatus { Draft = "Draft", Queued = "Queued", Building = "Building", Ready = "Ready", Failed = "Failed" });
+select!(ExperimentStatus { Active = "Active", Completed = "Completed", Abandoned = "Abandoned" });
+select!(EventType { Instantiated = "instantiated", Attempt = "attempt", Completed = "completed" });
+select!(Attempted { Yes = "yes", No = "no", Unclear = "unclear" });
+
+/// An attachment as Airtable returns it (only what the worker reads), or `{url}` to write one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Attachment {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct User {
+    #[serde(skip)]
+    pub id: String,
+    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(rename = "Email", default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(rename = "Role", default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    #[serde(rename = "Coach", default, skip_serializing_if = "Vec::is_empty")]
+    pub coach: Vec<String>,
+    #[serde(rename = "Active Experiment", default, skip_serializing_if = "Vec::is_empty")]
+    pub active_experiment: Vec<String>,
+}
+table_record!(User, USERS);
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Transcript {
+    #[serde(skip)]
+    pub id: String,
+    #[serde(rename = "Title", default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(rename = "User", default, skip_serializing_if = "Vec::is_empty")]
+    pub user: Vec<String>,
+    #[serde(rename = "Meeting Date", default, skip_serializing_if = "Option::is_none")]
+    pub meeting_date: Option<String>,
+    #[serde(rename = "Format", default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<TranscriptFormat>,
+    #[serde(rename = "Transcript", default, skip_serializing_if = "Option::is_none")]
+    pub transcript: Option<String>,
+    #[serde(rename = "File", default, skip_serializing_if = "Vec::is_empty")]
+    pub file: Vec<Attachment>,
+    #[serde(rename = "Coachee Speaker", default, skip_serializing_if = "Option::is_none")]
+    pub coachee_speaker: Option<String>,
+    #[serde(rename = "Parse Status", default, skip_serializing_if = "Option::is_none")]
+    pub parse_status: Option<ParseStatus>,
+    #[serde(rename = "Parse Error", default, skip_serializing_if = "Option::is_none")]
+    pub parse_error: Option<String>,
+    #[serde(rename = "Segments", default, skip_serializing_if = "Option::is_none")]
+    pub segments: Option<i64>,
+    #[serde(rename = "Words", default, skip_serializing_if = "Option::is_none")]
+    pub words: Option<i64>,
+}
+table_record!(Transcript, TRANSCRIPTS);
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RunRequest {
+    #[serde(skip)]
+    pub id: String,
+    #[serde(rename = "Key", default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(rename = "User", default, skip_serializing_if = "Vec::is_empty")]
+    pub user: Vec<String>,
+    #[serde(rename = "Transcript", default, skip_serializing_if = "Vec::is_empty")]
+    pub transcript: Vec<String>,
+    #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<RunRequestStatus>,
+    #[serde(rename = "Run", default, skip_serializing_if = "Vec::is_empty")]
+    pub run: Vec<String>,
+    #[serde(rename = "Error", default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(rename = "Source", default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<RunRequestSource>,
+}
+table_record!(RunRequest, RUN_REQUESTS);
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Run {
+    #[serde(skip)]
+    pub id: String,
+    #[serde(rename = "Key", default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
+    pub run_type: Option<RunType>,
+    #[serde(rename = "User", default, skip_serializing_if = "Vec::is_empty")]
+    pub user: Vec<String>,
+    #[serde(rename = "Run Request", default, skip_serializing_if = "Vec::is_empty")]
+    pub run_request: Vec<String>,
+    #[serde(rename = "Baseline Pack", default, skip_serializing_if = "Vec::is_empty")]
+    pub baseline_pack: Vec<String>,
+    #[serde(rename = "Transcripts", default, skip_serializing_if = "Vec::is_empty")]
+    pub transcripts: Vec<String>,
+    #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<RunStatus>,
+    #[serde(rename = "Attempt", default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<i64>,
+    #[serde(rename = "Replay Of", default, skip_serializing_if = "Vec::is_empty")]
+    pub replay_of: Vec<String>,
+    #[serde(rename = "Provider", default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(rename = "Model", default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(rename = "Prompt Version", default, skip_serializing_if = "Option::is_none")]
+    pub prompt_version: Option<String>,
+    #[serde(rename = "Input Tokens", default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<i64>,
+    #[serde(rename = "Output Tokens", default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<i64>,
+    #[serde(rename = "Cost USD", default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    #[serde(rename = "Duration Ms", default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<i64>,
+    /// Unchecked reads as `None` (Airtable omits `false`).
+    #[serde(rename = "Gate1 Passed", default, skip_serializing_if = "Option::is_none")]
+    pub gate1_passed: Option<bool>,
+    #[serde(rename = "Gate1 Report", default, skip_serializing_if = "Option::is_none")]
+    pub gate1_report: Option<String>,
+    #[serde(rename = "Output", default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    #[serde(rename = "Coaching Card", default, skip_serializing_if = "Option::is_none")]
+    pub coaching_card: Option<String>,
+    #[serde(rename = "Metrics", default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
+    #[serde(rename = "Error", default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(rename = "Started At", default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(rename = "Finished At", default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+}
+table_record!(Run, RUNS);
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct BaselinePack {
+    #[serde(skip)]
+    pub id: String,
+    #[serde(rename = "Key", default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(rename = "User", default, skip_serializing_if = "Vec::is_empty")]
+    pub user: Vec<String>,
+    #[serde(rename = "Transcripts", default, skip_serializing_if = "Vec::is_empty")]
+    pub transcripts: Vec<String>,
+    #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<BaselinePackStatus>,
+    #[serde(rename = "Run", default, skip_serializing_if = "Vec::is_empty")]
+    pub run: Vec<String>,
+    #[serde(rename = "Experiment", default, skip_serializing_if = "Vec::is_empty")]
+    pub experiment: Vec<String>,
+    #[serde(rename = "Error", default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+table_record!(BaselinePack, BASELINE_PACKS);
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Experiment {
+    #[serde(skip)]
+    pub id: String,
+    #[serde(rename = "Key", default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(rename = "Title", default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(rename = "User", default, skip_serializing_if = "Vec::is_empty")]
+    pub user: Vec<String>,
+    #[serde(rename = "Baseline Pack", default, skip_serializing_if = "Vec::is_empty")]
+    pub baseline_pack: Vec<String>,
+    #[serde(rename = "Source Run", default, skip_serializing_if = "Vec::is_empty")]
+    pub source_run: Vec<String>,
+    #[serde(rename = "Behavior", default, skip_serializing_if = "Option::is_none")]
+    pub behavior: Option<String>,
+    #[serde(rename = "Success Signal", default, skip_serializing_if = "Option::is_none")]
+    pub success_signal: Option<String>,
+    #[serde(rename = "Target Meetings", default, skip_serializing_if = "Option::is_none")]
+    pub target_meetings: Option<i64>,
+    #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ExperimentStatus>,
+    #[serde(rename = "Started At", default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+}
+table_record!(Experiment, EXPERIMENTS);
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ExperimentEvent {
+    #[serde(skip)]
+    pub id: String,
+    #[serde(rename = "Key", default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(rename = "Experiment", default, skip_serializing_if = "Vec::is_empty")]
+    pub experiment: Vec<String>,
+    #[serde(rename = "Run", default, skip_serializing_if = "Vec::is_empty")]
+    pub run: Vec<String>,
+    #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<EventType>,
+    #[serde(rename = "Attempted", default, skip_serializing_if = "Option::is_none")]
+    pub attempted: Option<Attempted>,
+    #[serde(rename = "Evidence", default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<String>,
+    #[serde(rename = "Occurred At", default, skip_serializing_if = "Option::is_none")]
+    pub occurred_at: Option<String>,
+}
+table_record!(ExperimentEvent, EXPERIMENT_EVENTS);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::BaseSchema;
+
+    /// Every field name of every typed record exists in the schema with the select options the enum has.
+    fn check<T: TableRecord + Default>(full: T) {
+        let schema = BaseSchema::embedded().unwrap();
+        let fields = full.to_fields();
+        schema.validate_fields(T::TABLE, &fields).unwrap();
+        let table = schema.table(T::TABLE).unwrap();
+        assert_eq!(fields.len(), table.fields.len(), "{}: not every field is mapped", T::TABLE);
+        let back = T::from_record(&Record {
+            id: "rec0HLFTLAXuJ6suq".into(),
+            created_time: String::new(),
+            fields: fields.clone(),
+        })
+        .unwrap();
+        assert_eq!(back.to_fields(), fields);
+        assert_eq!(back.id(), "rec0HLFTLAXuJ6suq");
+    }
+
+    fn s(x: &str) -> Option<String> {
+        Some(x.to_string())
+    }
+    fn l() -> Vec<String> {
+        vec!["rec0HLFTLAXuJ6suq".to_string()]
+    }
+
+    #[test]
+    fn typed_records_match_the_schema() {
+        check(User {
+            id: String::new(),
+            name: s("Ada"),
+            email: s("a@example.com"),
+            role: Some(Role::Coachee),
+            coach: l(),
+            active_experiment: l(),
+        });
+        check(Transcript {
+            id: String::new(),
+            title: s("t"),
+            user: l(),
+            meeting_date: s("2025-01-02"),
+            format: Some(TranscriptFormat::Vtt),
+            transcript: s("A: hi"),
+            file: vec![Attachment {
+                url: "https://v5.airtableusercontent.com/x".into(),
+                ..Default::default()
+            }],
+            coachee_speaker: s("A"),
+            parse_status: Some(ParseStatus::Parsed),
+            parse_error: s("e"),
+            segments: Some(3),
+            words: Some(10),
+        });
+        check(RunRequest {
+            id: String::new(),
+            key: s("k"),
+            user: l(),
+            transcript: l(),
+            status: Some(RunRequestStatus::Queued),
+            run: l(),
+            error: s("e"),
+            source: Some(RunRequestSource::Make),
+        });
+        check(Run {
+            id: String::new(),
+            key: s("k"),
+            run_type: Some(RunType::BaselinePack),
+            user: l(),
+            run_request: l(),
+            baseline_pack: l(),
+            transcripts: l(),
+            status: Some(RunStatus::Succeeded),
+            attempt: Some(1),
+            replay_of: l(),
+            provider: s("rules"),
+            model: s("m"),
+            prompt_version: s("v1"),
+            input_tokens: Some(1),
+            output_tokens: Some(2),
+            cost_usd: Some(0.5),
+            duration_ms: Some(3),
+            gate1_passed: Some(true),
+            gate1_report: s("{}"),
+            output: s("{}"),
+            coaching_card: s("# c"),
+            metrics: s("{}"),
+            error: s("e"),
+            started_at: s("2025-01-02T03:04:05.000Z"),
+            finished_at: s("2025-01-02T03:04:06.000Z"),
+        });
+        check(BaselinePack {
+            id: String::new(),
+            key: s("k"),
+            name: s("n"),
+            user: l(),
+            transcripts: l(),
+            status: Some(BaselinePackStatus::Ready),
+            run: l(),
+            experiment: l(),
+            error: s("e"),
+        });
+        check(Experiment {
+            id: String::new(),
+            key: s("k"),
+            title: s("t"),
+            user: l(),
+            baseline_pack: l(),
+            source_run: l(),
+            behavior: s("b"),
+            success_signal: s("s"),
+            target_meetings: Some(3),
+            status: Some(ExperimentStatus::Active),
+            started_at: s("2025-01-02T03:04:05.000Z"),
+        });
+        check(ExperimentEvent {
+            id: String::new(),
+            key: s("k"),
+            experiment: l(),
+            run: l(),
+            event_type: Some(EventType::Attempt),
+            attempted: Some(Attempted::Unclear),
+            evidence: s("e"),
+            occurred_at: s("2025-01-02T03:04:05.000Z"),
+        });
+    }
+
+    #[test]
+    fn enums_cover_the_schema_options() {
+        let schema = BaseSchema::embedded().unwrap();
+        let opts = |t: &str, f: &str| -> Vec<String> {
+            schema.table(t).unwrap().field(f).unwrap().choices().into_iter().map(String::from).collect()
+        };
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(opts(RUNS, "Status"), names(&RunStatus::ALL.iter().map(|x| x.as_str()).collect::<Vec<_>>()));
+        assert_eq!(opts(RUNS, "Type"), names(&RunType::ALL.iter().map(|x| x.as_str()).collect::<Vec<_>>()));
+        assert_eq!(
+            opts(BASELINE_PACKS, "Status"),
+            names(&BaselinePackStatus::ALL.iter().map(|x| x.as_str()).collect::<Vec<_>>())
+        );
+        assert_eq!(
+            opts(EXPERIMENT_EVENTS, "Attempted"),
+            names(&Attempted::ALL.iter().map(|x| x.as_str()).collect::<Vec<_>>())
+        );
+        let empty = Run::from_record(&Record {
+            id: "rec0HLFTLAXuJ6suq".into(),
+            created_time: String::new(),
+            fields: Fields::new(),
+        })
+        .unwrap();
+        assert_eq!(empty.status, None);
+        assert!(empty.transcripts.is_empty());
+    }
+}
