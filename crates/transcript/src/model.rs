@@ -86,6 +86,10 @@ pub struct Segment {
     /// How many source cues (or lines / JSON entries) were merged into this segment.
     #[serde(default = "one")]
     pub cues: u32,
+    /// The turn ends cut off (`{disfmarker}`, `--` or a dash at its end): the speaker was
+    /// stopped, which the metrics count as an interruption by whoever speaks next.
+    #[serde(default)]
+    pub cut_off: bool,
 }
 
 fn one() -> u32 {
