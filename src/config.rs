@@ -230,13 +230,13 @@ impl ServeConfig {
                 "must be `json` or `pretty`",
             ));
         }
-        if let Some(token) = &self.admin_token {
-            if token.len() < 16 {
-                return Err(config_error(
-                    "COACH_ADMIN_TOKEN",
-                    "must be at least 16 characters (use a random token)",
-                ));
-            }
+        if let Some(token) = &self.admin_token
+            && token.len() < 16
+        {
+            return Err(config_error(
+                "COACH_ADMIN_TOKEN",
+                "must be at least 16 characters (use a random token)",
+            ));
         }
         if self.airtable_token.is_some() {
             match &self.airtable_base_id {

@@ -26,7 +26,7 @@ enum Command {
     /// Start the worker (HTTP server, job runner, poller).
     Serve {
         #[command(flatten)]
-        config: ServeConfig,
+        config: Box<ServeConfig>,
         /// Demo mode: generate a webhook secret if none is set, seed the embedded store with sample
         /// data and run the whole story once.
         #[arg(long)]
@@ -64,7 +64,7 @@ struct SignArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config, demo } => exit(serve(config, demo)),
+        Command::Serve { config, demo } => exit(serve(*config, demo)),
         Command::Sign(args) => exit(sign(args)),
     }
 }

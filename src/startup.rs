@@ -18,17 +18,21 @@ use crate::jobs::{JobHandler, Runner, RunnerConfig, RunnerHandle};
 use crate::journal::Journal;
 use crate::webhook::Secret;
 
+/// A task that runs beside the server (the poller), given the runner and a stop signal.
+pub type BackgroundTask =
+    Box<dyn FnOnce(RunnerHandle, tokio::sync::watch::Receiver<bool>) -> ReadyFuture + Send>;
+/// Extra routes (the admin API and page).
+pub type Routes = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
+
 /// The scenarios a worker serves: its hooks, job handlers, readiness check and background tasks.
 pub struct Registry {
     pub hooks: Hooks,
     pub handlers: Vec<(String, Arc<dyn JobHandler>)>,
     pub ready: Arc<dyn Fn() -> ReadyFuture + Send + Sync>,
     /// Tasks that run beside the server (the poller); given the runner handle, stopped on shutdown.
-    pub background: Vec<
-        Box<dyn FnOnce(RunnerHandle, tokio::sync::watch::Receiver<bool>) -> ReadyFuture + Send>,
-    >,
+    pub background: Vec<BackgroundTask>,
     /// Extra routes (the admin API and page).
-    pub routes: Vec<Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>>,
+    pub routes: Vec<Routes>,
 }
 
 impl Registry {
@@ -51,9 +55,7 @@ pub struct Application {
     runner_handle: RunnerHandle,
     journal: Journal,
     drain: Duration,
-    background: Vec<
-        Box<dyn FnOnce(RunnerHandle, tokio::sync::watch::Receiver<bool>) -> ReadyFuture + Send>,
-    >,
+    background: Vec<BackgroundTask>,
 }
 
 impl Application {

@@ -72,10 +72,10 @@ pub async fn receive(
         )
         .with_details(json!({ "limit": state.max_body }))
     };
-    if let Some(len) = header(&req, "content-length").and_then(|v| v.parse::<usize>().ok()) {
-        if len > state.max_body {
-            return Err(too_large());
-        }
+    if let Some(len) = header(&req, "content-length").and_then(|v| v.parse::<usize>().ok())
+        && len > state.max_body
+    {
+        return Err(too_large());
     }
     let body = match payload.to_bytes_limited(state.max_body).await {
         Ok(Ok(bytes)) => bytes,

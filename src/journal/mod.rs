@@ -72,6 +72,7 @@ type Op = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
 pub struct Journal {
     tx: mpsc::UnboundedSender<Op>,
     alive: Arc<AtomicBool>,
+    closed: Arc<AtomicBool>,
 }
 
 /// Largest number of operations committed in one transaction.
@@ -144,15 +145,15 @@ const MIGRATIONS: &[&str] = &[
 impl Journal {
     /// Opens (creating if needed) the journal at `path`, applies migrations, and starts its thread.
     pub fn open(path: &Path) -> Result<Journal, JournalError> {
-        if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    JournalError::Unavailable(format!(
-                        "cannot create the data folder {}: {e}",
-                        dir.display()
-                    ))
-                })?;
-            }
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                JournalError::Unavailable(format!(
+                    "cannot create the data folder {}: {e}",
+                    dir.display()
+                ))
+            })?;
         }
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -172,7 +173,11 @@ impl Journal {
             .map_err(|e| {
                 JournalError::Unavailable(format!("cannot start the journal thread: {e}"))
             })?;
-        Ok(Journal { tx, alive })
+        Ok(Journal {
+            tx,
+            alive,
+            closed: Arc::new(AtomicBool::new(false)),
+        })
     }
 
     /// Runs `f` on the journal thread inside the current batch's transaction and returns its result
@@ -182,6 +187,9 @@ impl Journal {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, JournalError> + Send + 'static,
     {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(JournalError::Unavailable("the journal is closed".into()));
+        }
         let (tx, rx) = oneshot::channel();
         let op: Op = Box::new(move |conn| {
             let result = f(conn);
@@ -206,7 +214,16 @@ impl Journal {
 
     /// True while the journal thread runs (for `/readyz`).
     pub fn is_alive(&self) -> bool {
-        self.alive.load(Ordering::SeqCst) && !self.tx.is_closed()
+        self.alive.load(Ordering::SeqCst)
+            && !self.tx.is_closed()
+            && !self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Refuses every later operation (for every clone of this handle); operations already sent still
+    /// complete. Used at the end of a shutdown, and by tests to see how the worker behaves when its
+    /// journal is gone.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
     }
 
     /// A cheap round trip through the journal thread.

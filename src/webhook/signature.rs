@@ -235,10 +235,10 @@ fn check_window(timestamp: i64, now: i64, tolerance_secs: u64) -> Result<(), Sig
 fn parse_standard_signatures(header: &str) -> Result<Vec<Vec<u8>>, SignatureError> {
     let mut out = Vec::new();
     for part in header.split_whitespace() {
-        if let Some(b64) = part.strip_prefix("v1,") {
-            if let Ok(bytes) = B64.decode(b64) {
-                out.push(bytes);
-            }
+        if let Some(b64) = part.strip_prefix("v1,")
+            && let Ok(bytes) = B64.decode(b64)
+        {
+            out.push(bytes);
         }
     }
     if out.is_empty() {
@@ -253,10 +253,10 @@ fn parse_standard_signatures(header: &str) -> Result<Vec<Vec<u8>>, SignatureErro
 fn parse_make_signatures(header: &str) -> Result<Vec<Vec<u8>>, SignatureError> {
     let mut out = Vec::new();
     for part in header.split([',', ' ']).filter(|p| !p.is_empty()) {
-        if let Some(hex_text) = part.strip_prefix("v1=") {
-            if let Ok(bytes) = hex::decode(hex_text) {
-                out.push(bytes);
-            }
+        if let Some(hex_text) = part.strip_prefix("v1=")
+            && let Ok(bytes) = hex::decode(hex_text)
+        {
+            out.push(bytes);
         }
     }
     if out.is_empty() {
@@ -319,11 +319,23 @@ mod tests {
         .unwrap();
         assert_eq!(ok.scheme, Scheme::Make);
         assert_eq!(
-            verify(&[secret.clone()], &headers, b"{}", 1_700_000_010, 300),
+            verify(
+                std::slice::from_ref(&secret),
+                &headers,
+                b"{}",
+                1_700_000_010,
+                300
+            ),
             Err(SignatureError::Invalid)
         );
         assert_eq!(
-            verify(&[secret.clone()], &headers, body, 1_700_000_400, 300),
+            verify(
+                std::slice::from_ref(&secret),
+                &headers,
+                body,
+                1_700_000_400,
+                300
+            ),
             Err(SignatureError::Stale {
                 tolerance_secs: 300
             })
