@@ -28,6 +28,7 @@ fn parse_blocks(text: &str, format: Format) -> Result<Transcript, TranscriptErro
     let mut block: Vec<&str> = Vec::with_capacity(8);
     let mut first_block = true;
     let mut timed_cues = 0usize;
+    let mut other_blocks = 0usize;
     let mut lines = text.lines();
     loop {
         let line = lines.next();
@@ -41,14 +42,22 @@ fn parse_blocks(text: &str, format: Format) -> Result<Transcript, TranscriptErro
         if !block.is_empty() {
             let header = first_block && format == Format::Vtt;
             first_block = false;
-            if !header && cue_block(&block, format, &mut b) {
-                timed_cues += 1;
+            if !header {
+                match cue_block(&block, format, &mut b) {
+                    Block::Cue => timed_cues += 1,
+                    Block::Metadata => {}
+                    Block::Other => other_blocks += 1,
+                }
             }
             block.clear();
         }
         if line.is_none() {
             break;
         }
+    }
+    if timed_cues == 0 && other_blocks == 0 {
+        // Only a header, notes and styles: nothing was said.
+        return Err(TranscriptError::EmptyInput);
     }
     if timed_cues == 0 {
         return Err(TranscriptError::UnknownFormat {
@@ -58,27 +67,33 @@ fn parse_blocks(text: &str, format: Format) -> Result<Transcript, TranscriptErro
     b.finish()
 }
 
-/// Handle one block; returns whether it was a timed cue.
-fn cue_block(block: &[&str], format: Format, b: &mut Builder) -> bool {
+enum Block {
+    Cue,
+    Metadata,
+    Other,
+}
+
+/// Handle one block.
+fn cue_block(block: &[&str], format: Format, b: &mut Builder) -> Block {
     let first = block[0].trim_start();
     if format == Format::Vtt {
         for kw in ["NOTE", "STYLE", "REGION"] {
             if let Some(rest) = first.strip_prefix(kw)
                 && (rest.is_empty() || rest.starts_with([' ', '\t']))
             {
-                return false;
+                return Block::Metadata;
             }
         }
     }
     // The timing line is first, or second after a cue identifier / SRT number.
     let Some(t) = block.iter().take(2).position(|l| l.contains("-->")) else {
-        return false;
+        return Block::Other;
     };
     let Some((start, end)) = timing(block[t]) else {
-        return false;
+        return Block::Other;
     };
     payload(&block[t + 1..], Some(start), Some(end), b);
-    true
+    Block::Cue
 }
 
 fn timing(line: &str) -> Option<(f64, f64)> {
