@@ -46,6 +46,14 @@ fn inline(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+fn category_label(c: &str) -> String {
+    match c {
+        "talk_balance" => "Talk balance".into(),
+        "filler_hedging" => "Fillers and hedging".into(),
+        other => title_case(other),
+    }
+}
+
 fn title_case(s: &str) -> String {
     let s = s.replace('_', " ");
     let mut c = s.chars();
@@ -113,7 +121,7 @@ pub fn render_markdown(output: &Value) -> String {
             kind,
             inline(str_of(p, "title"))
         ));
-        md.push_str(&format!("*{}*\n\n", title_case(str_of(p, "category"))));
+        md.push_str(&format!("*{}*\n\n", category_label(str_of(p, "category"))));
         let refs = notes.refs(p.get("evidence"));
         md.push_str(&format!("{}{refs}\n\n", inline(str_of(p, "observation"))));
         let impact = str_of(p, "impact");

@@ -33,7 +33,7 @@
 //! - [`openai`]: [`OpenAiConfig`], [`OpenAiClient`] (thin reqwest client; metrics and usage).
 //! - [`prompt`]: the versioned prompt ([`PROMPT_VERSION`]) and how segments are laid out.
 //! - [`rules`]: the deterministic analyzer and its documented thresholds.
-//! - [`card`]: [`card::render_markdown`].
+//! - [`card`] renders the coaching card: [`card::render_markdown`].
 //! - [`cli`]: `gate1 validate` and `analyze` subcommands for the worker binary.
 //! - `fake` (feature `fake`): a wiremock OpenAI-compatible server answering grounded output,
 //!   with scriptable failures, for end-to-end tests.

@@ -302,23 +302,37 @@ enum Focus<'w> {
     Opening,
 }
 
-/// A short verbatim quote from `text` that shows `focus` (falls back to the first sentence).
+/// A short verbatim quote from `text` that shows `focus`.
+///
+/// Among the sentences that show the focus, a whole sentence of at least four words that fits in
+/// [`MAX_QUOTE_BYTES`] reads best; failing that the first matching sentence is clipped; with no
+/// matching sentence the text's opening is used.
 fn quote_of<'a>(text: &'a str, focus: Focus<'_>) -> &'a str {
     let sents = sentences(text);
-    let pick = match focus {
-        Focus::Question => sents.iter().find(|s| s.ends_with('?')),
-        Focus::Words(ws) => sents.iter().find(|s| {
-            let l = s.to_lowercase();
-            ws.iter().any(|w| has_word(&l, w))
-        }),
-        Focus::NoWords(ws) => sents.iter().find(|s| {
-            let l = s.to_lowercase();
-            s.split_whitespace().count() >= 5 && !ws.iter().any(|w| has_word(&l, w))
-        }),
-        Focus::Opening => None,
+    let shows = |s: &str| -> bool {
+        match &focus {
+            Focus::Question => s.ends_with('?'),
+            Focus::Words(ws) => {
+                let l = s.to_lowercase();
+                ws.iter().any(|w| has_word(&l, w))
+            }
+            Focus::NoWords(ws) => {
+                let l = s.to_lowercase();
+                !ws.iter().any(|w| has_word(&l, w))
+            }
+            Focus::Opening => true,
+        }
     };
-    let s = pick.or(sents.first()).copied().unwrap_or(text.trim());
-    clip(s, MAX_QUOTE_BYTES)
+    let readable = |s: &str| s.len() <= MAX_QUOTE_BYTES && s.split_whitespace().count() >= 4;
+    let pick = sents
+        .iter()
+        .find(|s| shows(s) && readable(s))
+        .or_else(|| sents.iter().find(|s| shows(s)))
+        .or_else(|| sents.iter().find(|s| readable(s)))
+        .or(sents.first())
+        .copied()
+        .unwrap_or(text.trim());
+    clip(pick, MAX_QUOTE_BYTES)
 }
 
 struct Run<'a> {
@@ -349,7 +363,7 @@ impl<'a> Run<'a> {
     }
 
     /// Evidence from span-id lists per meeting, interleaved across meetings, at most `max`.
-    fn from_lists(
+    fn listed(
         &self,
         metrics: &'a [MeetingMetrics],
         list: impl Fn(&'a SpeakerMetrics) -> &'a [String],
@@ -511,14 +525,14 @@ impl<'a> Run<'a> {
             }
         }
         if p.words >= 100 && p.hedge_rate() >= HEDGE_RATE_HIGH {
-            let mut evidence = self.from_lists(
+            let mut evidence = self.listed(
                 metrics,
                 |s| &s.hedge_span_ids,
                 || Focus::Words(HEDGE_WORDS),
                 3,
             );
             if evidence.is_empty() {
-                evidence = self.from_lists(
+                evidence = self.listed(
                     metrics,
                     |s| &s.filler_span_ids,
                     || Focus::Words(HEDGE_WORDS),
@@ -543,8 +557,7 @@ impl<'a> Run<'a> {
             }
         }
         if p.interruptions >= MIN_INTERRUPTIONS && p.interruptions as f64 >= 0.15 * p.turns as f64 {
-            let evidence =
-                self.from_lists(metrics, |s| &s.interruption_span_ids, || Focus::Opening, 3);
+            let evidence = self.listed(metrics, |s| &s.interruption_span_ids, || Focus::Opening, 3);
             if !evidence.is_empty() {
                 found.push(Found {
                     key: PatternKey::Interrupts,
@@ -563,8 +576,7 @@ impl<'a> Run<'a> {
         // Strengths.
         let mut strengths = Vec::new();
         if p.questions >= 3 && p.q_per_turn() >= GOOD_QUESTIONS_PER_TURN {
-            let evidence =
-                self.from_lists(metrics, |s| &s.question_span_ids, || Focus::Question, 3);
+            let evidence = self.listed(metrics, |s| &s.question_span_ids, || Focus::Question, 3);
             if !evidence.is_empty() {
                 strengths.push(Found {
                     key: PatternKey::AsksQuestions,
@@ -580,7 +592,7 @@ impl<'a> Run<'a> {
             }
         }
         if p.inclusive >= 1 {
-            let evidence = self.from_lists(
+            let evidence = self.listed(
                 metrics,
                 |s| &s.inclusive_question_span_ids,
                 || Focus::Question,
@@ -695,13 +707,13 @@ impl<'a> Run<'a> {
             } else if p.interruptions >= 2 {
                 (
                     "no",
-                    self.from_lists(metrics, |s| &s.interruption_span_ids, || Focus::Opening, 3),
+                    self.listed(metrics, |s| &s.interruption_span_ids, || Focus::Opening, 3),
                     format!("You interrupted {} times.", p.interruptions),
                 )
             } else {
                 (
                     "unclear",
-                    self.from_lists(metrics, |s| &s.interruption_span_ids, || Focus::Opening, 3),
+                    self.listed(metrics, |s| &s.interruption_span_ids, || Focus::Opening, 3),
                     format!(
                         "{} interruption(s) and {} turn(s): not enough to judge.",
                         p.interruptions, p.turns
@@ -716,7 +728,7 @@ impl<'a> Run<'a> {
             "inclusion",
             "everyone",
         ]) {
-            let ev = self.from_lists(
+            let ev = self.listed(
                 metrics,
                 |s| &s.inclusive_question_span_ids,
                 || Focus::Question,
@@ -736,7 +748,7 @@ impl<'a> Run<'a> {
                 )
             }
         } else if any(&["question"]) {
-            let ev = self.from_lists(metrics, |s| &s.question_span_ids, || Focus::Question, 3);
+            let ev = self.listed(metrics, |s| &s.question_span_ids, || Focus::Question, 3);
             match p.questions {
                 0 => (
                     "no",
@@ -813,7 +825,7 @@ impl<'a> Run<'a> {
             } else if rate >= HEDGE_RATE_HIGH {
                 (
                     "no",
-                    self.from_lists(
+                    self.listed(
                         metrics,
                         |s| &s.hedge_span_ids,
                         || Focus::Words(HEDGE_WORDS),
@@ -824,7 +836,7 @@ impl<'a> Run<'a> {
             } else {
                 (
                     "unclear",
-                    self.from_lists(
+                    self.listed(
                         metrics,
                         |s| &s.hedge_span_ids,
                         || Focus::Words(HEDGE_WORDS),
@@ -1043,9 +1055,13 @@ mod tests {
 
     #[test]
     fn quotes_prefer_the_focus_sentence() {
-        let t = "We shipped it. What do you all think? I guess fine.";
+        let t = "We shipped it on time. Right? What do you all think? I guess it is fine.";
         assert_eq!(quote_of(t, Focus::Question), "What do you all think?");
-        assert_eq!(quote_of(t, Focus::Words(HEDGE_WORDS)), "I guess fine.");
-        assert_eq!(quote_of(t, Focus::Opening), "We shipped it.");
+        assert_eq!(
+            quote_of(t, Focus::Words(HEDGE_WORDS)),
+            "I guess it is fine."
+        );
+        assert_eq!(quote_of(t, Focus::Opening), "We shipped it on time.");
+        assert_eq!(quote_of("Right?", Focus::Question), "Right?");
     }
 }
