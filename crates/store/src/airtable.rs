@@ -135,11 +135,20 @@ pub(crate) fn parse_error_body(body: &[u8]) -> (String, String) {
     match v.get("error") {
         Some(Value::String(t)) => (
             t.clone(),
-            v.get("message").and_then(Value::as_str).unwrap_or_default().to_string(),
+            v.get("message")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
         ),
         Some(Value::Object(o)) => (
-            o.get("type").and_then(Value::as_str).unwrap_or("UNKNOWN").to_string(),
-            o.get("message").and_then(Value::as_str).unwrap_or_default().to_string(),
+            o.get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("UNKNOWN")
+                .to_string(),
+            o.get("message")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
         ),
         _ => {
             // The 429 body is documented loosely; fall back to the first entry of `errors`.
@@ -148,7 +157,10 @@ pub(crate) fn parse_error_body(body: &[u8]) -> (String, String) {
                 .and_then(|e| e.get("error").or_else(|| e.get("type")))
                 .and_then(Value::as_str)
                 .unwrap_or("UNKNOWN");
-            (t.to_string(), String::from_utf8_lossy(body).chars().take(300).collect())
+            (
+                t.to_string(),
+                String::from_utf8_lossy(body).chars().take(300).collect(),
+            )
         }
     }
 }
@@ -156,7 +168,9 @@ pub(crate) fn parse_error_body(body: &[u8]) -> (String, String) {
 impl AirtableClient {
     pub(crate) fn new(cfg: AirtableConfig) -> Result<AirtableClient, StoreError> {
         if cfg.token.trim().is_empty() {
-            return Err(StoreError::Config("AIRTABLE_TOKEN is empty; set a personal access token".into()));
+            return Err(StoreError::Config(
+                "AIRTABLE_TOKEN is empty; set a personal access token".into(),
+            ));
         }
         if !is_base_id(&cfg.base_id) {
             return Err(StoreError::Config(format!(
@@ -164,10 +178,17 @@ impl AirtableClient {
                 cfg.base_id
             )));
         }
-        let api = Url::parse(&cfg.api_url)
-            .map_err(|e| StoreError::Config(format!("AIRTABLE_API_URL \"{}\" is not a URL: {e}", cfg.api_url)))?;
+        let api = Url::parse(&cfg.api_url).map_err(|e| {
+            StoreError::Config(format!(
+                "AIRTABLE_API_URL \"{}\" is not a URL: {e}",
+                cfg.api_url
+            ))
+        })?;
         if api.cannot_be_a_base() {
-            return Err(StoreError::Config(format!("AIRTABLE_API_URL \"{}\" cannot be a base URL", cfg.api_url)));
+            return Err(StoreError::Config(format!(
+                "AIRTABLE_API_URL \"{}\" cannot be a base URL",
+                cfg.api_url
+            )));
         }
         // reqwest is built without a default crypto provider; installing it twice is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -177,7 +198,12 @@ impl AirtableClient {
             .build()
             .map_err(|e| StoreError::Config(format!("cannot build the HTTP client: {e}")))?;
         let limiter = rate::for_base(&cfg.api_url, &cfg.base_id, cfg.rate_per_sec);
-        Ok(AirtableClient { http, cfg, api, limiter })
+        Ok(AirtableClient {
+            http,
+            cfg,
+            api,
+            limiter,
+        })
     }
 
     /// `{api}/v0/{segments...}` with each segment percent-encoded.
@@ -233,18 +259,25 @@ impl AirtableClient {
                     let status = resp.status().as_u16();
                     match resp.bytes().await {
                         Ok(body) => (status.to_string(), Ok((status, body))),
-                        Err(e) => (status.to_string(), Err(StoreError::Network(e.without_url().to_string()))),
+                        Err(e) => (
+                            status.to_string(),
+                            Err(StoreError::Network(e.without_url().to_string())),
+                        ),
                     }
                 }
             };
-            metrics::histogram!("airtable_request_duration_seconds").record(started.elapsed().as_secs_f64());
+            metrics::histogram!("airtable_request_duration_seconds")
+                .record(started.elapsed().as_secs_f64());
             metrics::counter!("airtable_requests_total", "method" => method_label.clone(), "status" => status)
                 .increment(1);
 
             let err = match outcome {
                 Ok((status, body)) if (200..300).contains(&status) => {
-                    return serde_json::from_slice(&body)
-                        .map_err(|e| StoreError::Decode(format!("Airtable answered {status} with invalid JSON: {e}")));
+                    return serde_json::from_slice(&body).map_err(|e| {
+                        StoreError::Decode(format!(
+                            "Airtable answered {status} with invalid JSON: {e}"
+                        ))
+                    });
                 }
                 Ok((429, _)) => {
                     if waits_429 < self.cfg.max_retries {
@@ -272,10 +305,18 @@ impl AirtableClient {
                 err,
                 StoreError::Unavailable { .. } | StoreError::Network(_) | StoreError::Timeout(_)
             );
-            if retryable && call.idempotent {
-                if let Some(delay) = backoff.next() {
-                    metrics::counter!("airtable_retries_total", "reason" => err.code()).increment(1);
-                    tracing::warn!(code = err.code(), delay_ms = delay.as_millis() as u64, "retrying Airtable call");
+            if retryable
+                && call.idempotent
+                && let Some(delay) = backoff.next()
+            {
+                {
+                    metrics::counter!("airtable_retries_total", "reason" => err.code())
+                        .increment(1);
+                    tracing::warn!(
+                        code = err.code(),
+                        delay_ms = delay.as_millis() as u64,
+                        "retrying Airtable call"
+                    );
                     tokio::time::sleep(delay).await;
                     continue;
                 }
@@ -285,7 +326,8 @@ impl AirtableClient {
     }
 
     fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, StoreError> {
-        serde_json::from_value(v).map_err(|e| StoreError::Decode(format!("unexpected Airtable body: {e}")))
+        serde_json::from_value(v)
+            .map_err(|e| StoreError::Decode(format!("unexpected Airtable body: {e}")))
     }
 
     pub(crate) async fn get(&self, table: &str, id: &str) -> Result<Record, StoreError> {
@@ -309,22 +351,26 @@ impl AirtableClient {
             let mut out: Vec<Record> = Vec::new();
             let mut offset: Option<String> = None;
             loop {
-                let page = match self.list_page(table, q, formula.as_deref(), offset.as_deref()).await {
+                let page = match self
+                    .list_page(table, q, formula.as_deref(), offset.as_deref())
+                    .await
+                {
                     Err(StoreError::Api { error_type, .. })
                         if error_type == "LIST_RECORDS_ITERATOR_NOT_AVAILABLE" && restarts < 3 =>
                     {
                         restarts += 1;
-                        metrics::counter!("airtable_retries_total", "reason" => "iterator").increment(1);
+                        metrics::counter!("airtable_retries_total", "reason" => "iterator")
+                            .increment(1);
                         continue 'restart;
                     }
                     other => other?,
                 };
                 out.extend(page.records);
-                if let Some(max) = q.max_records {
-                    if out.len() >= max {
-                        out.truncate(max);
-                        return Ok(out);
-                    }
+                if let Some(max) = q.max_records
+                    && out.len() >= max
+                {
+                    out.truncate(max);
+                    return Ok(out);
                 }
                 match page.offset {
                     Some(o) if !o.is_empty() => offset = Some(o),
@@ -415,7 +461,11 @@ impl AirtableClient {
         Ok(Self::decode::<Page>(v)?.records)
     }
 
-    pub(crate) async fn create(&self, table: &str, records: Vec<Fields>) -> Result<Vec<Record>, StoreError> {
+    pub(crate) async fn create(
+        &self,
+        table: &str,
+        records: Vec<Fields>,
+    ) -> Result<Vec<Record>, StoreError> {
         let mut out = Vec::with_capacity(records.len());
         for chunk in records.chunks(MAX_BATCH) {
             let recs: Vec<Value> = chunk.iter().map(|f| json!({ "fields": f })).collect();
@@ -434,17 +484,30 @@ impl AirtableClient {
     ) -> Result<Vec<Record>, StoreError> {
         let mut out = Vec::with_capacity(records.len());
         for chunk in records.chunks(MAX_BATCH) {
-            let recs: Vec<Value> = chunk.iter().map(|(id, f)| json!({ "id": id, "fields": f })).collect();
+            let recs: Vec<Value> = chunk
+                .iter()
+                .map(|(id, f)| json!({ "id": id, "fields": f }))
+                .collect();
             let ids: Vec<&str> = chunk.iter().map(|(id, _)| id.as_str()).collect();
             out.extend(
-                self.write_batch(Method::PATCH, table, json!({ "records": recs }), true, &ids.join(","))
-                    .await?,
+                self.write_batch(
+                    Method::PATCH,
+                    table,
+                    json!({ "records": recs }),
+                    true,
+                    &ids.join(","),
+                )
+                .await?,
             );
         }
         Ok(out)
     }
 
-    pub(crate) async fn upsert(&self, table: &str, records: Vec<Fields>) -> Result<Vec<Record>, StoreError> {
+    pub(crate) async fn upsert(
+        &self,
+        table: &str,
+        records: Vec<Fields>,
+    ) -> Result<Vec<Record>, StoreError> {
         let mut out = Vec::with_capacity(records.len());
         for batch in upsert_batches(records) {
             let recs: Vec<Value> = batch.iter().map(|f| json!({ "fields": f })).collect();
@@ -452,7 +515,10 @@ impl AirtableClient {
                 "performUpsert": { "fieldsToMergeOn": [KEY_FIELD] },
                 "records": recs,
             });
-            out.extend(self.write_batch(Method::PATCH, table, body, true, "").await?);
+            out.extend(
+                self.write_batch(Method::PATCH, table, body, true, "")
+                    .await?,
+            );
         }
         Ok(out)
     }
@@ -521,12 +587,17 @@ impl AirtableClient {
     }
 
     /// `POST /v0/meta/bases/{base}/tables`.
-    pub(crate) async fn meta_create_table(&self, table: &TableSchema) -> Result<TableSchema, StoreError> {
+    pub(crate) async fn meta_create_table(
+        &self,
+        table: &TableSchema,
+    ) -> Result<TableSchema, StoreError> {
         let v = self
             .send(Call {
                 method: Method::POST,
                 url: self.meta_url(&[]),
-                body: Some(serde_json::to_value(table).map_err(|e| StoreError::Decode(e.to_string()))?),
+                body: Some(
+                    serde_json::to_value(table).map_err(|e| StoreError::Decode(e.to_string()))?,
+                ),
                 idempotent: false,
                 table: &table.name,
                 id: "",
@@ -545,7 +616,9 @@ impl AirtableClient {
             .send(Call {
                 method: Method::POST,
                 url: self.meta_url(&[table_id, "fields"]),
-                body: Some(serde_json::to_value(field).map_err(|e| StoreError::Decode(e.to_string()))?),
+                body: Some(
+                    serde_json::to_value(field).map_err(|e| StoreError::Decode(e.to_string()))?,
+                ),
                 idempotent: false,
                 table: table_id,
                 id: "",
@@ -561,7 +634,11 @@ fn upsert_batches(records: Vec<Fields>) -> Vec<Vec<Fields>> {
     let mut out: Vec<Vec<Fields>> = Vec::new();
     let mut keys: Vec<String> = Vec::new();
     for r in records {
-        let key = r.get(KEY_FIELD).and_then(Value::as_str).unwrap_or_default().to_string();
+        let key = r
+            .get(KEY_FIELD)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let start_new = match out.last() {
             None => true,
             Some(b) => b.len() >= MAX_BATCH || keys.contains(&key),
@@ -585,7 +662,8 @@ mod tests {
     #[test]
     fn parses_both_error_forms() {
         assert_eq!(parse_error_body(br#"{"error":"NOT_FOUND"}"#).0, "NOT_FOUND");
-        let (t, m) = parse_error_body(br#"{"error":{"type":"INVALID_RECORDS","message":"too many"}}"#);
+        let (t, m) =
+            parse_error_body(br#"{"error":{"type":"INVALID_RECORDS","message":"too many"}}"#);
         assert_eq!((t.as_str(), m.as_str()), ("INVALID_RECORDS", "too many"));
         assert_eq!(parse_error_body(b"<html>").0, "UNKNOWN");
     }

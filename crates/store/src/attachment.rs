@@ -42,18 +42,26 @@ impl Default for AttachmentPolicy {
 pub enum AttachmentError {
     #[error("attachment URL is not a valid URL: {0}")]
     InvalidUrl(String),
-    #[error("attachment URL must use https (got {0}); re-upload the file to the record's File field")]
+    #[error(
+        "attachment URL must use https (got {0}); re-upload the file to the record's File field"
+    )]
     NotHttps(String),
     #[error(
         "attachment host \"{0}\" is not allowed; only Airtable attachment hosts are downloaded (configure the allow-list to add one)"
     )]
     HostNotAllowed(String),
-    #[error("attachment is larger than the {max} byte limit; paste a shorter transcript or raise the limit")]
+    #[error(
+        "attachment is larger than the {max} byte limit; paste a shorter transcript or raise the limit"
+    )]
     TooLarge { max: u64 },
     #[error("attachment download did not finish within {0:?}")]
     Timeout(Duration),
-    #[error("attachment download answered HTTP {0}; the URL may have expired, fetch the record again")]
+    #[error(
+        "attachment download answered HTTP {0}; the URL may have expired, fetch the record again"
+    )]
     Status(u16),
+    #[error("attachment download was redirected where it may not go (or too often): {0}")]
+    Redirect(String),
     #[error("attachment download failed: {0}")]
     Network(String),
 }
@@ -67,6 +75,7 @@ impl AttachmentError {
             AttachmentError::TooLarge { .. } => "ATTACHMENT_TOO_LARGE",
             AttachmentError::Timeout(_) => "ATTACHMENT_TIMEOUT",
             AttachmentError::Status(_) => "ATTACHMENT_HTTP_STATUS",
+            AttachmentError::Redirect(_) => "ATTACHMENT_REDIRECT_REFUSED",
             AttachmentError::Network(_) => "ATTACHMENT_NETWORK",
         }
     }
@@ -127,7 +136,9 @@ pub async fn download(url: &str, policy: &AttachmentPolicy) -> Result<Vec<u8>, A
 
 async fn fetch(client: reqwest::Client, url: Url, max: u64) -> Result<Vec<u8>, AttachmentError> {
     let net = |e: reqwest::Error| {
-        if e.is_timeout() {
+        if e.is_redirect() {
+            AttachmentError::Redirect(e.without_url().to_string())
+        } else if e.is_timeout() {
             AttachmentError::Network("timed out".into())
         } else {
             AttachmentError::Network(e.without_url().to_string())
@@ -157,13 +168,25 @@ mod tests {
     #[tokio::test]
     async fn refuses_http_and_foreign_hosts_before_connecting() {
         let p = AttachmentPolicy::default();
-        let e = download("http://v5.airtableusercontent.com/x", &p).await.unwrap_err();
+        let e = download("http://v5.airtableusercontent.com/x", &p)
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), "ATTACHMENT_NOT_HTTPS");
-        let e = download("https://169.254.169.254/latest", &p).await.unwrap_err();
+        let e = download("https://169.254.169.254/latest", &p)
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), "ATTACHMENT_HOST_NOT_ALLOWED");
-        let e = download("https://airtableusercontent.com.evil.example/x", &p).await.unwrap_err();
+        let e = download("https://airtableusercontent.com.evil.example/x", &p)
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), "ATTACHMENT_HOST_NOT_ALLOWED");
-        assert!(check_url(&Url::parse("https://v5.airtableusercontent.com/a").unwrap(), &p).is_ok());
+        assert!(
+            check_url(
+                &Url::parse("https://v5.airtableusercontent.com/a").unwrap(),
+                &p
+            )
+            .is_ok()
+        );
         assert!(check_url(&Url::parse("https://dl.airtable.com/a").unwrap(), &p).is_ok());
     }
 }

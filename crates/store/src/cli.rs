@@ -64,14 +64,22 @@ pub async fn run_to(cmd: Command, cfg: AirtableConfig, out: &mut dyn Write) -> i
     }
 }
 
-async fn load(path: &std::path::Path, cfg: AirtableConfig) -> Result<(BaseSchema, AirtableClient, BaseSchema), StoreError> {
+async fn load(
+    path: &std::path::Path,
+    cfg: AirtableConfig,
+) -> Result<(BaseSchema, AirtableClient, BaseSchema), StoreError> {
     let desired = BaseSchema::load(path)?;
     let client = AirtableClient::new(cfg)?;
     let live = client.meta_tables().await?;
     Ok((desired, client, live))
 }
 
-async fn check(path: &std::path::Path, as_json: bool, cfg: AirtableConfig, out: &mut dyn Write) -> Result<i32, StoreError> {
+async fn check(
+    path: &std::path::Path,
+    as_json: bool,
+    cfg: AirtableConfig,
+    out: &mut dyn Write,
+) -> Result<i32, StoreError> {
     let (desired, _, live) = load(path, cfg).await?;
     let diffs = schema::diff(&desired, &live);
     if as_json {
@@ -85,7 +93,12 @@ async fn check(path: &std::path::Path, as_json: bool, cfg: AirtableConfig, out: 
             desired.tables.len()
         );
     } else {
-        let _ = writeln!(out, "The base differs from {} ({} differences):", path.display(), diffs.len());
+        let _ = writeln!(
+            out,
+            "The base differs from {} ({} differences):",
+            path.display(),
+            diffs.len()
+        );
         for d in &diffs {
             let _ = writeln!(out, "{d}");
         }
@@ -123,7 +136,12 @@ fn field_for_create(f: &FieldSchema, live: &BaseSchema) -> Result<FieldSchema, S
     Ok(f)
 }
 
-async fn apply(path: &std::path::Path, yes: bool, cfg: AirtableConfig, out: &mut dyn Write) -> Result<i32, StoreError> {
+async fn apply(
+    path: &std::path::Path,
+    yes: bool,
+    cfg: AirtableConfig,
+    out: &mut dyn Write,
+) -> Result<i32, StoreError> {
     let (desired, client, mut live) = load(path, cfg).await?;
     let diffs = schema::diff(&desired, &live);
     if diffs.is_empty() {
@@ -136,10 +154,16 @@ async fn apply(path: &std::path::Path, yes: bool, cfg: AirtableConfig, out: &mut
 
     // 1. Missing tables, with their non-link creatable fields (the primary field first).
     for d in &diffs {
-        let Difference::MissingTable { table, .. } = d else { continue };
-        let Some(want) = desired.table(table) else { continue };
+        let Difference::MissingTable { table, .. } = d else {
+            continue;
+        };
+        let Some(want) = desired.table(table) else {
+            continue;
+        };
         let Some(primary) = want.fields.first() else {
-            manual.push(format!("table \"{table}\" has no fields in the schema; add at least a primary field"));
+            manual.push(format!(
+                "table \"{table}\" has no fields in the schema; add at least a primary field"
+            ));
             continue;
         };
         if primary.is_link() || !primary.is_creatable() {
@@ -156,11 +180,18 @@ async fn apply(path: &std::path::Path, yes: bool, cfg: AirtableConfig, out: &mut
             } else if f.is_link() {
                 deferred.push((table.clone(), f.clone()));
             } else {
-                now.push(FieldSchema { id: None, ..f.clone() });
+                now.push(FieldSchema {
+                    id: None,
+                    ..f.clone()
+                });
             }
         }
         let names: Vec<&str> = now.iter().map(|f| f.name.as_str()).collect();
-        let _ = writeln!(out, "+ {mode}create table \"{table}\" with fields: {}", names.join(", "));
+        let _ = writeln!(
+            out,
+            "+ {mode}create table \"{table}\" with fields: {}",
+            names.join(", ")
+        );
         if yes {
             let created = client
                 .meta_create_table(&TableSchema {
@@ -201,7 +232,11 @@ async fn apply(path: &std::path::Path, yes: bool, cfg: AirtableConfig, out: &mut
         }
     }
     for (table, f) in &deferred {
-        let _ = writeln!(out, "+ {mode}create field {table}.\"{}\" ({})", f.name, f.field_type);
+        let _ = writeln!(
+            out,
+            "+ {mode}create field {table}.\"{}\" ({})",
+            f.name, f.field_type
+        );
         if !yes {
             continue;
         }
@@ -215,7 +250,9 @@ async fn apply(path: &std::path::Path, yes: bool, cfg: AirtableConfig, out: &mut
         let table_id = live
             .table(table)
             .and_then(|t| t.id.clone())
-            .ok_or_else(|| StoreError::TableNotFound { table: table.clone() })?;
+            .ok_or_else(|| StoreError::TableNotFound {
+                table: table.clone(),
+            })?;
         let created = client.meta_create_field(&table_id, &spec).await?;
         if let Some(t) = live.table_mut(table) {
             t.fields.push(created);
@@ -226,14 +263,21 @@ async fn apply(path: &std::path::Path, yes: bool, cfg: AirtableConfig, out: &mut
         let _ = writeln!(out, "! by hand: {m}");
     }
     if !yes {
-        let _ = writeln!(out, "Dry run: nothing was changed. Re-run with --yes to create the items marked +.");
+        let _ = writeln!(
+            out,
+            "Dry run: nothing was changed. Re-run with --yes to create the items marked +."
+        );
         return Ok(0);
     }
     let _ = writeln!(
         out,
         "Created {} field(s) and the missing tables.{}",
         deferred.len(),
-        if manual.is_empty() { "" } else { " Some changes must be made by hand (see above)." }
+        if manual.is_empty() {
+            ""
+        } else {
+            " Some changes must be made by hand (see above)."
+        }
     );
     Ok(if manual.is_empty() { 0 } else { 1 })
 }

@@ -12,7 +12,9 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The record does not exist (Airtable 404 `NOT_FOUND`, or no row in SQLite).
-    #[error("record {id} was not found in table \"{table}\"; check the id, or whether it was deleted")]
+    #[error(
+        "record {id} was not found in table \"{table}\"; check the id, or whether it was deleted"
+    )]
     NotFound { table: String, id: String },
 
     /// The table does not exist in the base.
@@ -39,11 +41,19 @@ pub enum StoreError {
     #[error(
         "field \"{field}\" of table \"{table}\" has no option \"{value}\"; use one of the field's options or add it to the base"
     )]
-    InvalidSelectOption { table: String, field: String, value: String },
+    InvalidSelectOption {
+        table: String,
+        field: String,
+        value: String,
+    },
 
     /// A value of the wrong type for its field (text into a number, a non-id into a link, ...).
     #[error("invalid value for field \"{field}\" of table \"{table}\": {message}")]
-    InvalidValue { table: String, field: String, message: String },
+    InvalidValue {
+        table: String,
+        field: String,
+        message: String,
+    },
 
     /// The request was rejected as a whole (batch too large, missing `Key` for an upsert, ...).
     #[error("invalid records: {0}")]
@@ -56,7 +66,9 @@ pub enum StoreError {
     Unauthorized { error_type: String },
 
     /// Still rate limited after every allowed retry.
-    #[error("Airtable kept answering 429 after {retries} waits of {wait:?}; lower the request rate or retry later")]
+    #[error(
+        "Airtable kept answering 429 after {retries} waits of {wait:?}; lower the request rate or retry later"
+    )]
     RateLimited { retries: u32, wait: Duration },
 
     /// The server answered 5xx.
@@ -73,7 +85,11 @@ pub enum StoreError {
 
     /// Any other API error, kept with its `error.type` so callers can still inspect it.
     #[error("Airtable answered HTTP {status} {error_type}: {message}")]
-    Api { status: u16, error_type: String, message: String },
+    Api {
+        status: u16,
+        error_type: String,
+        message: String,
+    },
 
     /// A response body that is not what the API documents.
     #[error("unexpected response from the store: {0}")]
@@ -137,15 +153,38 @@ impl StoreError {
         )
     }
 
+    /// Types an Airtable error response (status and raw body, in either documented error form).
+    /// `table` and `id` give the error its context (use "" when not applicable).
+    pub fn from_response(status: u16, body: &[u8], table: &str, id: &str) -> StoreError {
+        if status == 429 {
+            return StoreError::RateLimited {
+                retries: 0,
+                wait: Duration::ZERO,
+            };
+        }
+        let (kind, message) = crate::airtable::parse_error_body(body);
+        StoreError::from_airtable(status, &kind, &message, table, id)
+    }
+
     /// Maps an Airtable error (`status` and `error.type`) to a variant; `table` and `id` give context.
-    pub(crate) fn from_airtable(status: u16, error_type: &str, message: &str, table: &str, id: &str) -> StoreError {
+    pub(crate) fn from_airtable(
+        status: u16,
+        error_type: &str,
+        message: &str,
+        table: &str,
+        id: &str,
+    ) -> StoreError {
         match error_type {
             "NOT_FOUND" | "MODEL_ID_NOT_FOUND" if !id.is_empty() => StoreError::NotFound {
                 table: table.to_string(),
                 id: id.to_string(),
             },
-            "TABLE_NOT_FOUND" => StoreError::TableNotFound { table: table.to_string() },
-            "NOT_FOUND" if !table.is_empty() => StoreError::TableNotFound { table: table.to_string() },
+            "TABLE_NOT_FOUND" => StoreError::TableNotFound {
+                table: table.to_string(),
+            },
+            "NOT_FOUND" if !table.is_empty() => StoreError::TableNotFound {
+                table: table.to_string(),
+            },
             "UNKNOWN_FIELD_NAME" => StoreError::UnknownField {
                 table: table.to_string(),
                 field: quoted_name(message).unwrap_or_else(|| message.to_string()),
@@ -196,7 +235,13 @@ mod tests {
 
     #[test]
     fn maps_types_not_messages() {
-        let e = StoreError::from_airtable(422, "UNKNOWN_FIELD_NAME", "Unknown field name: \"Colour\"", "Runs", "");
+        let e = StoreError::from_airtable(
+            422,
+            "UNKNOWN_FIELD_NAME",
+            "Unknown field name: \"Colour\"",
+            "Runs",
+            "",
+        );
         assert_eq!(e.code(), "UNKNOWN_FIELD_NAME");
         assert!(matches!(e, StoreError::UnknownField { ref field, .. } if field == "Colour"));
         let e = StoreError::from_airtable(404, "NOT_FOUND", "", "Runs", "rec00000000000000");

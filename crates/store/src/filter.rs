@@ -71,7 +71,10 @@ pub enum Filter {
     IsBlank(String),
     /// One of the records linked in `field` has `primary_value` as its primary-field value (see the module
     /// docs: formulas see primary values, not ids).
-    LinkContains { field: String, primary_value: String },
+    LinkContains {
+        field: String,
+        primary_value: String,
+    },
 }
 
 impl Filter {
@@ -107,7 +110,9 @@ impl Filter {
 
     fn collect_fields<'a>(&'a self, out: &mut Vec<&'a str>) {
         match self {
-            Filter::Eq(f, _) | Filter::IsBlank(f) | Filter::LinkContains { field: f, .. } => out.push(f),
+            Filter::Eq(f, _) | Filter::IsBlank(f) | Filter::LinkContains { field: f, .. } => {
+                out.push(f)
+            }
             Filter::And(v) | Filter::Or(v) => v.iter().for_each(|f| f.collect_fields(out)),
             Filter::Not(f) => f.collect_fields(out),
         }
@@ -175,7 +180,10 @@ impl Filter {
                 out.push_str(&field_ref(field)?);
                 out.push_str(" & \"\") = 0");
             }
-            Filter::LinkContains { field, primary_value } => {
+            Filter::LinkContains {
+                field,
+                primary_value,
+            } => {
                 if primary_value.contains(LINK_SEPARATOR) {
                     return Err(StoreError::InvalidFilter(format!(
                         "a linked-record value may not contain the separator {LINK_SEPARATOR:?}"
@@ -203,7 +211,9 @@ pub const LINK_SEPARATOR: char = '\u{241F}';
 pub fn check_field_name(name: &str) -> Result<(), StoreError> {
     let bad = name.is_empty()
         || name.chars().count() > 255
-        || name.chars().any(|c| matches!(c, '{' | '}' | '"' | '\\') || c.is_control());
+        || name
+            .chars()
+            .any(|c| matches!(c, '{' | '}' | '"' | '\\') || c.is_control());
     if bad {
         return Err(StoreError::InvalidFilter(format!(
             "field name {name:?} is not allowed in a filter (no braces, quotes, backslashes or control characters)"
@@ -225,7 +235,9 @@ pub fn string_literal(s: &str) -> String {
 
 fn number_literal(n: f64) -> Result<String, StoreError> {
     if !n.is_finite() {
-        return Err(StoreError::InvalidFilter(format!("{n} is not a finite number")));
+        return Err(StoreError::InvalidFilter(format!(
+            "{n} is not a finite number"
+        )));
     }
     Ok(format!("{n}"))
 }
@@ -246,18 +258,27 @@ mod tests {
         let f = Filter::and([
             Filter::eq("Status", "Queued"),
             Filter::not(Filter::is_blank("User")),
-            Filter::or([Filter::eq("Attempt", 2i64), Filter::eq("Gate1 Passed", true)]),
+            Filter::or([
+                Filter::eq("Attempt", 2i64),
+                Filter::eq("Gate1 Passed", true),
+            ]),
         ]);
         assert_eq!(
             f.to_formula().unwrap(),
             r#"AND({Status} = "Queued", NOT(LEN({User} & "") = 0), OR({Attempt} = 2, {Gate1 Passed} = TRUE()))"#
         );
         assert_eq!(Filter::and([]).to_formula().unwrap(), "TRUE()");
-        assert_eq!(Filter::eq("Key", "").to_formula().unwrap(), r#"LEN({Key} & "") = 0"#);
+        assert_eq!(
+            Filter::eq("Key", "").to_formula().unwrap(),
+            r#"LEN({Key} & "") = 0"#
+        );
         assert!(Filter::eq("Bad}", "x").to_formula().is_err());
         assert!(Filter::eq("N", f64::NAN).to_formula().is_err());
         let l = Filter::link_contains("Run", "r1").to_formula().unwrap();
         assert!(l.starts_with("FIND(\"\u{241F}r1\u{241F}\""), "{l}");
-        assert_eq!(f.fields(), vec!["Status", "User", "Attempt", "Gate1 Passed"]);
+        assert_eq!(
+            f.fields(),
+            vec!["Status", "User", "Attempt", "Gate1 Passed"]
+        );
     }
 }

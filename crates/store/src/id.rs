@@ -104,7 +104,10 @@ mod tests {
         assert!(!is_record_id("rec0HLFTLAXuJ6s-q"));
         assert!(!is_record_id("rec0HLFTLAXuJ6sué"));
         assert!(!is_record_id(""));
-        assert_eq!(RecordId::parse("nope").unwrap_err().code(), "INVALID_RECORD_ID");
+        assert_eq!(
+            RecordId::parse("nope").unwrap_err().code(),
+            "INVALID_RECORD_ID"
+        );
         let id = RecordId::generate();
         assert!(is_record_id(id.as_str()), "{id}");
         assert_ne!(id, RecordId::generate());

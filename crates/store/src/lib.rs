@@ -177,7 +177,11 @@ impl Store {
     }
 
     /// Creates records, in input order. Not retried on 5xx or network errors (it may have been applied).
-    pub async fn create(&self, table: &str, records: Vec<Fields>) -> Result<Vec<Record>, StoreError> {
+    pub async fn create(
+        &self,
+        table: &str,
+        records: Vec<Fields>,
+    ) -> Result<Vec<Record>, StoreError> {
         if records.is_empty() {
             return Ok(Vec::new());
         }
@@ -188,7 +192,11 @@ impl Store {
     }
 
     /// Merges fields into existing records (PATCH by id).
-    pub async fn update(&self, table: &str, records: Vec<(String, Fields)>) -> Result<Vec<Record>, StoreError> {
+    pub async fn update(
+        &self,
+        table: &str,
+        records: Vec<(String, Fields)>,
+    ) -> Result<Vec<Record>, StoreError> {
         id::check_ids(records.iter().map(|(id, _)| id.as_str()))?;
         if records.is_empty() {
             return Ok(Vec::new());
@@ -200,7 +208,11 @@ impl Store {
     }
 
     /// Creates or updates records matched on their `Key` field (each record must carry a non-empty `Key`).
-    pub async fn upsert(&self, table: &str, records: Vec<Fields>) -> Result<Vec<Record>, StoreError> {
+    pub async fn upsert(
+        &self,
+        table: &str,
+        records: Vec<Fields>,
+    ) -> Result<Vec<Record>, StoreError> {
         for (i, r) in records.iter().enumerate() {
             match r.get(KEY_FIELD).and_then(Value::as_str) {
                 Some(k) if !k.is_empty() => {}

@@ -82,6 +82,9 @@ mod tests {
         let elapsed = start.elapsed().as_secs_f64();
         // 10 intervals of 0.21 s.
         assert!((elapsed - 2.1).abs() < 0.01, "{elapsed}");
-        assert!(Arc::ptr_eq(&for_base("u", "b", 5.0), &for_base("u", "b", 5.0)));
+        assert!(Arc::ptr_eq(
+            &for_base("u", "b", 5.0),
+            &for_base("u", "b", 5.0)
+        ));
     }
 }

@@ -76,16 +76,24 @@ pub struct FieldSchema {
 impl BaseSchema {
     /// The schema shipped with the crate.
     pub fn embedded() -> Result<BaseSchema, StoreError> {
-        serde_json::from_str(BASE_SCHEMA_JSON)
-            .map_err(|e| StoreError::Config(format!("embedded airtable/base-schema.json is invalid: {e}")))
+        serde_json::from_str(BASE_SCHEMA_JSON).map_err(|e| {
+            StoreError::Config(format!(
+                "embedded airtable/base-schema.json is invalid: {e}"
+            ))
+        })
     }
 
     /// Reads a schema file.
     pub fn load(path: &Path) -> Result<BaseSchema, StoreError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| StoreError::Config(format!("cannot read schema file {}: {e}", path.display())))?;
-        serde_json::from_str(&text)
-            .map_err(|e| StoreError::Config(format!("schema file {} is not a valid base schema: {e}", path.display())))
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            StoreError::Config(format!("cannot read schema file {}: {e}", path.display()))
+        })?;
+        serde_json::from_str(&text).map_err(|e| {
+            StoreError::Config(format!(
+                "schema file {} is not a valid base schema: {e}",
+                path.display()
+            ))
+        })
     }
 
     /// A table by name or by id (Airtable accepts both in URLs).
@@ -103,9 +111,10 @@ impl BaseSchema {
 
     /// Looks a table up or fails with the same error Airtable gives for an unknown table.
     pub fn require_table(&self, name_or_id: &str) -> Result<&TableSchema, StoreError> {
-        self.table(name_or_id).ok_or_else(|| StoreError::TableNotFound {
-            table: name_or_id.to_string(),
-        })
+        self.table(name_or_id)
+            .ok_or_else(|| StoreError::TableNotFound {
+                table: name_or_id.to_string(),
+            })
     }
 
     /// Checks field values for a write: every field exists, every value has its field's type, and every
@@ -164,7 +173,11 @@ impl FieldSchema {
             .as_ref()
             .and_then(|o| o.get("choices"))
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|c| c.get("name").and_then(Value::as_str)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c.get("name").and_then(Value::as_str))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -196,21 +209,17 @@ impl FieldSchema {
             return Ok(());
         }
         match self.field_type.as_str() {
-            "singleLineText" | "multilineText" | "email" | "url" | "phoneNumber" | "richText" | "date"
-            | "dateTime" | "barcode" => {
-                if !value.is_string() {
-                    return Err(invalid(format!("expected text, got {value}")));
-                }
+            "singleLineText" | "multilineText" | "email" | "url" | "phoneNumber" | "richText"
+            | "date" | "dateTime" | "barcode"
+                if !value.is_string() =>
+            {
+                return Err(invalid(format!("expected text, got {value}")));
             }
-            "number" | "currency" | "percent" | "rating" | "duration" => {
-                if !value.is_number() {
-                    return Err(invalid(format!("expected a number, got {value}")));
-                }
+            "number" | "currency" | "percent" | "rating" | "duration" if !value.is_number() => {
+                return Err(invalid(format!("expected a number, got {value}")));
             }
-            "checkbox" => {
-                if !value.is_boolean() {
-                    return Err(invalid(format!("expected true or false, got {value}")));
-                }
+            "checkbox" if !value.is_boolean() => {
+                return Err(invalid(format!("expected true or false, got {value}")));
             }
             "singleSelect" => {
                 let s = value
@@ -219,9 +228,9 @@ impl FieldSchema {
                 self.check_choice(table, s)?;
             }
             "multipleSelects" => {
-                let items = value
-                    .as_array()
-                    .ok_or_else(|| invalid(format!("expected a list of option names, got {value}")))?;
+                let items = value.as_array().ok_or_else(|| {
+                    invalid(format!("expected a list of option names, got {value}"))
+                })?;
                 for item in items {
                     let s = item
                         .as_str()
@@ -230,9 +239,9 @@ impl FieldSchema {
                 }
             }
             "multipleRecordLinks" => {
-                let items = value
-                    .as_array()
-                    .ok_or_else(|| invalid(format!("expected a list of record ids, got {value}")))?;
+                let items = value.as_array().ok_or_else(|| {
+                    invalid(format!("expected a list of record ids, got {value}"))
+                })?;
                 for item in items {
                     match item.as_str() {
                         Some(id) if is_record_id(id) => {}
@@ -241,15 +250,20 @@ impl FieldSchema {
                 }
             }
             "multipleAttachments" => {
-                let ok = value
-                    .as_array()
-                    .is_some_and(|a| a.iter().all(|v| v.get("url").is_some() || v.get("id").is_some()));
+                let ok = value.as_array().is_some_and(|a| {
+                    a.iter()
+                        .all(|v| v.get("url").is_some() || v.get("id").is_some())
+                });
                 if !ok {
-                    return Err(invalid("expected a list of {\"url\": ...} objects".to_string()));
+                    return Err(invalid(
+                        "expected a list of {\"url\": ...} objects".to_string(),
+                    ));
                 }
             }
             t if NOT_CREATABLE_TYPES.contains(&t) => {
-                return Err(invalid(format!("the field is computed ({t}) and cannot be written")));
+                return Err(invalid(format!(
+                    "the field is computed ({t}) and cannot be written"
+                )));
             }
             _ => {}
         }
@@ -273,30 +287,82 @@ impl FieldSchema {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Difference {
-    MissingTable { table: String, fields: usize },
-    MissingField { table: String, field: String, field_type: String },
-    WrongType { table: String, field: String, expected: String, actual: String },
-    MissingOptions { table: String, field: String, options: Vec<String> },
-    WrongLink { table: String, field: String, expected: String, actual: String },
+    MissingTable {
+        table: String,
+        fields: usize,
+    },
+    MissingField {
+        table: String,
+        field: String,
+        field_type: String,
+    },
+    WrongType {
+        table: String,
+        field: String,
+        expected: String,
+        actual: String,
+    },
+    MissingOptions {
+        table: String,
+        field: String,
+        options: Vec<String>,
+    },
+    WrongLink {
+        table: String,
+        field: String,
+        expected: String,
+        actual: String,
+    },
 }
 
 impl fmt::Display for Difference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Difference::MissingTable { table, fields } => {
-                write!(f, "- table \"{table}\" is missing (with its {fields} fields)")
+                write!(
+                    f,
+                    "- table \"{table}\" is missing (with its {fields} fields)"
+                )
             }
-            Difference::MissingField { table, field, field_type } => {
+            Difference::MissingField {
+                table,
+                field,
+                field_type,
+            } => {
                 write!(f, "- {table}: field \"{field}\" ({field_type}) is missing")
             }
-            Difference::WrongType { table, field, expected, actual } => {
-                write!(f, "~ {table}: field \"{field}\" is {actual}, expected {expected}")
+            Difference::WrongType {
+                table,
+                field,
+                expected,
+                actual,
+            } => {
+                write!(
+                    f,
+                    "~ {table}: field \"{field}\" is {actual}, expected {expected}"
+                )
             }
-            Difference::MissingOptions { table, field, options } => {
-                write!(f, "~ {table}: field \"{field}\" lacks options: {}", options.join(", "))
+            Difference::MissingOptions {
+                table,
+                field,
+                options,
+            } => {
+                write!(
+                    f,
+                    "~ {table}: field \"{field}\" lacks options: {}",
+                    options.join(", ")
+                )
             }
-            Difference::WrongLink { table, field, expected, actual } => {
-                write!(f, "~ {table}: field \"{field}\" links to \"{actual}\", expected \"{expected}\"")
+            Difference::WrongLink {
+                table,
+                field,
+                expected,
+                actual,
+            } => {
+                write!(
+                    f,
+                    "~ {table}: field \"{field}\" links to \"{actual}\", expected \"{expected}\""
+                )
             }
         }
     }
@@ -347,8 +413,14 @@ pub fn diff(desired: &BaseSchema, live: &BaseSchema) -> Vec<Difference> {
                 });
             }
             if wf.is_link() {
-                let expected = wf.link_target(desired).map(|t| t.name.clone()).unwrap_or_default();
-                let actual = hf.link_target(live).map(|t| t.name.clone()).unwrap_or_default();
+                let expected = wf
+                    .link_target(desired)
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default();
+                let actual = hf
+                    .link_target(live)
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default();
                 if expected != actual {
                     out.push(Difference::WrongLink {
                         table: want.name.clone(),
@@ -386,13 +458,26 @@ mod tests {
         );
         for t in &s.tables {
             for f in &t.fields {
-                assert!(f.is_creatable(), "{}.{} cannot be created by the API", t.name, f.name);
+                assert!(
+                    f.is_creatable(),
+                    "{}.{} cannot be created by the API",
+                    t.name,
+                    f.name
+                );
                 if f.is_link() {
-                    assert!(f.link_target(&s).is_some(), "{}.{} links nowhere", t.name, f.name);
+                    assert!(
+                        f.link_target(&s).is_some(),
+                        "{}.{} links nowhere",
+                        t.name,
+                        f.name
+                    );
                 }
             }
         }
-        assert_eq!(s.table("Runs").unwrap().primary_field().unwrap().name, "Key");
+        assert_eq!(
+            s.table("Runs").unwrap().primary_field().unwrap().name,
+            "Key"
+        );
         assert!(diff(&s, &s).is_empty());
     }
 
@@ -405,13 +490,27 @@ mod tests {
         f.insert("User".into(), json!(["rec0HLFTLAXuJ6suq"]));
         s.validate_fields("Runs", &f).unwrap();
         f.insert("Status".into(), json!("Bogus"));
-        assert_eq!(s.validate_fields("Runs", &f).unwrap_err().code(), "INVALID_MULTIPLE_CHOICE_OPTIONS");
+        assert_eq!(
+            s.validate_fields("Runs", &f).unwrap_err().code(),
+            "INVALID_MULTIPLE_CHOICE_OPTIONS"
+        );
         f.insert("Status".into(), json!("Queued"));
         f.insert("Colour".into(), json!("x"));
-        assert_eq!(s.validate_fields("Runs", &f).unwrap_err().code(), "UNKNOWN_FIELD_NAME");
+        assert_eq!(
+            s.validate_fields("Runs", &f).unwrap_err().code(),
+            "UNKNOWN_FIELD_NAME"
+        );
         f.remove("Colour");
         f.insert("User".into(), json!(["nope"]));
-        assert_eq!(s.validate_fields("Runs", &f).unwrap_err().code(), "INVALID_VALUE_FOR_COLUMN");
-        assert_eq!(s.validate_fields("Nope", &Fields::new()).unwrap_err().code(), "TABLE_NOT_FOUND");
+        assert_eq!(
+            s.validate_fields("Runs", &f).unwrap_err().code(),
+            "INVALID_VALUE_FOR_COLUMN"
+        );
+        assert_eq!(
+            s.validate_fields("Nope", &Fields::new())
+                .unwrap_err()
+                .code(),
+            "TABLE_NOT_FOUND"
+        );
     }
 }

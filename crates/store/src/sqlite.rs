@@ -37,9 +37,12 @@ impl SqliteStore {
     pub(crate) fn open(path: &Path, schema: BaseSchema) -> Result<SqliteStore, StoreError> {
         let conn = Connection::open(path)
             .map_err(|e| StoreError::Sqlite(format!("cannot open {}: {e}", path.display())))?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(db_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL").map_err(db_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(db_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(db_err)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS records (
                  tbl TEXT NOT NULL,
@@ -93,12 +96,17 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn list(&self, table: &str, query: &ListQuery) -> Result<Vec<Record>, StoreError> {
+    pub(crate) async fn list(
+        &self,
+        table: &str,
+        query: &ListQuery,
+    ) -> Result<Vec<Record>, StoreError> {
         let (table, query) = (table.to_string(), query.clone());
         self.call(move |conn, schema| {
             let t = schema.require_table(&table)?;
             schema.validate_field_names(&t.name, query.fields.iter().map(String::as_str))?;
-            let mut sql = String::from("SELECT id, created_time, fields FROM records r WHERE r.tbl = ?");
+            let mut sql =
+                String::from("SELECT id, created_time, fields FROM records r WHERE r.tbl = ?");
             let mut params = vec![SqlValue::Text(t.name.clone())];
             if let Some(f) = &query.filter {
                 sql.push_str(" AND ");
@@ -117,7 +125,8 @@ impl SqliteStore {
             for row in rows {
                 let mut rec = parts_to_record(row.map_err(db_err)?)?;
                 if !query.fields.is_empty() {
-                    rec.fields.retain(|k, _| query.fields.iter().any(|f| f == k));
+                    rec.fields
+                        .retain(|k, _| query.fields.iter().any(|f| f == k));
                 }
                 out.push(rec);
             }
@@ -126,7 +135,11 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn create(&self, table: &str, records: Vec<Fields>) -> Result<Vec<Record>, StoreError> {
+    pub(crate) async fn create(
+        &self,
+        table: &str,
+        records: Vec<Fields>,
+    ) -> Result<Vec<Record>, StoreError> {
         let table = table.to_string();
         self.call(move |conn, schema| {
             let t = schema.require_table(&table)?.name.clone();
@@ -175,7 +188,11 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn upsert(&self, table: &str, records: Vec<Fields>) -> Result<Vec<Record>, StoreError> {
+    pub(crate) async fn upsert(
+        &self,
+        table: &str,
+        records: Vec<Fields>,
+    ) -> Result<Vec<Record>, StoreError> {
         let table = table.to_string();
         self.call(move |conn, schema| {
             let ts = schema.require_table(&table)?;
@@ -297,14 +314,21 @@ fn insert(conn: &Connection, table: &str, fields: Fields) -> Result<Record, Stor
     Ok(rec)
 }
 
-fn merge_and_save(conn: &Connection, mut rec: Record, fields: Fields) -> Result<Record, StoreError> {
+fn merge_and_save(
+    conn: &Connection,
+    mut rec: Record,
+    fields: Fields,
+) -> Result<Record, StoreError> {
     for (k, v) in fields {
         rec.fields.insert(k, v);
     }
     crate::drop_empty(&mut rec.fields);
     let json = Value::Object(rec.fields.clone()).to_string();
-    conn.execute("UPDATE records SET fields = ?1 WHERE id = ?2", (json, &rec.id))
-        .map_err(db_err)?;
+    conn.execute(
+        "UPDATE records SET fields = ?1 WHERE id = ?2",
+        (json, &rec.id),
+    )
+    .map_err(db_err)?;
     Ok(rec)
 }
 
@@ -348,7 +372,9 @@ fn compile(
                 FilterValue::Text(s) => SqlValue::Text(s.clone()),
                 FilterValue::Number(n) if n.is_finite() => SqlValue::Real(*n),
                 FilterValue::Number(n) => {
-                    return Err(StoreError::InvalidFilter(format!("{n} is not a finite number")));
+                    return Err(StoreError::InvalidFilter(format!(
+                        "{n} is not a finite number"
+                    )));
                 }
                 FilterValue::Bool(_) => SqlValue::Integer(1),
             });
@@ -358,18 +384,24 @@ fn compile(
             sql.push_str("(json_type(r.fields, ?) IS NULL)");
             params.push(path(field));
         }
-        Filter::LinkContains { field, primary_value } => {
+        Filter::LinkContains {
+            field,
+            primary_value,
+        } => {
             known_field(t, field)?;
             let target = t
                 .field(field)
                 .filter(|fs| fs.is_link())
                 .and_then(|fs| fs.link_target(base))
                 .ok_or_else(|| {
-                    StoreError::InvalidFilter(format!("\"{field}\" is not a linked-record field of \"{}\"", t.name))
+                    StoreError::InvalidFilter(format!(
+                        "\"{field}\" is not a linked-record field of \"{}\"",
+                        t.name
+                    ))
                 })?;
-            let primary = target
-                .primary_field()
-                .ok_or_else(|| StoreError::InvalidFilter(format!("table \"{}\" has no fields", target.name)))?;
+            let primary = target.primary_field().ok_or_else(|| {
+                StoreError::InvalidFilter(format!("table \"{}\" has no fields", target.name))
+            })?;
             sql.push_str(
                 "EXISTS (SELECT 1 FROM json_each(r.fields, ?) j JOIN records l ON l.id = j.value \
                  WHERE l.tbl = ? AND json_extract(l.fields, ?) = ?)",

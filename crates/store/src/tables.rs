@@ -45,9 +45,14 @@ pub trait TableRecord: Serialize + DeserializeOwned + Sized {
 
     /// Reads a record; absent fields become `None` / empty.
     fn from_record(r: &Record) -> Result<Self, StoreError> {
-        let mut out: Self = serde_json::from_value(Value::Object(r.fields.clone())).map_err(|e| {
-            StoreError::Decode(format!("record {} of \"{}\" does not match its type: {e}", r.id, Self::TABLE))
-        })?;
+        let mut out: Self =
+            serde_json::from_value(Value::Object(r.fields.clone())).map_err(|e| {
+                StoreError::Decode(format!(
+                    "record {} of \"{}\" does not match its type: {e}",
+                    r.id,
+                    Self::TABLE
+                ))
+            })?;
         out.set_id(r.id.clone());
         Ok(out)
     }
@@ -136,7 +141,11 @@ pub struct User {
     pub role: Option<Role>,
     #[serde(rename = "Coach", default, skip_serializing_if = "Vec::is_empty")]
     pub coach: Vec<String>,
-    #[serde(rename = "Active Experiment", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "Active Experiment",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub active_experiment: Vec<String>,
 }
 table_record!(User, USERS);
@@ -149,19 +158,39 @@ pub struct Transcript {
     pub title: Option<String>,
     #[serde(rename = "User", default, skip_serializing_if = "Vec::is_empty")]
     pub user: Vec<String>,
-    #[serde(rename = "Meeting Date", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Meeting Date",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub meeting_date: Option<String>,
     #[serde(rename = "Format", default, skip_serializing_if = "Option::is_none")]
     pub format: Option<TranscriptFormat>,
-    #[serde(rename = "Transcript", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Transcript",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub transcript: Option<String>,
     #[serde(rename = "File", default, skip_serializing_if = "Vec::is_empty")]
     pub file: Vec<Attachment>,
-    #[serde(rename = "Coachee Speaker", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Coachee Speaker",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub coachee_speaker: Option<String>,
-    #[serde(rename = "Parse Status", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Parse Status",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub parse_status: Option<ParseStatus>,
-    #[serde(rename = "Parse Error", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Parse Error",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub parse_error: Option<String>,
     #[serde(rename = "Segments", default, skip_serializing_if = "Option::is_none")]
     pub segments: Option<i64>,
@@ -203,7 +232,11 @@ pub struct Run {
     pub user: Vec<String>,
     #[serde(rename = "Run Request", default, skip_serializing_if = "Vec::is_empty")]
     pub run_request: Vec<String>,
-    #[serde(rename = "Baseline Pack", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "Baseline Pack",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub baseline_pack: Vec<String>,
     #[serde(rename = "Transcripts", default, skip_serializing_if = "Vec::is_empty")]
     pub transcripts: Vec<String>,
@@ -217,32 +250,68 @@ pub struct Run {
     pub provider: Option<String>,
     #[serde(rename = "Model", default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
-    #[serde(rename = "Prompt Version", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Prompt Version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub prompt_version: Option<String>,
-    #[serde(rename = "Input Tokens", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Input Tokens",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub input_tokens: Option<i64>,
-    #[serde(rename = "Output Tokens", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Output Tokens",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub output_tokens: Option<i64>,
     #[serde(rename = "Cost USD", default, skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<f64>,
-    #[serde(rename = "Duration Ms", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Duration Ms",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub duration_ms: Option<i64>,
     /// Unchecked reads as `None` (Airtable omits `false`).
-    #[serde(rename = "Gate1 Passed", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Gate1 Passed",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gate1_passed: Option<bool>,
-    #[serde(rename = "Gate1 Report", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Gate1 Report",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gate1_report: Option<String>,
     #[serde(rename = "Output", default, skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
-    #[serde(rename = "Coaching Card", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Coaching Card",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub coaching_card: Option<String>,
     #[serde(rename = "Metrics", default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<String>,
     #[serde(rename = "Error", default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    #[serde(rename = "Started At", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Started At",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub started_at: Option<String>,
-    #[serde(rename = "Finished At", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Finished At",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub finished_at: Option<String>,
 }
 table_record!(Run, RUNS);
@@ -280,19 +349,35 @@ pub struct Experiment {
     pub title: Option<String>,
     #[serde(rename = "User", default, skip_serializing_if = "Vec::is_empty")]
     pub user: Vec<String>,
-    #[serde(rename = "Baseline Pack", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "Baseline Pack",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub baseline_pack: Vec<String>,
     #[serde(rename = "Source Run", default, skip_serializing_if = "Vec::is_empty")]
     pub source_run: Vec<String>,
     #[serde(rename = "Behavior", default, skip_serializing_if = "Option::is_none")]
     pub behavior: Option<String>,
-    #[serde(rename = "Success Signal", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Success Signal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub success_signal: Option<String>,
-    #[serde(rename = "Target Meetings", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Target Meetings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_meetings: Option<i64>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ExperimentStatus>,
-    #[serde(rename = "Started At", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Started At",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub started_at: Option<String>,
 }
 table_record!(Experiment, EXPERIMENTS);
@@ -313,7 +398,11 @@ pub struct ExperimentEvent {
     pub attempted: Option<Attempted>,
     #[serde(rename = "Evidence", default, skip_serializing_if = "Option::is_none")]
     pub evidence: Option<String>,
-    #[serde(rename = "Occurred At", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Occurred At",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub occurred_at: Option<String>,
 }
 table_record!(ExperimentEvent, EXPERIMENT_EVENTS);
@@ -329,7 +418,12 @@ mod tests {
         let fields = full.to_fields();
         schema.validate_fields(T::TABLE, &fields).unwrap();
         let table = schema.table(T::TABLE).unwrap();
-        assert_eq!(fields.len(), table.fields.len(), "{}: not every field is mapped", T::TABLE);
+        assert_eq!(
+            fields.len(),
+            table.fields.len(),
+            "{}: not every field is mapped",
+            T::TABLE
+        );
         let back = T::from_record(&Record {
             id: "rec0HLFTLAXuJ6suq".into(),
             created_time: String::new(),
@@ -451,18 +545,47 @@ mod tests {
     fn enums_cover_the_schema_options() {
         let schema = BaseSchema::embedded().unwrap();
         let opts = |t: &str, f: &str| -> Vec<String> {
-            schema.table(t).unwrap().field(f).unwrap().choices().into_iter().map(String::from).collect()
+            schema
+                .table(t)
+                .unwrap()
+                .field(f)
+                .unwrap()
+                .choices()
+                .into_iter()
+                .map(String::from)
+                .collect()
         };
         let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(opts(RUNS, "Status"), names(&RunStatus::ALL.iter().map(|x| x.as_str()).collect::<Vec<_>>()));
-        assert_eq!(opts(RUNS, "Type"), names(&RunType::ALL.iter().map(|x| x.as_str()).collect::<Vec<_>>()));
+        assert_eq!(
+            opts(RUNS, "Status"),
+            names(
+                &RunStatus::ALL
+                    .iter()
+                    .map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+            )
+        );
+        assert_eq!(
+            opts(RUNS, "Type"),
+            names(&RunType::ALL.iter().map(|x| x.as_str()).collect::<Vec<_>>())
+        );
         assert_eq!(
             opts(BASELINE_PACKS, "Status"),
-            names(&BaselinePackStatus::ALL.iter().map(|x| x.as_str()).collect::<Vec<_>>())
+            names(
+                &BaselinePackStatus::ALL
+                    .iter()
+                    .map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+            )
         );
         assert_eq!(
             opts(EXPERIMENT_EVENTS, "Attempted"),
-            names(&Attempted::ALL.iter().map(|x| x.as_str()).collect::<Vec<_>>())
+            names(
+                &Attempted::ALL
+                    .iter()
+                    .map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+            )
         );
         let empty = Run::from_record(&Record {
             id: "rec0HLFTLAXuJ6suq".into(),

@@ -118,7 +118,9 @@ fn tokenize(src: &str) -> Result<Vec<Tok>, String> {
                     match chars.get(i) {
                         None => return Err("unterminated string literal".into()),
                         Some('\\') => {
-                            let esc = chars.get(i + 1).ok_or("dangling backslash in string literal")?;
+                            let esc = chars
+                                .get(i + 1)
+                                .ok_or("dangling backslash in string literal")?;
                             s.push(match esc {
                                 'n' => '\n',
                                 't' => '\t',
@@ -138,18 +140,24 @@ fn tokenize(src: &str) -> Result<Vec<Tok>, String> {
             }
             '0'..='9' | '.' => {
                 let start = i;
-                while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.' || chars[i] == 'e') {
+                while i < chars.len()
+                    && (chars[i].is_ascii_digit() || chars[i] == '.' || chars[i] == 'e')
+                {
                     i += 1;
                 }
                 let text: String = chars[start..i].iter().collect();
-                out.push(Tok::Num(text.parse().map_err(|_| format!("bad number {text}"))?));
+                out.push(Tok::Num(
+                    text.parse().map_err(|_| format!("bad number {text}"))?,
+                ));
             }
             c if c.is_alphabetic() || c == '_' => {
                 let start = i;
                 while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_') {
                     i += 1;
                 }
-                out.push(Tok::Ident(chars[start..i].iter().collect::<String>().to_uppercase()));
+                out.push(Tok::Ident(
+                    chars[start..i].iter().collect::<String>().to_uppercase(),
+                ));
             }
             '(' => {
                 out.push(Tok::LParen);
@@ -292,8 +300,20 @@ impl Parser {
                     }
                 }
                 const KNOWN: &[&str] = &[
-                    "AND", "OR", "NOT", "IF", "TRUE", "FALSE", "BLANK", "LEN", "FIND", "ARRAYJOIN", "LOWER",
-                    "UPPER", "TRIM", "RECORD_ID",
+                    "AND",
+                    "OR",
+                    "NOT",
+                    "IF",
+                    "TRUE",
+                    "FALSE",
+                    "BLANK",
+                    "LEN",
+                    "FIND",
+                    "ARRAYJOIN",
+                    "LOWER",
+                    "UPPER",
+                    "TRIM",
+                    "RECORD_ID",
                 ];
                 if !KNOWN.contains(&name.as_str()) {
                     return Err(format!("unknown function {name}"));
@@ -335,7 +355,11 @@ impl Expr {
 
     /// Evaluates against one record's field values (links already resolved to primary values).
     pub fn eval(&self, fields: &HashMap<String, V>, record_id: &str) -> V {
-        let arg = |args: &[Expr], i: usize| args.get(i).map(|a| a.eval(fields, record_id)).unwrap_or(V::Blank);
+        let arg = |args: &[Expr], i: usize| {
+            args.get(i)
+                .map(|a| a.eval(fields, record_id))
+                .unwrap_or(V::Blank)
+        };
         match self {
             Expr::Lit(v) => v.clone(),
             Expr::Field(f) => fields.get(f).cloned().unwrap_or(V::Blank),
@@ -383,9 +407,15 @@ impl Expr {
                     }
                 }
                 "ARRAYJOIN" => {
-                    let sep = if args.len() > 1 { arg(args, 1).to_text() } else { ", ".into() };
+                    let sep = if args.len() > 1 {
+                        arg(args, 1).to_text()
+                    } else {
+                        ", ".into()
+                    };
                     match arg(args, 0) {
-                        V::List(items) => V::Text(items.iter().map(V::to_text).collect::<Vec<_>>().join(&sep)),
+                        V::List(items) => {
+                            V::Text(items.iter().map(V::to_text).collect::<Vec<_>>().join(&sep))
+                        }
                         other => V::Text(other.to_text()),
                     }
                 }
@@ -400,7 +430,10 @@ mod tests {
     use super::*;
 
     fn eval(src: &str, fields: &[(&str, V)]) -> V {
-        let map = fields.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let map = fields
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
         parse(src).unwrap().eval(&map, "rec0HLFTLAXuJ6suq")
     }
 
@@ -411,10 +444,28 @@ mod tests {
         assert_eq!(eval(r#"{Key} = "a\"b""#, &f), V::Bool(false));
         assert_eq!(eval(r#"LEN({Missing} & "") = 0"#, &f), V::Bool(true));
         assert_eq!(eval(r#"NOT(LEN({Key} & "") = 0)"#, &f), V::Bool(true));
-        let links = [("Run", V::List(vec![V::Text("r1".into()), V::Text("r2".into())]))];
-        assert_eq!(eval(r#"FIND("|r2|", "|" & ARRAYJOIN({Run}, "|") & "|") > 0"#, &links), V::Bool(true));
-        assert_eq!(eval(r#"FIND("|r|", "|" & ARRAYJOIN({Run}, "|") & "|") > 0"#, &links), V::Bool(false));
-        assert_eq!(eval("AND({N} = 2, TRUE())", &[("N", V::Num(2.0))]), V::Bool(true));
+        let links = [(
+            "Run",
+            V::List(vec![V::Text("r1".into()), V::Text("r2".into())]),
+        )];
+        assert_eq!(
+            eval(
+                r#"FIND("|r2|", "|" & ARRAYJOIN({Run}, "|") & "|") > 0"#,
+                &links
+            ),
+            V::Bool(true)
+        );
+        assert_eq!(
+            eval(
+                r#"FIND("|r|", "|" & ARRAYJOIN({Run}, "|") & "|") > 0"#,
+                &links
+            ),
+            V::Bool(false)
+        );
+        assert_eq!(
+            eval("AND({N} = 2, TRUE())", &[("N", V::Num(2.0))]),
+            V::Bool(true)
+        );
         assert!(parse(r#"{Key} = "unterminated"#).is_err());
         assert!(parse("EVIL({Key})").is_err());
         assert!(parse(r#"{Key} = "x" "y""#).is_err());

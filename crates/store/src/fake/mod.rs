@@ -91,7 +91,11 @@ impl FakeBuilder {
             .respond_with(Responder(state.clone()))
             .mount(&server)
             .await;
-        FakeAirtable { server, state, base_id }
+        FakeAirtable {
+            server,
+            state,
+            base_id,
+        }
     }
 }
 
@@ -268,7 +272,10 @@ struct State {
 type Reply = (u16, Value);
 
 fn err(status: u16, kind: &str, message: impl Into<String>) -> Reply {
-    (status, json!({ "error": { "type": kind, "message": message.into() } }))
+    (
+        status,
+        json!({ "error": { "type": kind, "message": message.into() } }),
+    )
 }
 
 fn not_found() -> Reply {
@@ -278,7 +285,11 @@ fn not_found() -> Reply {
 /// Airtable's answer for a validation failure found by the shared schema code.
 fn store_err_reply(e: StoreError) -> Reply {
     match e {
-        StoreError::UnknownField { field, .. } => err(422, "UNKNOWN_FIELD_NAME", format!("Unknown field name: \"{field}\"")),
+        StoreError::UnknownField { field, .. } => err(
+            422,
+            "UNKNOWN_FIELD_NAME",
+            format!("Unknown field name: \"{field}\""),
+        ),
         StoreError::InvalidSelectOption { value, .. } => err(
             422,
             "INVALID_MULTIPLE_CHOICE_OPTIONS",
@@ -289,9 +300,11 @@ fn store_err_reply(e: StoreError) -> Reply {
             "INVALID_VALUE_FOR_COLUMN",
             format!("Field \"{field}\" cannot accept the provided value: {message}"),
         ),
-        StoreError::TableNotFound { table } => {
-            err(404, "TABLE_NOT_FOUND", format!("Could not find table {table} in this base"))
-        }
+        StoreError::TableNotFound { table } => err(
+            404,
+            "TABLE_NOT_FOUND",
+            format!("Could not find table {table} in this base"),
+        ),
         other => err(422, "INVALID_REQUEST_UNKNOWN", other.to_string()),
     }
 }
@@ -337,11 +350,11 @@ fn to_live(mut schema: BaseSchema) -> BaseSchema {
         .collect();
     for t in &mut schema.tables {
         for f in &mut t.fields {
-            if let Some(Value::Object(o)) = &mut f.options {
-                if let Some(Value::String(name)) = o.remove("linkedTableName") {
-                    let id = ids.get(&name).cloned().unwrap_or(name);
-                    o.insert("linkedTableId".into(), json!(id));
-                }
+            if let Some(Value::Object(o)) = &mut f.options
+                && let Some(Value::String(name)) = o.remove("linkedTableName")
+            {
+                let id = ids.get(&name).cloned().unwrap_or(name);
+                o.insert("linkedTableId".into(), json!(id));
             }
         }
     }
@@ -380,14 +393,14 @@ impl State {
         {
             self.window.pop_front();
         }
-        if let Some(limit) = self.rate_limit {
-            if self.window.len() >= limit {
-                self.count_429 += 1;
-                return (
-                    429,
-                    json!({ "errors": [{ "error": "RATE_LIMIT_REACHED", "message": "Rate limit exceeded. Please try again later" }] }),
-                );
-            }
+        if let Some(limit) = self.rate_limit
+            && self.window.len() >= limit
+        {
+            self.count_429 += 1;
+            return (
+                429,
+                json!({ "errors": [{ "error": "RATE_LIMIT_REACHED", "message": "Rate limit exceeded. Please try again later" }] }),
+            );
         }
         self.window.push_back(now);
         self.max_rate_seen = self.max_rate_seen.max(self.window.len());
@@ -417,7 +430,10 @@ impl State {
                     return err(
                         404,
                         "TABLE_NOT_FOUND",
-                        format!("Could not find table {table} in application {}", self.base_id),
+                        format!(
+                            "Could not find table {table} in application {}",
+                            self.base_id
+                        ),
                     );
                 };
                 self.data(method, &t, rest, req)
@@ -446,14 +462,27 @@ impl State {
             ("POST", ["listRecords"]) => {
                 let b = body();
                 let p = ListParams {
-                    page_size: b.get("pageSize").and_then(Value::as_u64).map(|n| n as usize),
-                    max_records: b.get("maxRecords").and_then(Value::as_u64).map(|n| n as usize),
+                    page_size: b
+                        .get("pageSize")
+                        .and_then(Value::as_u64)
+                        .map(|n| n as usize),
+                    max_records: b
+                        .get("maxRecords")
+                        .and_then(Value::as_u64)
+                        .map(|n| n as usize),
                     offset: b.get("offset").and_then(Value::as_str).map(str::to_string),
-                    formula: b.get("filterByFormula").and_then(Value::as_str).map(str::to_string),
+                    formula: b
+                        .get("filterByFormula")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
                     fields: b
                         .get("fields")
                         .and_then(Value::as_array)
-                        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|v| v.as_str().map(str::to_string))
+                                .collect()
+                        })
                         .unwrap_or_default(),
                 };
                 self.list(t, p)
@@ -508,7 +537,9 @@ impl State {
     }
 
     fn table_records_mut(&mut self, t: &TableSchema) -> &mut Vec<Record> {
-        self.records.entry(t.id.clone().unwrap_or_default()).or_default()
+        self.records
+            .entry(t.id.clone().unwrap_or_default())
+            .or_default()
     }
 
     fn find(&self, t: &TableSchema, id: &str) -> Option<Record> {
@@ -519,10 +550,15 @@ impl State {
     fn formula_values(&self, t: &TableSchema, r: &Record) -> HashMap<String, V> {
         let mut out = HashMap::new();
         for f in &t.fields {
-            let Some(v) = r.fields.get(&f.name) else { continue };
+            let Some(v) = r.fields.get(&f.name) else {
+                continue;
+            };
             let value = if f.is_link() {
                 let target = f.link_target(&self.schema);
-                let ids: Vec<&str> = v.as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+                let ids: Vec<&str> = v
+                    .as_array()
+                    .map(|a| a.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
                 let prim = target.and_then(|tt| tt.primary_field().map(|p| (tt, p.name.clone())));
                 V::List(
                     ids.iter()
@@ -544,7 +580,11 @@ impl State {
     fn list(&mut self, t: &TableSchema, p: ListParams) -> Reply {
         for f in &p.fields {
             if t.field(f).is_none() {
-                return err(422, "UNKNOWN_FIELD_NAME", format!("Unknown field name: \"{f}\""));
+                return err(
+                    422,
+                    "UNKNOWN_FIELD_NAME",
+                    format!("Unknown field name: \"{f}\""),
+                );
             }
         }
         let expr = match &p.formula {
@@ -552,7 +592,8 @@ impl State {
                 Ok(e) => {
                     let mut names = Vec::new();
                     e.fields(&mut names);
-                    let unknown: Vec<String> = names.into_iter().filter(|n| t.field(n).is_none()).collect();
+                    let unknown: Vec<String> =
+                        names.into_iter().filter(|n| t.field(n).is_none()).collect();
                     if !unknown.is_empty() {
                         return err(
                             422,
@@ -577,7 +618,11 @@ impl State {
             Some(o) => {
                 if self.expire_offsets {
                     self.expire_offsets = false;
-                    return err(422, "LIST_RECORDS_ITERATOR_NOT_AVAILABLE", "The iterator is no longer available");
+                    return err(
+                        422,
+                        "LIST_RECORDS_ITERATOR_NOT_AVAILABLE",
+                        "The iterator is no longer available",
+                    );
                 }
                 match o.rsplit('/').next().and_then(|n| n.parse::<usize>().ok()) {
                     Some(n) if o.starts_with("itr") => n,
@@ -587,7 +632,11 @@ impl State {
         };
         let page_size = p.page_size.unwrap_or(100);
         if page_size == 0 || page_size > 100 {
-            return err(422, "INVALID_PAGE_SIZE", "pageSize must be between 1 and 100");
+            return err(
+                422,
+                "INVALID_PAGE_SIZE",
+                "pageSize must be between 1 and 100",
+            );
         }
         let mut matching: Vec<Record> = self
             .table_records(t)
@@ -625,13 +674,25 @@ impl State {
     /// The `records` array of a write body, checked against the 10-record limit.
     fn write_records(body: &Value) -> Result<Vec<Value>, Reply> {
         let Some(recs) = body.get("records").and_then(Value::as_array) else {
-            return Err(err(422, "INVALID_REQUEST_MISSING_FIELDS", "Could not find field \"records\" in the request body"));
+            return Err(err(
+                422,
+                "INVALID_REQUEST_MISSING_FIELDS",
+                "Could not find field \"records\" in the request body",
+            ));
         };
         if recs.len() > 10 {
-            return Err(err(422, "INVALID_RECORDS", "You can create, update or delete up to 10 records per request"));
+            return Err(err(
+                422,
+                "INVALID_RECORDS",
+                "You can create, update or delete up to 10 records per request",
+            ));
         }
         if recs.is_empty() {
-            return Err(err(422, "INVALID_RECORDS", "The request must include at least one record"));
+            return Err(err(
+                422,
+                "INVALID_RECORDS",
+                "The request must include at least one record",
+            ));
         }
         Ok(recs.clone())
     }
@@ -639,9 +700,17 @@ impl State {
     fn fields_of(&self, t: &TableSchema, rec: &Value) -> Result<Fields, Reply> {
         let fields = match rec.get("fields") {
             Some(Value::Object(m)) => m.clone(),
-            _ => return Err(err(422, "INVALID_RECORDS", "Each record needs a \"fields\" object")),
+            _ => {
+                return Err(err(
+                    422,
+                    "INVALID_RECORDS",
+                    "Each record needs a \"fields\" object",
+                ));
+            }
         };
-        self.schema.validate_fields(&t.name, &fields).map_err(store_err_reply)?;
+        self.schema
+            .validate_fields(&t.name, &fields)
+            .map_err(store_err_reply)?;
         Ok(fields)
     }
 
@@ -689,7 +758,11 @@ impl State {
         let mut all = Vec::new();
         for rec in &recs {
             let Some(id) = rec.get("id").and_then(Value::as_str) else {
-                return err(422, "INVALID_RECORDS", "Each record to update needs an \"id\"");
+                return err(
+                    422,
+                    "INVALID_RECORDS",
+                    "Each record to update needs an \"id\"",
+                );
             };
             if self.find(t, id).is_none() {
                 return not_found();
@@ -710,14 +783,26 @@ impl State {
         let merge_on: Vec<String> = body
             .pointer("/performUpsert/fieldsToMergeOn")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         if merge_on.is_empty() || merge_on.len() > 3 {
-            return err(422, "INVALID_REQUEST_UNKNOWN", "fieldsToMergeOn must list 1 to 3 fields");
+            return err(
+                422,
+                "INVALID_REQUEST_UNKNOWN",
+                "fieldsToMergeOn must list 1 to 3 fields",
+            );
         }
         for f in &merge_on {
             if t.field(f).is_none() {
-                return err(422, "UNKNOWN_FIELD_NAME", format!("Unknown field name: \"{f}\""));
+                return err(
+                    422,
+                    "UNKNOWN_FIELD_NAME",
+                    format!("Unknown field name: \"{f}\""),
+                );
             }
         }
         let recs = match Self::write_records(&body) {
@@ -737,7 +822,11 @@ impl State {
             let matches: Vec<String> = self
                 .table_records(t)
                 .iter()
-                .filter(|r| merge_on.iter().all(|k| r.fields.get(k) == f.get(k) && f.get(k).is_some()))
+                .filter(|r| {
+                    merge_on
+                        .iter()
+                        .all(|k| r.fields.get(k) == f.get(k) && f.get(k).is_some())
+                })
                 .map(|r| r.id.clone())
                 .collect();
             if matches.len() > 1 {
@@ -772,13 +861,20 @@ impl State {
 
     fn delete(&mut self, t: &TableSchema, ids: Vec<String>) -> Reply {
         if ids.len() > 10 {
-            return err(422, "INVALID_RECORDS", "You can delete up to 10 records per request");
+            return err(
+                422,
+                "INVALID_RECORDS",
+                "You can delete up to 10 records per request",
+            );
         }
         if ids.iter().any(|id| self.find(t, id).is_none()) {
             return not_found();
         }
         self.table_records_mut(t).retain(|r| !ids.contains(&r.id));
-        let out: Vec<Value> = ids.iter().map(|id| json!({ "id": id, "deleted": true })).collect();
+        let out: Vec<Value> = ids
+            .iter()
+            .map(|id| json!({ "id": id, "deleted": true }))
+            .collect();
         (200, json!({ "records": out }))
     }
 
@@ -795,7 +891,11 @@ impl State {
                 };
                 match serde_json::from_value::<FieldSchema>(body) {
                     Ok(f) => self.meta_create_field(&t.name, f),
-                    Err(e) => err(422, "INVALID_REQUEST_UNKNOWN", format!("Invalid field: {e}")),
+                    Err(e) => err(
+                        422,
+                        "INVALID_REQUEST_UNKNOWN",
+                        format!("Invalid field: {e}"),
+                    ),
                 }
             }
             _ => not_found(),
@@ -804,13 +904,20 @@ impl State {
 
     fn check_new_field(&self, f: &FieldSchema) -> Result<(), Reply> {
         if f.name.trim().is_empty() {
-            return Err(err(422, "DUPLICATE_OR_EMPTY_FIELD_NAME", "Field name is empty"));
+            return Err(err(
+                422,
+                "DUPLICATE_OR_EMPTY_FIELD_NAME",
+                "Field name is empty",
+            ));
         }
         if !f.is_creatable() {
             return Err(err(
                 422,
                 "UNSUPPORTED_FIELD_TYPE_FOR_CREATE",
-                format!("Field type {} cannot be created through the API", f.field_type),
+                format!(
+                    "Field type {} cannot be created through the API",
+                    f.field_type
+                ),
             ));
         }
         if f.is_link() {
@@ -819,7 +926,12 @@ impl State {
                 .as_ref()
                 .and_then(|o| o.get("linkedTableId"))
                 .and_then(Value::as_str)
-                .and_then(|id| self.schema.tables.iter().find(|t| t.id.as_deref() == Some(id)));
+                .and_then(|id| {
+                    self.schema
+                        .tables
+                        .iter()
+                        .find(|t| t.id.as_deref() == Some(id))
+                });
             if target.is_none() {
                 return Err(err(
                     422,
@@ -834,13 +946,27 @@ impl State {
     fn meta_create_table(&mut self, body: Value) -> Reply {
         let t: TableSchema = match serde_json::from_value(body) {
             Ok(t) => t,
-            Err(e) => return err(422, "INVALID_REQUEST_UNKNOWN", format!("Invalid table: {e}")),
+            Err(e) => {
+                return err(
+                    422,
+                    "INVALID_REQUEST_UNKNOWN",
+                    format!("Invalid table: {e}"),
+                );
+            }
         };
         if self.schema.table(&t.name).is_some() {
-            return err(422, "DUPLICATE_TABLE_NAME", format!("Table \"{}\" already exists", t.name));
+            return err(
+                422,
+                "DUPLICATE_TABLE_NAME",
+                format!("Table \"{}\" already exists", t.name),
+            );
         }
         if t.fields.is_empty() {
-            return err(422, "INVALID_REQUEST_UNKNOWN", "A table needs at least one field");
+            return err(
+                422,
+                "INVALID_REQUEST_UNKNOWN",
+                "A table needs at least one field",
+            );
         }
         for f in &t.fields {
             if let Err(e) = self.check_new_field(f) {
@@ -866,8 +992,16 @@ impl State {
     }
 
     fn meta_create_field(&mut self, table: &str, f: FieldSchema) -> Reply {
-        if self.schema.table(table).is_some_and(|t| t.field(&f.name).is_some()) {
-            return err(422, "DUPLICATE_OR_EMPTY_FIELD_NAME", format!("Field \"{}\" already exists", f.name));
+        if self
+            .schema
+            .table(table)
+            .is_some_and(|t| t.field(&f.name).is_some())
+        {
+            return err(
+                422,
+                "DUPLICATE_OR_EMPTY_FIELD_NAME",
+                format!("Field \"{}\" already exists", f.name),
+            );
         }
         if let Err(e) = self.check_new_field(&f) {
             return e;
@@ -879,7 +1013,11 @@ impl State {
     /// Adds a field (and, for a link, the inverse link field in the target table, as Airtable does).
     fn add_field(&mut self, table: &str, mut f: FieldSchema) -> FieldSchema {
         f.id = Some(new_id("fld"));
-        let source_id = self.schema.table(table).and_then(|t| t.id.clone()).unwrap_or_default();
+        let source_id = self
+            .schema
+            .table(table)
+            .and_then(|t| t.id.clone())
+            .unwrap_or_default();
         if let Some(t) = self.schema.table_mut(table) {
             t.fields.push(f.clone());
         }
@@ -891,8 +1029,10 @@ impl State {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
-            if target_id != source_id {
-                if let Some(target) = self.schema.table_mut(&target_id) {
+            if target_id != source_id
+                && let Some(target) = self.schema.table_mut(&target_id)
+            {
+                {
                     let mut name = table.to_string();
                     let mut n = 2;
                     while target.field(&name).is_some() {
@@ -904,7 +1044,9 @@ impl State {
                         name,
                         field_type: "multipleRecordLinks".into(),
                         description: None,
-                        options: Some(json!({ "linkedTableId": source_id, "inverseLinkFieldId": f.id })),
+                        options: Some(
+                            json!({ "linkedTableId": source_id, "inverseLinkFieldId": f.id }),
+                        ),
                     });
                 }
             }
