@@ -40,6 +40,7 @@ pub(crate) fn clean_into(raw: &str, out: &mut String, opts: CleanOpts) -> Cleane
         let b = bytes[i];
         match b {
             b' ' | b'\t' | b'\n' | b'\r' | 0x0c => {
+                close_punct(out);
                 pending_space = !out.is_empty();
                 i += 1;
                 continue;
@@ -90,12 +91,7 @@ pub(crate) fn clean_into(raw: &str, out: &mut String, opts: CleanOpts) -> Cleane
                 if let Some(&n) = bytes.get(i + 1)
                     && n.is_ascii_punctuation()
                 {
-                    emit(
-                        out,
-                        &mut pending_space,
-                        n as char,
-                        bytes.get(i + 2).copied(),
-                    );
+                    emit(out, &mut pending_space, n as char);
                     last_was_disfmarker = false;
                     i += 2;
                     continue;
@@ -112,9 +108,10 @@ pub(crate) fn clean_into(raw: &str, out: &mut String, opts: CleanOpts) -> Cleane
             b'&' => {
                 if let Some((c, len)) = decode_entity(&raw[i..]) {
                     if c.is_whitespace() {
+                        close_punct(out);
                         pending_space = !out.is_empty();
                     } else {
-                        emit(out, &mut pending_space, c, bytes.get(i + len).copied());
+                        emit(out, &mut pending_space, c);
                         last_was_disfmarker = false;
                     }
                     i += len;
@@ -131,15 +128,17 @@ pub(crate) fn clean_into(raw: &str, out: &mut String, opts: CleanOpts) -> Cleane
             let mut chars = s.chars();
             if let Some(c) = chars.next() {
                 if c.is_whitespace() {
+                    close_punct(out);
                     pending_space = !out.is_empty();
                 } else {
-                    emit(out, &mut pending_space, c, bytes.get(end).copied());
+                    emit(out, &mut pending_space, c);
                     last_was_disfmarker = false;
                 }
             }
         }
         i = end;
     }
+    close_punct(out);
     let tail = out.trim_end();
     found.cut_off = last_was_disfmarker
         || tail.ends_with("--")
@@ -148,18 +147,31 @@ pub(crate) fn clean_into(raw: &str, out: &mut String, opts: CleanOpts) -> Cleane
     found
 }
 
-fn emit(out: &mut String, pending_space: &mut bool, c: char, next: Option<u8>) {
+fn emit(out: &mut String, pending_space: &mut bool, c: char) {
     if *pending_space {
-        // "better ?" -> "better?" when the punctuation closes a word; "a .net" keeps its space.
-        let closes = SENTENCE_PUNCT.contains(&c)
-            && next
-                .is_none_or(|n| n.is_ascii_whitespace() || SENTENCE_PUNCT.contains(&(n as char)));
-        if !closes {
-            out.push(' ');
-        }
+        out.push(' ');
         *pending_space = false;
     }
     out.push(c);
+}
+
+/// At the end of a token: if it is only sentence punctuation that followed a space
+/// ("better ?"), attach it to the previous word ("better?"). "a .net" is left alone because the
+/// token has more than punctuation. Working on the output, after markup was skipped, keeps this
+/// idempotent.
+fn close_punct(out: &mut String) {
+    let run = out
+        .bytes()
+        .rev()
+        .take_while(|b| SENTENCE_PUNCT.contains(&(*b as char)))
+        .count();
+    if run == 0 {
+        return;
+    }
+    let cut = out.len() - run;
+    if cut >= 2 && out.as_bytes()[cut - 1] == b' ' && out.as_bytes()[cut - 2] != b' ' {
+        out.remove(cut - 1);
+    }
 }
 
 fn utf8_len(first: u8) -> usize {

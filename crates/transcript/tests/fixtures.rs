@@ -267,9 +267,7 @@ fn coachee_lookup_on_fixture() {
     );
     assert_eq!(find_coachee(&t, "ana").ok().as_deref(), Some("Ana Lima"));
     assert_eq!(find_coachee(&t, "BEN").ok().as_deref(), Some("Ben"));
-    let err = find_coachee(&t, "Break")
-        .err()
-        .expect("Break is not a person");
+    let err = find_coachee(&t, "Break").expect_err("Break is not a person");
     assert_eq!(err.code(), "COACHEE_NOT_FOUND");
     let msg = find_coachee(&t, "Krys")
         .err()
