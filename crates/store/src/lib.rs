@@ -25,6 +25,16 @@
 //! [`attachment`] (safe download of `File` attachments), `fake` (feature `fake`: a stateful Airtable on
 //! wiremock for tests).
 //!
+//! Schema CLI: `cli::Command::{Check { schema, json }, Apply { schema, yes }}` (a `clap::Subcommand`) and
+//! `cli::run(cmd, cfg: AirtableConfig) -> i32` (0 ok, 1 the base differs, 2 bad input / API error).
+//!
+//! Test fake (feature `fake`): `FakeAirtable::start().await` (shipped schema, 429 above 5 req/s) or
+//! `FakeAirtable::builder().schema(s).rate_limit(None).start().await`; then `fake.config()` gives an
+//! `AirtableConfig` pointing at it. Inspect with `records(table)`, `insert(table, fields)`, `calls()`,
+//! `calls_to(method, path)`, `table_path(table)`, `requests()`, `max_rate_seen()`, `count_429()`,
+//! `schema()`; inject faults with `fail_next(n, status)`, `set_failure_ratio(r, status)`,
+//! `expire_offsets()`.
+//!
 //! # Semantics both backends share
 //! - Ids are `rec` + 14 letters/digits; `createdTime` is RFC 3339 UTC with milliseconds.
 //! - Empty values (`null`, `""`, `[]`, `false`) are not stored: a read returns the field absent, as

@@ -352,3 +352,28 @@ async fn burst_of_200_calls_from_16_tasks() {
     assert!(max <= 5, "{max}");
     assert!(rate >= 4.5, "{rate}");
 }
+
+#[tokio::test]
+async fn network_errors_are_transient_and_typed() {
+    fn assert_shareable<T: Clone + Send + Sync + 'static>() {}
+    assert_shareable::<Store>();
+    // Nothing listens on port 9 of localhost: connection refused, retried (reads), then typed.
+    let mut cfg = AirtableConfig::new("patTEST", "appAAAAAAAAAAAAAA").for_tests();
+    cfg.api_url = "http://127.0.0.1:9".into();
+    cfg.rate_per_sec = 1000.0;
+    cfg.max_retries = 2;
+    let store = Store::airtable(cfg).unwrap();
+    assert_eq!(store.backend_name(), "airtable");
+    let e = store.ready().await.unwrap_err();
+    assert_eq!(e.code(), "STORE_NETWORK");
+    assert!(e.is_transient());
+    assert!(
+        !e.to_string().contains("patTEST"),
+        "the token never appears in errors"
+    );
+    let e = store
+        .create(RUNS, vec![fields(json!({"Key": "n"}))])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "STORE_NETWORK");
+}
