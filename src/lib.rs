@@ -10,10 +10,12 @@
 //!   and Gate-1) are crates of this workspace.
 
 pub mod config;
+//TMP pub mod demo;
 pub mod error;
 pub mod http;
 pub mod jobs;
 pub mod journal;
+pub mod scenarios;
 pub mod serve;
 pub mod startup;
 pub mod telemetry;

@@ -34,6 +34,33 @@ enum Command {
     },
     /// Print the headers (and a curl line) of a signed request, to try the API by hand.
     Sign(SignArgs),
+    /// Parse a transcript or measure how its speakers communicate.
+    #[command(subcommand)]
+    Transcript(coach_transcript::cli::Command),
+    /// Check a coaching output against Gate-1.
+    #[command(subcommand)]
+    Gate1(coach_coaching::cli::Gate1Command),
+    /// Analyse one transcript (or a baseline pack of three) and print the coaching card.
+    Analyze(coach_coaching::cli::AnalyzeArgs),
+    /// Compare the Airtable base with the schema the worker needs, or create what is missing.
+    Airtable {
+        #[command(subcommand)]
+        command: coach_store::cli::Command,
+        /// Airtable personal access token (needs schema.bases:read, and schema.bases:write for apply).
+        #[arg(long, env = "AIRTABLE_TOKEN", hide_env_values = true, global = true)]
+        token: Option<String>,
+        /// Airtable base id (`app…`).
+        #[arg(long = "base-id", env = "AIRTABLE_BASE_ID", global = true)]
+        base_id: Option<String>,
+        /// Airtable API URL.
+        #[arg(
+            long = "api-url",
+            env = "AIRTABLE_API_URL",
+            default_value = "https://api.airtable.com",
+            global = true
+        )]
+        api_url: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -66,6 +93,25 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve { config, demo } => exit(serve(*config, demo)),
         Command::Sign(args) => exit(sign(args)),
+        Command::Transcript(cmd) => exit(coach_transcript::cli::run(cmd)),
+        Command::Gate1(cmd) => exit(coach_coaching::cli::run_gate1(cmd)),
+        Command::Analyze(args) => exit(runtime().block_on(coach_coaching::cli::run_analyze(args))),
+        Command::Airtable {
+            command,
+            token,
+            base_id,
+            api_url,
+        } => {
+            let (Some(token), Some(base_id)) = (token, base_id) else {
+                eprintln!(
+                    "error: set AIRTABLE_TOKEN and AIRTABLE_BASE_ID (or --token and --base-id)"
+                );
+                return exit(2);
+            };
+            let mut cfg = coach_store::AirtableConfig::new(token, base_id);
+            cfg.api_url = api_url.trim_end_matches('/').to_owned();
+            exit(runtime().block_on(coach_store::cli::run(command, cfg)))
+        }
     }
 }
 

@@ -1,21 +1,133 @@
-//! `coach-worker serve`: opens the journal and the store, registers the scenarios, runs the worker.
+//! `coach-worker serve`: opens the journal and the store, picks the analyzer, registers the
+//! scenarios, and runs the worker.
 
-use crate::config::ServeConfig;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use coach_coaching::{Analyzer, OpenAiClient, OpenAiConfig};
+use coach_store::attachment::AttachmentPolicy;
+use coach_store::{AirtableConfig, Store};
+
+use crate::config::{ProviderChoice, ServeConfig};
 use crate::journal::Journal;
+use crate::scenarios::{self, Deps};
 use crate::startup::{Application, Registry};
 use crate::webhook::Secret;
 
+/// The record store the settings select: Airtable when `AIRTABLE_TOKEN` is set, else SQLite.
+pub fn store(config: &ServeConfig) -> anyhow::Result<Store> {
+    match (&config.airtable_token, &config.airtable_base_id) {
+        (Some(token), Some(base)) => {
+            let mut cfg = AirtableConfig::new(token.clone(), base.clone());
+            cfg.api_url = config.airtable_api_url.trim_end_matches('/').to_owned();
+            cfg.rate_limit_wait = Duration::from_secs(config.airtable_rate_limit_wait_secs);
+            Store::airtable(cfg).context("AIRTABLE_TOKEN: cannot set up the Airtable store")
+        }
+        _ => {
+            std::fs::create_dir_all(&config.data_dir).with_context(|| {
+                format!(
+                    "COACH_DATA_DIR: cannot create {}",
+                    config.data_dir.display()
+                )
+            })?;
+            Store::sqlite(&config.store_path())
+                .context("COACH_DATA_DIR: cannot open the embedded store")
+        }
+    }
+}
+
+/// The analyzer the settings select.
+pub fn analyzer(config: &ServeConfig) -> anyhow::Result<Analyzer> {
+    match config.provider_choice()? {
+        ProviderChoice::Rules => Ok(Analyzer::Rules),
+        ProviderChoice::OpenAi => {
+            let mut cfg = OpenAiConfig::from_env()
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .unwrap_or_else(|| {
+                    OpenAiConfig::new(config.openai_api_key.clone().unwrap_or_default())
+                });
+            if let Some(key) = &config.openai_api_key {
+                cfg.api_key = key.clone();
+            }
+            cfg.base_url = config.openai_base_url.trim_end_matches('/').to_owned();
+            cfg.model = config.openai_model.clone();
+            Ok(Analyzer::OpenAi(
+                OpenAiClient::new(cfg).map_err(|e| anyhow::anyhow!("OPENAI_API_KEY: {e}"))?,
+            ))
+        }
+    }
+}
+
+/// Everything a running worker needs, built from settings.
+pub struct Built {
+    pub app: Application,
+    pub deps: Arc<Deps>,
+}
+
+/// Builds the worker with the real scenarios.
+pub async fn build(config: &ServeConfig, secrets: Vec<Secret>) -> anyhow::Result<Built> {
+    let journal =
+        Journal::open(&config.journal_path()).context("COACH_DATA_DIR: cannot open the journal")?;
+    let deps = Arc::new(Deps {
+        store: store(config)?,
+        analyzer: analyzer(config)?,
+        journal: journal.clone(),
+        attachments: AttachmentPolicy::default(),
+    });
+    let registry = worker_registry(config, deps.clone());
+    let app = Application::build_with(config, secrets, journal, registry).await?;
+    Ok(Built { app, deps })
+}
+
+/// The real scenarios plus the optional Airtable ping route.
+pub fn worker_registry(config: &ServeConfig, deps: Arc<Deps>) -> Registry {
+    let ping = config
+        .airtable_webhook_mac_secret
+        .as_ref()
+        .map(|_| Arc::new(tokio::sync::Notify::new()));
+    let mut registry = scenarios::registry(
+        deps,
+        Duration::from_secs(config.poll_interval_secs),
+        ping.clone(),
+    );
+    if let (Some(secret), Some(ping)) = (config.airtable_webhook_mac_secret.clone(), ping) {
+        registry
+            .routes
+            .push(crate::http::airtable_ping::routes(secret, ping));
+    }
+    registry
+}
+
 /// Builds and runs the worker until it is told to stop.
-pub async fn run(config: ServeConfig, secrets: Vec<Secret>, _demo: bool) -> anyhow::Result<()> {
+pub async fn run(config: ServeConfig, secrets: Vec<Secret>, demo: bool) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let journal = Journal::open(&config.journal_path())?;
-    let registry = Registry::empty();
-    let app = Application::build_with(&config, secrets, journal, registry).await?;
+    let demo_secret = secrets.first().cloned();
+    let built = build(&config, secrets).await?;
+    let port = built.app.port();
     tracing::info!(
-        port = app.port(),
-        listen = %config.listen,
+        port,
+        store = built.deps.store.backend_name(),
+        provider = built.deps.analyzer.provider(),
         startup_ms = started.elapsed().as_millis() as u64,
         "coach-worker listening"
     );
-    app.run_until_stopped().await
+    if demo {
+        if let Some(secret) = demo_secret {
+            let deps = built.deps.clone();
+            tokio::spawn(async move {
+                if let Err(e) = async {
+                    let _ = (deps, port, secret);
+                    Ok::<(), anyhow::Error>(())
+                }
+                .await
+                {
+                    //TMP
+                    tracing::error!(error = %e, "the demo story failed");
+                    eprintln!("demo failed: {e:#}");
+                }
+            });
+        }
+    }
+    built.app.run_until_stopped().await
 }

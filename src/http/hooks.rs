@@ -25,6 +25,12 @@ pub trait Hook: Send + Sync + 'static {
     /// answers through [`Hook::respond`].
     fn job_kind(&self) -> Option<&str>;
 
+    /// For asynchronous hooks: a key under which at most one job may be active (e.g. one run per
+    /// Run Request), whatever the delivery.
+    fn dedupe_key(&self, _payload: &Value) -> Option<String> {
+        None
+    }
+
     /// The answer of a synchronous hook. 4xx errors are final and replayed to repeats; any other
     /// error releases the delivery so that the sender's retry runs it again.
     async fn respond(
@@ -126,22 +132,19 @@ pub async fn receive(
 
     match hook.job_kind() {
         Some(kind) => {
+            let dedupe_key = hook.dedupe_key(&job_payload);
             let mut job = NewJob::new(kind, &scenario, job_payload);
             job.delivery_key = Some(key.clone());
+            job.dedupe_key = dedupe_key;
             let run_id = job.id.clone();
-            let answer = json!({
-                "run_id": run_id,
-                "status": "queued",
-                "status_url": format!("/v1/runs/{run_id}"),
-            });
             let outcome = state
                 .journal
-                .accept_delivery(delivery, job, 202, answer.clone())
+                .accept_delivery(delivery, job, 202, queued_answer)
                 .await?;
             answered(&scenario, &key, outcome, || {
                 state.runner.wake();
                 tracing::info!(scenario = %scenario, delivery_key = %key, run_id = %run_id, "delivery accepted");
-                HttpResponse::Accepted().json(answer)
+                HttpResponse::Accepted().json(queued_answer(&run_id))
             })
         }
         None => {
@@ -174,6 +177,15 @@ pub async fn receive(
             }
         }
     }
+}
+
+/// The 202 answer of an asynchronous hook.
+pub fn queued_answer(run_id: &str) -> Value {
+    json!({
+        "run_id": run_id,
+        "status": "queued",
+        "status_url": format!("/v1/runs/{run_id}"),
+    })
 }
 
 /// Turns a journal outcome into the answer: the new answer, or the first one again.

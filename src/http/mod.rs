@@ -1,6 +1,7 @@
 //! The HTTP surface: routes and the state they share. Handlers are thin: they check, journal and
 //! answer; the work happens in jobs and scenarios.
 
+pub mod airtable_ping;
 pub mod hooks;
 mod runs;
 

@@ -47,18 +47,22 @@ pub struct Delivery {
 
 impl Journal {
     /// Journals an asynchronous delivery with its job and the answer to give, unless the key was seen.
+    /// `answer` is built from the id of the job that will do the work: the new job's, or, when an
+    /// active job already has the same dedupe key, that job's (no second job is created).
     pub async fn accept_delivery(
         &self,
         delivery: NewDelivery,
         job: NewJob,
         status: u16,
-        answer: Value,
+        answer: impl FnOnce(&str) -> Value + Send + 'static,
     ) -> Result<DeliveryOutcome, JournalError> {
-        let answer_text = serde_json::to_string(&answer)?;
         self.call(move |conn| {
             if let Some(outcome) = existing(conn, &delivery)? {
                 return Ok(outcome);
             }
+            let (job_id, created) = super::jobs::insert_job(conn, &job)?;
+            let answer = answer(&job_id);
+            let answer_text = serde_json::to_string(&answer)?;
             conn.prepare_cached(
                 "INSERT INTO deliveries (key, scenario, body_hash, body, received_at, response_status, response_body, job_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -71,10 +75,13 @@ impl Journal {
                 now_ms(),
                 status,
                 answer_text,
-                job.id
+                job_id
             ])?;
-            super::jobs::insert_job(conn, &job)?;
-            Ok(DeliveryOutcome::New)
+            if created {
+                Ok(DeliveryOutcome::New)
+            } else {
+                Ok(DeliveryOutcome::Replayed { status, body: answer })
+            }
         })
         .await
     }

@@ -1,0 +1,169 @@
+//! `serve --demo`: seeds the store with a coachee and six sample transcripts (written for this
+//! project, in `samples/`), then runs the whole story through the worker's own signed webhooks, as
+//! Make would: A1 (with `build`) → A2 → E1, then R1 × 3 → D1 × 3 with the rules analyzer. It prints
+//! where to look. Seeding is idempotent, so a second `--demo` start reuses the records.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use coach_store::tables::{self, RunRequestSource, RunRequestStatus, TableRecord, TranscriptFormat};
+use coach_store::{Fields, Filter, ListQuery};
+use serde_json::{Value, json};
+
+use crate::journal::now_ms;
+use crate::scenarios::Deps;
+use crate::webhook::{Secret, signature};
+
+const COACHEE: &str = "Maya Chen";
+
+/// (title, format, days before today, text)
+const SAMPLES: [(&str, TranscriptFormat, i64, &str); 6] = [
+    ("Sprint planning", TranscriptFormat::Vtt, 21, include_str!("../samples/transcripts/baseline-1-sprint-planning.vtt")),
+    ("Incident review", TranscriptFormat::Srt, 14, include_str!("../samples/transcripts/baseline-2-incident-review.srt")),
+    ("Roadmap sync", TranscriptFormat::Text, 7, include_str!("../samples/transcripts/baseline-3-roadmap-sync.md")),
+    ("Design review", TranscriptFormat::Json, 0, include_str!("../samples/transcripts/followup-1-design-review.json")),
+    ("One-on-one", TranscriptFormat::Text, 0, include_str!("../samples/transcripts/followup-2-one-on-one.txt")),
+    ("Team retro", TranscriptFormat::Vtt, 0, include_str!("../samples/transcripts/followup-3-team-retro.vtt")),
+];
+
+fn date_days_ago(days: i64) -> String {
+    let ms = now_ms() - days * 86_400_000;
+    crate::journal::rfc3339(ms)[..10].to_owned()
+}
+
+/// Finds a record by a text field or creates it (Users and Transcripts have no `Key` to upsert on).
+async fn find_or_create(deps: &Deps, table: &str, field: &str, value: &str, create: Fields) -> anyhow::Result<String> {
+    let found = deps.store.list(table, &ListQuery::new().filter(Filter::eq(field, value)).max_records(1)).await?;
+    if let Some(r) = found.first() {
+        return Ok(r.id.clone());
+    }
+    let created = deps.store.create(table, vec![create]).await?;
+    created.first().map(|r| r.id.clone()).context("the store created no record")
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    secret: Secret,
+}
+
+impl Client {
+    async fn post(&self, scenario: &str, delivery: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+        let bytes = serde_json::to_vec(body)?;
+        let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+        let sig = signature::sign_standard(&self.secret, delivery, ts, &bytes)?;
+        let resp = self
+            .http
+            .post(format!("{}/v1/hooks/{scenario}", self.base))
+            .header("content-type", "application/json")
+            .header("webhook-id", delivery)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", sig)
+            .body(bytes)
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// Waits for a run and every follow-up it chained.
+    async fn wait(&self, run_id: &str) -> anyhow::Result<Value> {
+        for _ in 0..1200 {
+            let run: Value = self.http.get(format!("{}/v1/runs/{run_id}", self.base)).send().await?.json().await?;
+            let finished = |r: &Value| matches!(r["status"].as_str(), Some("succeeded" | "failed" | "cancelled"));
+            if finished(&run) && run["follow_ups"].as_array().is_none_or(|f| f.iter().all(finished)) {
+                return Ok(run);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("run {run_id} did not finish in time")
+    }
+}
+
+/// Seeds the store and runs the story.
+pub async fn run(deps: Arc<Deps>, port: u16, secret: Secret) -> anyhow::Result<()> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = Client { http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?, base: format!("http://127.0.0.1:{port}"), secret };
+    for _ in 0..100 {
+        if client.http.get(format!("{}/readyz", client.base)).send().await.is_ok_and(|r| r.status().is_success()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let user_id = find_or_create(
+        &deps,
+        tables::USERS,
+        "Name",
+        COACHEE,
+        tables::User { name: Some(COACHEE.into()), email: Some("maya.chen@example.com".into()), role: Some(tables::Role::Coachee), ..Default::default() }.to_fields(),
+    )
+    .await?;
+    let mut transcript_ids = Vec::new();
+    for (title, format, days, text) in SAMPLES {
+        let record = tables::Transcript {
+            title: Some(format!("Demo: {title}")),
+            user: vec![user_id.clone()],
+            meeting_date: Some(date_days_ago(days)),
+            format: Some(format),
+            transcript: Some(text.to_owned()),
+            coachee_speaker: Some(COACHEE.into()),
+            ..Default::default()
+        };
+        transcript_ids.push(find_or_create(&deps, tables::TRANSCRIPTS, "Title", &format!("Demo: {title}"), record.to_fields()).await?);
+    }
+    println!("demo: seeded user {user_id} and {} transcripts", transcript_ids.len());
+
+    let (status, pack) = client
+        .post("a1", &format!("demo-a1-{user_id}"), &json!({
+            "user_id": user_id,
+            "transcript_ids": &transcript_ids[..3],
+            "name": "Demo baseline",
+            "build": true,
+        }))
+        .await?;
+    if status != 201 && status != 200 {
+        bail!("A1 answered {status}: {pack}");
+    }
+    let build = client.wait(pack["run_id"].as_str().context("A1 did not queue the build")?).await?;
+    println!(
+        "demo: A1 → A2 → E1: baseline pack {} built, run {} {}; experiment {}",
+        pack["baseline_pack_id"].as_str().unwrap_or("?"),
+        build["run_id"].as_str().unwrap_or("?"),
+        build["status"].as_str().unwrap_or("?"),
+        build["follow_ups"][0]["run_id"].as_str().unwrap_or("not started"),
+    );
+
+    for (i, transcript_id) in transcript_ids[3..].iter().enumerate() {
+        let request = tables::RunRequest {
+            key: Some(format!("demo:r1:{transcript_id}")),
+            user: vec![user_id.clone()],
+            transcript: vec![transcript_id.clone()],
+            status: Some(RunRequestStatus::Queued),
+            source: Some(RunRequestSource::Admin),
+            ..Default::default()
+        };
+        let written = deps.store.upsert(tables::RUN_REQUESTS, vec![request.to_fields()]).await?;
+        let request_id = written.first().map(|r| r.id.clone()).context("no run request written")?;
+        let (status, queued) = client.post("r1", &format!("demo-r1-{request_id}"), &json!({ "run_request_id": request_id })).await?;
+        if status != 202 {
+            bail!("R1 answered {status}: {queued}");
+        }
+        let run = client.wait(queued["run_id"].as_str().context("R1 gave no run id")?).await?;
+        let d1 = &run["follow_ups"][0];
+        println!(
+            "demo: R1 #{} → D1: request {request_id} {}, attempt event {}",
+            i + 1,
+            run["status"].as_str().unwrap_or("?"),
+            d1["status"].as_str().unwrap_or("not chained"),
+        );
+    }
+    println!(
+        "demo: done. Look at the runs with `coach-worker runs list` (needs COACH_ADMIN_TOKEN) or GET {}/v1/runs/<run_id>; \
+         the records are in the embedded store ({} backend).",
+        client.base,
+        deps.store.backend_name()
+    );
+    Ok(())
+}

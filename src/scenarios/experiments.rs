@@ -1,0 +1,523 @@
+//! E1 (instantiate an experiment from a baseline run) and D1 (record an attempt event after a
+//! qualifying single-meeting run).
+//!
+//! Both run as synchronous hooks (Make or an admin calls them alone, and reads them from the Run
+//! record) and as chained jobs (after A2/S3 and R1). A chained job carries what its parent already
+//! read, which saves the reads the hook has to make; the writes are the same upserts either way:
+//! `e1:{run}` for the Experiment, `e1:{run}:instantiated`, `d1:{experiment}:{run}` and
+//! `d1:{experiment}:completed` for the events — so each exists once however often it is asked for.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use coach_store::tables::{
+    self, Attempted, EventType, ExperimentStatus, RunStatus, RunType, TableRecord,
+};
+use coach_store::{Fields, Filter, ListQuery};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::input::{object, record_id_field};
+use super::transcripts::typed;
+use super::{Deps, HookResult, JOB_D1, JOB_E1, Scenario, ScenarioError};
+use crate::error::ApiError;
+use crate::http::Hook;
+use crate::jobs::{JobContext, JobOutcome};
+
+/// What D1 needs to know about an experiment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExperimentFacts {
+    pub id: String,
+    pub key: String,
+    pub started_at: Option<String>,
+    pub target_meetings: i64,
+    pub active: bool,
+}
+
+impl ExperimentFacts {
+    pub fn from_record(e: &tables::Experiment) -> ExperimentFacts {
+        ExperimentFacts {
+            id: e.id.clone(),
+            key: e.key.clone().unwrap_or_default(),
+            started_at: e.started_at.clone(),
+            target_meetings: e.target_meetings.unwrap_or(3).max(1),
+            active: e.status == Some(ExperimentStatus::Active),
+        }
+    }
+}
+
+/// D1's input once everything is read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct D1Facts {
+    run_type: String,
+    run_status: String,
+    user_id: Option<String>,
+    experiment: Option<ExperimentFacts>,
+    meeting_date: Option<String>,
+    attempt: Value,
+    finished_at: Option<String>,
+}
+
+/// What D1 did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum D1Outcome {
+    Recorded {
+        event_id: String,
+        experiment_id: String,
+        attempts: usize,
+        target: i64,
+        completed: bool,
+    },
+    Skipped {
+        reason: String,
+    },
+}
+
+impl D1Outcome {
+    fn to_answer(&self) -> (StatusCode, Value) {
+        match self {
+            D1Outcome::Recorded {
+                event_id,
+                experiment_id,
+                attempts,
+                target,
+                completed,
+            } => (
+                StatusCode::CREATED,
+                json!({ "event_id": event_id, "experiment_id": experiment_id, "attempts": attempts, "target_meetings": target, "experiment_completed": completed }),
+            ),
+            D1Outcome::Skipped { reason } => {
+                (StatusCode::OK, json!({ "skipped": true, "reason": reason }))
+            }
+        }
+    }
+}
+
+fn fields(value: Value) -> Fields {
+    match value {
+        Value::Object(m) => m,
+        _ => Fields::new(),
+    }
+}
+
+fn run_output(run: &tables::Run) -> Value {
+    run.output
+        .as_deref()
+        .and_then(|o| serde_json::from_str(o).ok())
+        .unwrap_or(Value::Null)
+}
+
+fn check_finished(run: &tables::Run, id: &str) -> Result<(), ScenarioError> {
+    match run.status {
+        Some(RunStatus::Succeeded) | Some(RunStatus::Failed) => Ok(()),
+        _ => Err(ScenarioError::unprocessable(
+            "RUN_NOT_FINISHED",
+            format!(
+                "run {id} has not finished (status {}); call again once it has succeeded",
+                run.status.map(|s| s.as_str()).unwrap_or("empty")
+            ),
+        )
+        .with_pointer("/run_id")),
+    }
+}
+
+/// Reads what D1 needs from the store (the hook path).
+async fn read_d1_facts(deps: &Deps, run_id: &str) -> Result<D1Facts, ScenarioError> {
+    let run: tables::Run = typed(&deps.store.get(tables::RUNS, run_id).await?)?;
+    if run.run_type != Some(RunType::SingleMeeting) {
+        return Err(ScenarioError::unprocessable(
+            "WRONG_RUN_TYPE",
+            format!("run {run_id} is not a single_meeting run; D1 records attempts for single meetings only"),
+        )
+        .with_pointer("/run_id"));
+    }
+    check_finished(&run, run_id)?;
+    let mut facts = D1Facts {
+        run_type: "single_meeting".into(),
+        run_status: run
+            .status
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default(),
+        user_id: run.user.first().cloned(),
+        experiment: None,
+        meeting_date: None,
+        attempt: run_output(&run)
+            .get("experiment_attempt")
+            .cloned()
+            .unwrap_or(Value::Null),
+        finished_at: run.finished_at.clone(),
+    };
+    if run.status != Some(RunStatus::Succeeded) {
+        return Ok(facts);
+    }
+    if let Some(uid) = &facts.user_id {
+        let user: tables::User = typed(&deps.store.get(tables::USERS, uid).await?)?;
+        if let Some(eid) = user.active_experiment.first() {
+            let e: tables::Experiment = typed(&deps.store.get(tables::EXPERIMENTS, eid).await?)?;
+            facts.experiment = Some(ExperimentFacts::from_record(&e));
+        }
+    }
+    if facts.experiment.is_some() {
+        if let Some(tid) = run.transcripts.first() {
+            let t: tables::Transcript = typed(&deps.store.get(tables::TRANSCRIPTS, tid).await?)?;
+            facts.meeting_date = t.meeting_date;
+        }
+    }
+    Ok(facts)
+}
+
+/// The evidence text of an attempt judgement: each quote with its span id, then the note.
+fn evidence_text(attempt: &Value) -> String {
+    let mut out = String::new();
+    for e in attempt
+        .get("evidence")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let span = e.get("span_id").and_then(Value::as_str).unwrap_or("?");
+        let quote = e.get("quote").and_then(Value::as_str).unwrap_or("");
+        out.push_str(&format!("[{span}] \"{quote}\"\n"));
+    }
+    if let Some(note) = attempt.get("note").and_then(Value::as_str) {
+        out.push_str(note);
+    }
+    out.trim().to_owned()
+}
+
+/// D1: one `attempt` event per (experiment, run) for a succeeded single-meeting run on or after the
+/// experiment's start; completes the experiment when the attempts reach its target.
+pub async fn record_attempt(
+    deps: &Deps,
+    run_id: &str,
+    known: Option<&Value>,
+) -> Result<D1Outcome, ScenarioError> {
+    let facts = match known.and_then(|k| serde_json::from_value::<D1Facts>(k.clone()).ok()) {
+        Some(f) => f,
+        None => read_d1_facts(deps, run_id).await?,
+    };
+    if facts.run_status != RunStatus::Succeeded.as_str() {
+        return Ok(D1Outcome::Skipped {
+            reason: format!("run {run_id} did not succeed, so it is not an attempt"),
+        });
+    }
+    let Some(experiment) = facts.experiment.filter(|e| e.active) else {
+        return Ok(D1Outcome::Skipped {
+            reason: "the user has no active experiment".into(),
+        });
+    };
+    let Some(meeting_date) = facts.meeting_date.as_deref().filter(|d| d.len() >= 10) else {
+        return Ok(D1Outcome::Skipped { reason: "the transcript has no Meeting Date, so it cannot be placed after the experiment's start".into() });
+    };
+    if let Some(start) = experiment.started_at.as_deref().filter(|s| s.len() >= 10) {
+        if meeting_date[..10] < start[..10] {
+            return Ok(D1Outcome::Skipped {
+                reason: format!(
+                    "the meeting ({}) is before the experiment started ({})",
+                    &meeting_date[..10],
+                    &start[..10]
+                ),
+            });
+        }
+    }
+    let attempted = match facts.attempt.get("attempted").and_then(Value::as_str) {
+        Some("yes") => Attempted::Yes,
+        Some("no") => Attempted::No,
+        _ => Attempted::Unclear,
+    };
+    let evidence = if facts.attempt.is_null() {
+        "the run's coaching did not judge the experiment".to_owned()
+    } else {
+        evidence_text(&facts.attempt)
+    };
+    let event = tables::ExperimentEvent {
+        key: Some(format!("d1:{}:{run_id}", experiment.id)),
+        experiment: vec![experiment.id.clone()],
+        run: vec![run_id.to_owned()],
+        event_type: Some(EventType::Attempt),
+        attempted: Some(attempted),
+        evidence: Some(super::long_text(&evidence)),
+        occurred_at: facts.finished_at.clone(),
+        ..Default::default()
+    };
+    let written = deps
+        .store
+        .upsert(tables::EXPERIMENT_EVENTS, vec![event.to_fields()])
+        .await?;
+    let event_id = written.first().map(|r| r.id.clone()).unwrap_or_default();
+
+    let attempts = deps
+        .store
+        .list(
+            tables::EXPERIMENT_EVENTS,
+            &ListQuery::new()
+                .filter(Filter::and([
+                    Filter::link_contains("Experiment", &experiment.key),
+                    Filter::eq("Type", EventType::Attempt.as_str()),
+                ]))
+                .fields(["Key"]),
+        )
+        .await?
+        .len();
+    let completed = attempts as i64 >= experiment.target_meetings;
+    if completed {
+        deps.store
+            .update(
+                tables::EXPERIMENTS,
+                vec![(
+                    experiment.id.clone(),
+                    fields(json!({ "Status": ExperimentStatus::Completed.as_str() })),
+                )],
+            )
+            .await?;
+        let done = tables::ExperimentEvent {
+            key: Some(format!("d1:{}:completed", experiment.id)),
+            experiment: vec![experiment.id.clone()],
+            run: vec![run_id.to_owned()],
+            event_type: Some(EventType::Completed),
+            evidence: Some(format!(
+                "{attempts} of {} target meetings attempted",
+                experiment.target_meetings
+            )),
+            occurred_at: facts.finished_at.clone(),
+            ..Default::default()
+        };
+        deps.store
+            .upsert(tables::EXPERIMENT_EVENTS, vec![done.to_fields()])
+            .await?;
+        if let Some(uid) = &facts.user_id {
+            deps.store
+                .update(
+                    tables::USERS,
+                    vec![(uid.clone(), fields(json!({ "Active Experiment": [] })))],
+                )
+                .await?;
+        }
+    }
+    Ok(D1Outcome::Recorded {
+        event_id,
+        experiment_id: experiment.id,
+        attempts,
+        target: experiment.target_meetings,
+        completed,
+    })
+}
+
+/// What E1 needs about the baseline run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct E1Facts {
+    user: Vec<String>,
+    baseline_pack: Option<String>,
+    finished_at: Option<String>,
+    output: Value,
+}
+
+async fn read_e1_facts(deps: &Deps, run_id: &str) -> Result<E1Facts, ScenarioError> {
+    let run: tables::Run = typed(&deps.store.get(tables::RUNS, run_id).await?)?;
+    if run.run_type != Some(RunType::BaselinePack) {
+        return Err(ScenarioError::unprocessable(
+            "WRONG_RUN_TYPE",
+            format!("run {run_id} is not a baseline_pack run; E1 starts experiments from baseline runs only"),
+        )
+        .with_pointer("/run_id"));
+    }
+    check_finished(&run, run_id)?;
+    if run.status != Some(RunStatus::Succeeded) {
+        return Err(ScenarioError::unprocessable(
+            "RUN_FAILED",
+            format!("run {run_id} failed; replay it before starting an experiment"),
+        )
+        .with_pointer("/run_id"));
+    }
+    Ok(E1Facts {
+        user: run.user.clone(),
+        baseline_pack: run.baseline_pack.first().cloned(),
+        finished_at: run.finished_at.clone(),
+        output: run_output(&run),
+    })
+}
+
+/// E1: creates the Experiment from the run's `experiment_proposal`, makes it the user's active one
+/// (completing a previous active one first) and records an `instantiated` event.
+pub async fn instantiate(
+    deps: &Deps,
+    run_id: &str,
+    known: Option<&Value>,
+) -> Result<Value, ScenarioError> {
+    let facts = match known.and_then(|k| serde_json::from_value::<E1Facts>(k.clone()).ok()) {
+        Some(f) => f,
+        None => read_e1_facts(deps, run_id).await?,
+    };
+    let proposal = facts
+        .output
+        .get("experiment_proposal")
+        .filter(|p| p.is_object())
+        .cloned()
+        .ok_or_else(|| {
+            ScenarioError::unprocessable(
+                "NO_EXPERIMENT_PROPOSAL",
+                format!("run {run_id} has no experiment_proposal in its output"),
+            )
+        })?;
+    let key = format!("e1:{run_id}");
+    let user_id = facts.user.first().cloned();
+    let mut completed_previous = None;
+    if let Some(uid) = &user_id {
+        let user: tables::User = typed(&deps.store.get(tables::USERS, uid).await?)?;
+        if let Some(prev) = user.active_experiment.first() {
+            let previous: tables::Experiment =
+                typed(&deps.store.get(tables::EXPERIMENTS, prev).await?)?;
+            if previous.key.as_deref() != Some(key.as_str())
+                && previous.status == Some(ExperimentStatus::Active)
+            {
+                deps.store
+                    .update(
+                        tables::EXPERIMENTS,
+                        vec![(
+                            prev.clone(),
+                            fields(json!({ "Status": ExperimentStatus::Completed.as_str() })),
+                        )],
+                    )
+                    .await?;
+                completed_previous = Some(prev.clone());
+            }
+        }
+    }
+    let text = |field: &str| {
+        proposal
+            .get(field)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let experiment = tables::Experiment {
+        key: Some(key.clone()),
+        title: text("title"),
+        user: user_id.iter().cloned().collect(),
+        baseline_pack: facts.baseline_pack.iter().cloned().collect(),
+        source_run: vec![run_id.to_owned()],
+        behavior: text("behavior"),
+        success_signal: text("success_signal"),
+        target_meetings: proposal.get("target_meetings").and_then(Value::as_i64),
+        status: Some(ExperimentStatus::Active),
+        started_at: facts.finished_at.clone(),
+        ..Default::default()
+    };
+    let written = deps
+        .store
+        .upsert(tables::EXPERIMENTS, vec![experiment.to_fields()])
+        .await?;
+    let experiment_id = written.first().map(|r| r.id.clone()).unwrap_or_default();
+    let event = tables::ExperimentEvent {
+        key: Some(format!("{key}:instantiated")),
+        experiment: vec![experiment_id.clone()],
+        run: vec![run_id.to_owned()],
+        event_type: Some(EventType::Instantiated),
+        evidence: text("behavior"),
+        occurred_at: facts.finished_at.clone(),
+        ..Default::default()
+    };
+    let written = deps
+        .store
+        .upsert(tables::EXPERIMENT_EVENTS, vec![event.to_fields()])
+        .await?;
+    let event_id = written.first().map(|r| r.id.clone()).unwrap_or_default();
+    if let Some(uid) = &user_id {
+        deps.store
+            .update(
+                tables::USERS,
+                vec![(
+                    uid.clone(),
+                    fields(json!({ "Active Experiment": [experiment_id] })),
+                )],
+            )
+            .await?;
+    }
+    if let Some(pack) = &facts.baseline_pack {
+        deps.store
+            .update(
+                tables::BASELINE_PACKS,
+                vec![(
+                    pack.clone(),
+                    fields(json!({ "Experiment": [experiment_id] })),
+                )],
+            )
+            .await?;
+    }
+    Ok(
+        json!({ "experiment_id": experiment_id, "event_id": event_id, "completed_previous": completed_previous }),
+    )
+}
+
+fn run_id_body(body: &Value) -> Result<Value, ApiError> {
+    object(body)?;
+    Ok(json!({ "run_id": record_id_field(body, "run_id")? }))
+}
+
+/// The D1 hook.
+pub struct D1Hook(pub Arc<Deps>);
+
+#[async_trait::async_trait]
+impl Hook for D1Hook {
+    fn validate(&self, body: &Value) -> Result<Value, ApiError> {
+        run_id_body(body)
+    }
+    fn job_kind(&self) -> Option<&str> {
+        None
+    }
+    async fn respond(&self, _key: &str, payload: Value) -> HookResult {
+        let run_id = payload["run_id"].as_str().unwrap_or_default();
+        Ok(record_attempt(&self.0, run_id, None).await?.to_answer())
+    }
+}
+
+/// The E1 hook.
+pub struct E1Hook(pub Arc<Deps>);
+
+#[async_trait::async_trait]
+impl Hook for E1Hook {
+    fn validate(&self, body: &Value) -> Result<Value, ApiError> {
+        run_id_body(body)
+    }
+    fn job_kind(&self) -> Option<&str> {
+        None
+    }
+    async fn respond(&self, _key: &str, payload: Value) -> HookResult {
+        let run_id = payload["run_id"].as_str().unwrap_or_default();
+        super::created(instantiate(&self.0, run_id, None).await?)
+    }
+}
+
+/// The chained `d1` job.
+pub struct D1Job(pub Arc<Deps>);
+
+#[async_trait::async_trait]
+impl Scenario for D1Job {
+    async fn run(&self, ctx: &JobContext) -> Result<JobOutcome, ScenarioError> {
+        let run_id = ctx.job.payload["run_id"].as_str().unwrap_or_default();
+        let (_, answer) = record_attempt(&self.0, run_id, ctx.job.payload.get("known"))
+            .await?
+            .to_answer();
+        Ok(JobOutcome {
+            result: answer,
+            follow_ups: vec![],
+        })
+    }
+}
+
+/// The chained `e1` job.
+pub struct E1Job(pub Arc<Deps>);
+
+#[async_trait::async_trait]
+impl Scenario for E1Job {
+    async fn run(&self, ctx: &JobContext) -> Result<JobOutcome, ScenarioError> {
+        let run_id = ctx.job.payload["run_id"].as_str().unwrap_or_default();
+        let result = instantiate(&self.0, run_id, ctx.job.payload.get("run")).await?;
+        Ok(JobOutcome {
+            result,
+            follow_ups: vec![],
+        })
+    }
+}
+
+/// Job kinds, for the registry's documentation.
+pub const KINDS: [&str; 2] = [JOB_D1, JOB_E1];

@@ -1,0 +1,72 @@
+//! The R1 poller: every N seconds, list Run Requests with `Status = Queued` and enqueue one job per
+//! request (the job's dedupe key makes offering the same request every cycle harmless). An operator
+//! who sets a failed request back to `Queued` gets it re-run at the next poll. An Airtable webhook
+//! ping (`POST /v1/airtable/ping`) wakes the poller at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use coach_store::tables::{self, RunRequestStatus};
+use coach_store::{Filter, ListQuery};
+use serde_json::json;
+use tokio::sync::{Notify, watch};
+
+use super::{Deps, JOB_SINGLE, ScenarioError};
+use crate::jobs::RunnerHandle;
+use crate::journal::NewJob;
+
+/// One poll: returns how many new jobs were enqueued.
+pub async fn poll_once(deps: &Deps) -> Result<usize, ScenarioError> {
+    let queued = deps
+        .store
+        .list(
+            tables::RUN_REQUESTS,
+            &ListQuery::new()
+                .filter(Filter::eq("Status", RunRequestStatus::Queued.as_str()))
+                .fields(["Key", "Status"]),
+        )
+        .await?;
+    let mut created = 0;
+    for record in queued {
+        let mut job = NewJob::new(JOB_SINGLE, "r1", json!({ "run_request_id": record.id }));
+        job.dedupe_key = Some(super::single::dedupe_key(&record.id));
+        if deps.journal.enqueue(job).await?.1 {
+            created += 1;
+        }
+    }
+    Ok(created)
+}
+
+/// Polls until stopped.
+pub async fn run(
+    deps: Arc<Deps>,
+    interval: Duration,
+    ping: Option<Arc<Notify>>,
+    runner: RunnerHandle,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let ping = ping.unwrap_or_else(|| Arc::new(Notify::new()));
+    loop {
+        match poll_once(&deps).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(enqueued = n, "queued run requests picked up");
+                runner.wake();
+            }
+            Err(e) => tracing::warn!(code = e.code(), error = %e, "polling run requests failed"),
+        }
+        let wait = if interval.is_zero() {
+            Duration::from_secs(3600)
+        } else {
+            interval
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = ping.notified() => {}
+            _ = stop.changed() => return Ok(()),
+        }
+        if *stop.borrow() {
+            return Ok(());
+        }
+    }
+}
