@@ -1,5 +1,37 @@
-//! coach-transcript: meeting transcript parsers and conversation metrics.
-#![allow(missing_docs)]
+//! coach-transcript: meeting transcript parsers and per-speaker conversation metrics.
+//!
+//! Turns a WebVTT, SRT, JSON or plain-text transcript into numbered segments (`S1..Sn`, one
+//! per speaker turn) and measures how each person communicates. It is independent of HTTP and
+//! storage; the worker stores the results, and the coaching crate quotes segments by id.
+//!
+//! # Public API
+//! - [`parse`]`(input: &[u8], format: Format) -> Result<Transcript, TranscriptError>` —
+//!   `Format::Auto` detects the format ([`detect`]).
+//! - [`find_coachee`]`(t: &Transcript, name: &str) -> Result<String, TranscriptError>` — the
+//!   coachee's label as written (exact, then case-insensitive, then a unique first name).
+//! - [`render`]`(t: &Transcript, format: Format) -> String` — write a transcript back out;
+//!   JSON and text re-parse to the same segments.
+//! - [`metrics::compute`]`(t: &Transcript) -> metrics::MeetingMetrics` — talk share, turns,
+//!   monologues, questions, interruptions, fillers, hedges, pace, with segment ids as evidence.
+//! - [`cli::Command`] / [`cli::run`] — `coach-worker transcript parse|metrics`.
+//! - [`TranscriptError::code`] — stable codes: `EMPTY_INPUT`, `INVALID_UTF8`,
+//!   `NO_SPEAKER_LABELS`, `UNKNOWN_FORMAT`, `COACHEE_NOT_FOUND`.
+//!
+//! ```
+//! use coach_transcript::{Format, parse, find_coachee, metrics};
+//! let t = parse(b"Ana: Shall we start? What do you think?\nBen: Yes, let's.", Format::Auto)?;
+//! assert_eq!(t.participants, ["Ana", "Ben"]);
+//! let coachee = find_coachee(&t, "ana")?;
+//! let m = metrics::compute(&t);
+//! assert_eq!(m.speaker(&coachee).map(|s| s.inclusive_questions), Some(1));
+//! # Ok::<(), coach_transcript::TranscriptError>(())
+//! ```
+//!
+//! # Design
+//! Parsers reduce each format to cues and share one builder (`parse` module) that merges
+//! consecutive cues of a speaker and cleans text in a single pass per cue, so a two-hour
+//! meeting parses and measures in well under the 5 ms budget without regexes or per-word
+//! allocation. Labels are recognised conservatively ([`label`]) and never guessed.
 
 pub mod cli;
 mod coachee;

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::label::is_person;
 use crate::model::{Segment, Transcript};
-use crate::text::{is_word, trim_punct};
+use crate::text::trim_punct;
 
 /// Single words counted as fillers wherever they occur.
 pub const FILLER_WORDS: &[&str] = &["um", "umm", "uh", "uhh", "uhm", "erm", "er", "ah"];
@@ -266,33 +266,63 @@ pub(crate) struct TextStats {
     pub hedges: usize,
 }
 
-/// Compare a token with a lowercase list word: ASCII case-insensitive, curly apostrophe = `'`.
-fn word_eq(token: &str, word: &str) -> bool {
-    let mut a = token.chars();
-    let mut b = word.chars();
-    loop {
-        match (a.next(), b.next()) {
-            (None, None) => return true,
-            (Some(x), Some(y)) => {
-                let x = if x == '\u{2019}' {
-                    '\''
-                } else {
-                    x.to_ascii_lowercase()
-                };
-                if x != y {
-                    return false;
-                }
+/// A token lowercased into a stack buffer. List words are short ASCII, so longer or non-ASCII
+/// tokens simply never match; this keeps the per-word work allocation-free and cheap.
+#[derive(Clone, Copy)]
+struct Lower {
+    buf: [u8; 15],
+    len: u8,
+}
+
+impl Lower {
+    const EMPTY: Lower = Lower {
+        buf: [0; 15],
+        len: 0,
+    };
+
+    fn new(token: &str) -> Lower {
+        let mut l = Lower::EMPTY;
+        let mut n = 0usize;
+        for c in token.chars() {
+            // Curly apostrophes are common in exported transcripts: "don’t".
+            let c = if c == '\u{2019}' { '\'' } else { c };
+            if !c.is_ascii() || n == l.buf.len() {
+                return Lower::EMPTY;
             }
-            _ => return false,
+            l.buf[n] = (c as u8).to_ascii_lowercase();
+            n += 1;
         }
+        l.len = n as u8;
+        l
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..usize::from(self.len)]
+    }
+
+    fn is(&self, word: &str) -> bool {
+        self.bytes() == word.as_bytes()
     }
 }
 
-/// Whether the last tokens of `window` (most recent last) spell `phrase`.
-fn ends_with_phrase(window: &[&str], phrase: &str) -> bool {
+fn in_list(tok: &Lower, list: &[&str]) -> bool {
+    tok.len > 0 && list.iter().any(|w| tok.is(w))
+}
+
+/// Whether the window (most recent last) ends with `phrase`. The cheap last-word test runs
+/// first, so most tokens cost one short comparison per phrase.
+fn ends_with_phrase(window: &[Lower], phrase: &str) -> bool {
+    let Some(last) = window.last() else {
+        return false;
+    };
+    let p = phrase.as_bytes();
+    let l = last.bytes();
+    if l.is_empty() || !p.ends_with(l) || (p.len() > l.len() && p[p.len() - l.len() - 1] != b' ') {
+        return false;
+    }
     let mut n = window.len();
     for w in phrase.rsplit(' ') {
-        if n == 0 || !word_eq(window[n - 1], w) {
+        if n == 0 || !window[n - 1].is(w) {
             return false;
         }
         n -= 1;
@@ -307,8 +337,8 @@ fn phrase_in(hay: &str, phrases: &[&str]) -> bool {
 /// Scan a segment's text once: words, questions, inclusive questions, fillers, hedges.
 pub(crate) fn scan(text: &str) -> TextStats {
     let mut st = TextStats::default();
-    // Last few trimmed tokens of the current sentence, most recent last.
-    let mut window: [&str; 4] = [""; 4];
+    // Last few lowercased tokens of the current sentence, most recent last.
+    let mut window = [Lower::EMPTY; 4];
     let mut len = 0usize;
     let mut prev_raw_comma = false;
     let mut sentence_start = 0usize;
@@ -317,38 +347,38 @@ pub(crate) fn scan(text: &str) -> TextStats {
         let tok = trim_punct(raw);
         let offset = raw.as_ptr() as usize - base;
         let sentence_open = len == 0;
+        let comma = raw.ends_with(',');
         if !tok.is_empty() {
-            if is_word(tok) {
-                st.words += 1;
-            }
+            st.words += 1;
             if len == window.len() {
                 window.rotate_left(1);
                 len -= 1;
             }
-            window[len] = tok;
+            let low = Lower::new(tok);
+            window[len] = low;
             len += 1;
             let w = &window[..len];
-            if FILLER_WORDS.iter().any(|f| word_eq(tok, f)) {
+            if in_list(&low, FILLER_WORDS) {
                 st.fillers += 1;
-            } else if raw.ends_with(',') {
+            } else if comma && low.len > 0 {
                 for p in FILLER_PHRASES {
                     if ends_with_phrase(w, p) {
                         let single = !p.contains(' ');
-                        let set_off_before = prev_raw_comma || (single && sentence_open);
-                        if !single || set_off_before {
+                        if !single || prev_raw_comma || sentence_open {
                             st.fillers += 1;
                             break;
                         }
                     }
                 }
             }
-            if HEDGE_WORDS.iter().any(|h| word_eq(tok, h))
-                || HEDGE_PHRASES.iter().any(|p| ends_with_phrase(w, p))
+            if low.len > 0
+                && (in_list(&low, HEDGE_WORDS)
+                    || HEDGE_PHRASES.iter().any(|p| ends_with_phrase(w, p)))
             {
                 st.hedges += 1;
             }
         }
-        prev_raw_comma = raw.ends_with(',');
+        prev_raw_comma = comma;
         let end = raw.trim_end_matches(['"', '\'', ')', '\u{201d}', '\u{2019}']);
         if end.ends_with('?') {
             st.questions += 1;
@@ -373,22 +403,18 @@ pub fn is_backchannel(text: &str, words: usize) -> bool {
     if words > BACKCHANNEL_MAX_WORDS || text.contains('?') {
         return false;
     }
-    let mut tokens = text
+    let tokens = text
         .split_whitespace()
         .map(trim_punct)
-        .filter(|t| !t.is_empty());
-    if tokens
-        .clone()
-        .all(|t| BACKCHANNEL_WORDS.iter().any(|b| word_eq(t, b)))
-    {
+        .filter(|t| !t.is_empty())
+        .map(Lower::new);
+    if tokens.clone().all(|t| in_list(&t, BACKCHANNEL_WORDS)) {
         return true;
     }
     BACKCHANNEL_PHRASES.iter().any(|p| {
         let mut it = tokens.clone();
-        p.split(' ')
-            .all(|w| it.next().is_some_and(|t| word_eq(t, w)))
-            && it.next().is_none()
-    }) && tokens.next().is_some()
+        p.split(' ').all(|w| it.next().is_some_and(|t| t.is(w))) && it.next().is_none()
+    })
 }
 
 #[derive(Default)]
@@ -628,6 +654,25 @@ mod tests {
         assert_eq!(s.fillers, 3);
         assert_eq!(s.hedges, 1);
         assert_eq!(s.words, 21);
+    }
+
+    #[test]
+    fn every_listed_phrase_is_detected() {
+        for h in HEDGE_WORDS.iter().chain(HEDGE_PHRASES) {
+            assert_eq!(scan(&format!("Well {h} yes.")).hedges, 1, "{h}");
+        }
+        for f in FILLER_WORDS {
+            assert_eq!(scan(&format!("So {f} yes.")).fillers, 1, "{f}");
+        }
+        for f in FILLER_PHRASES {
+            assert_eq!(scan(&format!("So, {f}, yes.")).fillers, 1, "{f}");
+        }
+        for p in INCLUSIVE_PHRASES {
+            assert_eq!(scan(&format!("Ok. So {p}?")).inclusive, 1, "{p}");
+        }
+        for b in BACKCHANNEL_PHRASES {
+            assert!(is_backchannel(b, b.split(' ').count()), "{b}");
+        }
     }
 
     #[test]

@@ -97,6 +97,27 @@ fn one() -> u32 {
 }
 
 impl Segment {
+    /// A segment with no disfluencies, one cue, not cut off (handy for building transcripts
+    /// in tests without naming every field).
+    pub fn new(
+        id: impl Into<String>,
+        speaker: impl Into<String>,
+        start: Option<f64>,
+        end: Option<f64>,
+        text: impl Into<String>,
+    ) -> Self {
+        Segment {
+            id: id.into(),
+            speaker: speaker.into(),
+            start,
+            end,
+            text: text.into(),
+            disfluencies: 0,
+            cues: 1,
+            cut_off: false,
+        }
+    }
+
     /// Number of whitespace-separated words in the text.
     pub fn word_count(&self) -> usize {
         crate::text::count_words(&self.text)
@@ -124,6 +145,22 @@ pub struct Transcript {
 }
 
 impl Transcript {
+    /// Build a transcript from segments, deriving the participants (people, in order of first
+    /// appearance; pseudo-speakers such as `Break` left out) the way the parsers do.
+    pub fn from_segments(format: Format, segments: Vec<Segment>) -> Self {
+        let mut participants: Vec<String> = Vec::new();
+        for s in &segments {
+            if crate::label::is_person(&s.speaker) && !participants.contains(&s.speaker) {
+                participants.push(s.speaker.clone());
+            }
+        }
+        Transcript {
+            format,
+            participants,
+            segments,
+        }
+    }
+
     /// The segment with the given id (`"S12"`), if any.
     pub fn segment(&self, id: &str) -> Option<&Segment> {
         // Ids are assigned densely from S1, so the index is derivable; fall back to a scan in case a

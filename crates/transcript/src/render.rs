@@ -1,7 +1,7 @@
 //! Writing a transcript back out, in any of the formats the parsers read.
 //!
-//! The JSON rendering is the shape `transcript parse` prints, plus `disfluencies` and `cut_off`
-//! when they are non-zero, so `parse(render(t, Json))` gives back the same segments. Text is
+//! The JSON rendering is the shape `transcript parse` prints, plus `disfluencies`, `cues` and
+//! `cut_off` when they are not the defaults, so `parse(render(t, Json))` gives back the same segments. Text is
 //! escaped with HTML entities where the cleaner would otherwise read it as markup (`&`, `<`, `{`,
 //! `[`, and in plain text `*`, `_`, `\`), which keeps the round trip lossless for the text itself.
 
@@ -67,6 +67,9 @@ fn json(t: &Transcript, out: &mut String) {
             if let Some(obj) = v.as_object_mut() {
                 if s.disfluencies > 0 {
                     obj.insert("disfluencies".into(), s.disfluencies.into());
+                }
+                if s.cues > 1 {
+                    obj.insert("cues".into(), s.cues.into());
                 }
                 if s.cut_off {
                     obj.insert("cut_off".into(), true.into());

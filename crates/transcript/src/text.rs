@@ -38,6 +38,21 @@ pub(crate) fn clean_into(raw: &str, out: &mut String, opts: CleanOpts) -> Cleane
     let mut last_was_disfmarker = false;
     while i < bytes.len() {
         let b = bytes[i];
+        if is_plain(b) {
+            // Fast path: copy a run of ordinary ASCII in one go.
+            let run = bytes[i..]
+                .iter()
+                .position(|&c| !is_plain(c))
+                .unwrap_or(bytes.len() - i);
+            if pending_space {
+                out.push(' ');
+                pending_space = false;
+            }
+            out.push_str(&raw[i..i + run]);
+            last_was_disfmarker = false;
+            i += run;
+            continue;
+        }
         match b {
             b' ' | b'\t' | b'\n' | b'\r' | 0x0c => {
                 close_punct(out);
@@ -174,6 +189,11 @@ fn close_punct(out: &mut String) {
     }
 }
 
+/// ASCII that needs no look at: not whitespace and not the start of markup.
+fn is_plain(b: u8) -> bool {
+    b.is_ascii_graphic() && !matches!(b, b'<' | b'{' | b'[' | b'\\' | b'*' | b'_' | b'&')
+}
+
 fn utf8_len(first: u8) -> usize {
     match first {
         0x00..=0x7f => 1,
@@ -245,10 +265,16 @@ pub(crate) fn trim_punct(token: &str) -> &str {
 /// ASCII case-insensitive substring search.
 pub(crate) fn contains_ci(hay: &str, needle: &str) -> bool {
     let (h, n) = (hay.as_bytes(), needle.as_bytes());
-    if n.is_empty() {
+    let Some((&first, rest)) = n.split_first() else {
         return true;
+    };
+    if h.len() < n.len() {
+        return false;
     }
-    h.len() >= n.len() && h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+    let first = first.to_ascii_lowercase();
+    (0..=h.len() - n.len()).any(|i| {
+        h[i].to_ascii_lowercase() == first && h[i + 1..i + n.len()].eq_ignore_ascii_case(rest)
+    })
 }
 
 /// Escape text so that [`clean_into`] gives it back unchanged (used by the renderers).

@@ -79,7 +79,11 @@ pub(crate) fn parse(text: &str) -> Result<Transcript, TranscriptError> {
             .get("cut_off")
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        b.carry(disfluencies, cut_off);
+        let cues = turn
+            .get("cues")
+            .and_then(Value::as_u64)
+            .map_or(1, |d| u32::try_from(d).unwrap_or(u32::MAX));
+        b.carry(disfluencies, cut_off, cues);
     }
     b.finish()
 }

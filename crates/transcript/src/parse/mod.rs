@@ -157,12 +157,14 @@ impl Builder {
     }
 
     /// Add counts carried by our own JSON rendering.
-    pub(crate) fn carry(&mut self, disfluencies: u32, cut_off: bool) {
+    pub(crate) fn carry(&mut self, disfluencies: u32, cut_off: bool, cues: u32) {
         if self.open
             && let Some(seg) = self.segments.last_mut()
         {
-            seg.disfluencies += disfluencies;
+            seg.disfluencies = seg.disfluencies.saturating_add(disfluencies);
             seg.cut_off |= cut_off;
+            // `cue()` already counted this entry once.
+            seg.cues = seg.cues.saturating_add(cues.saturating_sub(1));
         }
     }
 
