@@ -14,20 +14,55 @@
 //! # Public API (what the worker calls)
 //!
 //! ```ignore
-//! // Run an analysis (either provider) and get output + Gate-1 report + usage + card.
-//! let analyzer = Analyzer::Rules; // or Analyzer::OpenAi(OpenAiClient::new(OpenAiConfig::new(key))?)
-//! let input = AnalysisInput { run_type: RunType::SingleMeeting, coachee: "Alice".into(),
-//!                             meetings: vec![transcript], active_experiment: None };
-//! let key: String = analyzer.cache_key(&input);          // journal cache key (sha256 hex)
-//! let analysis: Analysis = analyzer.analyze(&input).await?;
+//! // Providers and the facade (analysis.rs)
+//! pub enum RunType { SingleMeeting, BaselinePack }          // serde/clap: single_meeting, baseline_pack
+//! pub struct ActiveExperiment { pub title: String, pub behavior: String, pub success_signal: String }
+//! pub struct AnalysisInput { pub run_type: RunType, pub coachee: String /* exact label */,
+//!                            pub meetings: Vec<Transcript> /* 1 or 3 */, pub active_experiment: Option<ActiveExperiment> }
+//! pub enum Analyzer { Rules, OpenAi(OpenAiClient) }         // Clone
+//! impl Analyzer {
+//!     pub fn provider(&self) -> &'static str;               // "rules" | "openai"
+//!     pub fn model(&self) -> String;                        // "rules-v1" | configured model
+//!     pub fn prompt_version(&self) -> &'static str;         // "rules.v1" | PROMPT_VERSION ("coach.v1")
+//!     pub async fn analyze(&self, input: &AnalysisInput) -> Result<Analysis, AnalysisError>;
+//!     pub fn cache_key(&self, input: &AnalysisInput) -> String; // sha256 hex
+//! }
+//! pub struct Analysis { output, report, provider, model, prompt_version, input_tokens, output_tokens,
+//!                       cost_usd, request_ids, attempts, metrics /* [MeetingMetrics] */, card_markdown } // Serialize + Deserialize
+//! pub enum AnalysisError { Transient { code, message, retry_after }, Permanent { code, message },
+//!                          Gate1Failed { report, last_output, attempts, usage }, BadInput { code, message } }
+//! impl AnalysisError { pub fn code(&self) -> &'static str; pub fn is_transient(&self) -> bool;
+//!                      pub fn retry_after(&self) -> Option<Duration>; }
 //!
-//! // Synchronous Gate-1 check of an output someone else produced (the S1 hook).
-//! let ctx = Gate1Context::new(RunType::SingleMeeting, "Alice", false, std::slice::from_ref(&t));
-//! let report: Gate1Report = gate1::validate(&output, &ctx);
+//! // Gate-1 (gate1.rs), e.g. for the S1 hook
+//! pub fn gate1::validate(output: &Value, ctx: &Gate1Context<'_>) -> Gate1Report;
+//! impl<'a> Gate1Context<'a> { pub fn new(run_type: RunType, coachee: impl Into<String>,
+//!                                        experiment_active: bool, meetings: &'a [Transcript]) -> Self; }
+//! pub struct Gate1Report { pub passed: bool, pub failures: Vec<Gate1Failure> }   // Serialize + Deserialize
+//! pub struct Gate1Failure { pub pointer: String, pub code: String, pub message: String }
 //!
-//! // Markdown coaching card with footnoted evidence.
-//! let md: String = card::render_markdown(&output);
+//! // OpenAI-compatible provider (openai.rs)
+//! OpenAiConfig::from_env() -> Result<Option<OpenAiConfig>, OpenAiConfigError>;  // None: no OPENAI_API_KEY
+//! OpenAiConfig::new(api_key) -> OpenAiConfig;   // then adjust pub fields (base_url, model, timeout, ...)
+//! OpenAiClient::new(config) -> Result<OpenAiClient, AnalysisError>;
+//!
+//! // Card and CLI
+//! pub fn card::render_markdown(output: &Value) -> String;
+//! pub enum cli::Gate1Command { Validate { .. } }   // clap::Subcommand
+//! pub struct cli::AnalyzeArgs { .. }               // clap::Args
+//! pub fn cli::run_gate1(cmd: Gate1Command) -> i32;
+//! pub async fn cli::run_analyze(args: AnalyzeArgs) -> i32;
+//!
+//! // Tests (feature "fake")
+//! fake::FakeOpenAi::start().await; fake.config(); fake.push(Scripted::..); fake.requests().await;
 //! ```
+//!
+//! Metrics emitted through the `metrics` facade: `openai_requests_total{status}`,
+//! `openai_request_duration_seconds`, `openai_retries_total{code}`, `openai_tokens_total{kind}`,
+//! `openai_cost_usd_total` (a gauge incremented by each call's USD cost), and
+//! `gate1_results_total{provider,result}`.
+//!
+//! # Modules
 //!
 //! - [`gate1`]: the schema (compiled once), [`Gate1Context`], [`gate1::validate`], [`Gate1Report`].
 //! - [`openai`]: [`OpenAiConfig`], [`OpenAiClient`] (thin reqwest client; metrics and usage).
