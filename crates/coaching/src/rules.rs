@@ -691,13 +691,10 @@ impl<'a> Run<'a> {
     }
 
     fn attempt(&self, exp: &ActiveExperiment, metrics: &'a [MeetingMetrics], p: &Pooled) -> Value {
-        let text = format!("{} {}", exp.title, exp.behavior).to_lowercase();
-        let any = |ws: &[&str]| ws.iter().any(|w| text.contains(w));
-        let (attempted, evidence, note): (&str, Vec<Ev<'a>>, String) = if any(&[
-            "interrupt",
-            "let them land",
-            "count to two",
-        ]) {
+        let b = classify(exp);
+        let (attempted, evidence, note): (&str, Vec<Ev<'a>>, String) = if b
+            == Behaviour::Interruptions
+        {
             if p.interruptions == 0 && p.turns >= 3 {
                 (
                     "yes",
@@ -720,14 +717,7 @@ impl<'a> Run<'a> {
                     ),
                 )
             }
-        } else if any(&[
-            "invite",
-            "quiet",
-            "dissent",
-            "include",
-            "inclusion",
-            "everyone",
-        ]) {
+        } else if b == Behaviour::Invitations {
             let ev = self.listed(
                 metrics,
                 |s| &s.inclusive_question_span_ids,
@@ -747,7 +737,7 @@ impl<'a> Run<'a> {
                     "No explicit invitation to others was found in your turns.".into(),
                 )
             }
-        } else if any(&["question"]) {
+        } else if b == Behaviour::Questions {
             let ev = self.listed(metrics, |s| &s.question_span_ids, || Focus::Question, 3);
             match p.questions {
                 0 => (
@@ -762,15 +752,7 @@ impl<'a> Run<'a> {
                 ),
                 n => ("yes", ev, format!("You asked {n} questions.")),
             }
-        } else if any(&[
-            "monologue",
-            "two-minute",
-            "two minutes",
-            "check-in",
-            "brief",
-            "concise",
-            "shorter turn",
-        ]) {
+        } else if b == Behaviour::TurnLength {
             let long = p.longest.as_ref().is_some_and(|(_, _, w, s)| match s {
                 Some(s) => *s >= 120.0,
                 None => *w >= 300,
@@ -802,13 +784,7 @@ impl<'a> Run<'a> {
             } else {
                 ("unclear", ev, "Too few turns to judge turn length.".into())
             }
-        } else if any(&[
-            "hedge",
-            "filler",
-            "land the point",
-            "plain sentence",
-            "recommendation first",
-        ]) {
+        } else if b == Behaviour::Hedging {
             let rate = p.hedge_rate();
             if p.words < 50 {
                 (
@@ -845,13 +821,7 @@ impl<'a> Run<'a> {
                     format!("{rate:.1} fillers or hedges per 100 words: better, not yet there."),
                 )
             }
-        } else if any(&[
-            "speak last",
-            "airtime",
-            "talk share",
-            "fair share",
-            "talk less",
-        ]) {
+        } else if b == Behaviour::Airtime {
             let ev = self.longest_segs(|_| true, || Focus::Opening, 1);
             if p.share <= p.fair + BALANCED_MARGIN {
                 (
@@ -884,7 +854,7 @@ impl<'a> Run<'a> {
                     ),
                 )
             }
-        } else if any(&["early", "first ten minutes", "speak up", "contribute"]) {
+        } else if b == Behaviour::EarlyVoice {
             if p.share >= p.fair * 0.5 {
                 (
                     "yes",
@@ -912,6 +882,83 @@ impl<'a> Run<'a> {
             attempted
         };
         json!({"attempted": attempted, "evidence": self.evidence_json(&evidence), "note": note})
+    }
+}
+
+/// The measurable behaviour an experiment asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Fewer interruptions.
+    Interruptions,
+    /// Speaking up early.
+    EarlyVoice,
+    /// Shorter turns.
+    TurnLength,
+    /// Fewer fillers and hedges.
+    Hedging,
+    /// Less airtime.
+    Airtime,
+    /// Inviting others.
+    Invitations,
+    /// More questions.
+    Questions,
+    /// Not mapped.
+    Unknown,
+}
+
+/// Maps an experiment's title and behaviour text to the behaviour the metrics can judge.
+/// Checked in this order because texts mention several things ("ask a check-in question" is
+/// about turn length, "one point or question early" about speaking up).
+pub fn classify(exp: &ActiveExperiment) -> Behaviour {
+    let text = format!("{} {}", exp.title, exp.behavior).to_lowercase();
+    let any = |ws: &[&str]| ws.iter().any(|w| text.contains(w));
+    if any(&["interrupt", "let them land", "count to two"]) {
+        Behaviour::Interruptions
+    } else if any(&[
+        "early voice",
+        "first ten minutes",
+        "speak up",
+        "early in the meeting",
+    ]) {
+        Behaviour::EarlyVoice
+    } else if any(&[
+        "monologue",
+        "two-minute",
+        "two minutes",
+        "check-in",
+        "concise",
+        "shorter turn",
+    ]) {
+        Behaviour::TurnLength
+    } else if any(&[
+        "hedge",
+        "filler",
+        "land the point",
+        "plain sentence",
+        "recommendation first",
+    ]) {
+        Behaviour::Hedging
+    } else if any(&[
+        "speak last",
+        "airtime",
+        "talk share",
+        "fair share",
+        "talk less",
+    ]) {
+        Behaviour::Airtime
+    } else if any(&[
+        "invite",
+        "quiet",
+        "dissent",
+        "include",
+        "inclusion",
+        "everyone",
+    ]) {
+        Behaviour::Invitations
+    } else if any(&["question"]) {
+        Behaviour::Questions
+    } else {
+        Behaviour::Unknown
     }
 }
 
@@ -1045,6 +1092,34 @@ pub fn build_output(input: &AnalysisInput, metrics: &[MeetingMetrics]) -> Value 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_catalogue_experiment_maps_to_its_own_behaviour() {
+        let cases = [
+            (Some(PatternKey::Dominates), Behaviour::Airtime),
+            (Some(PatternKey::Monologue), Behaviour::TurnLength),
+            (Some(PatternKey::FewQuestions), Behaviour::Questions),
+            (Some(PatternKey::Hedging), Behaviour::Hedging),
+            (Some(PatternKey::Interrupts), Behaviour::Interruptions),
+            (Some(PatternKey::Quiet), Behaviour::EarlyVoice),
+            (None, Behaviour::Invitations),
+        ];
+        for (key, want) in cases {
+            let e = experiment_for(key);
+            let exp = ActiveExperiment {
+                title: e.title.into(),
+                behavior: e.behavior.into(),
+                success_signal: e.success_signal.into(),
+            };
+            assert_eq!(classify(&exp), want, "{}", e.title);
+        }
+        let odd = ActiveExperiment {
+            title: "Walk more".into(),
+            behavior: "Take a walk".into(),
+            success_signal: String::new(),
+        };
+        assert_eq!(classify(&odd), Behaviour::Unknown);
+    }
 
     #[test]
     fn whole_word_match() {
