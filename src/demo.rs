@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use coach_store::tables::{self, RunRequestSource, RunRequestStatus, TableRecord, TranscriptFormat};
+use coach_store::tables::{
+    self, RunRequestSource, RunRequestStatus, TableRecord, TranscriptFormat,
+};
 use coach_store::{Fields, Filter, ListQuery};
 use serde_json::{Value, json};
 
@@ -19,12 +21,42 @@ const COACHEE: &str = "Maya Chen";
 
 /// (title, format, days before today, text)
 const SAMPLES: [(&str, TranscriptFormat, i64, &str); 6] = [
-    ("Sprint planning", TranscriptFormat::Vtt, 21, include_str!("../samples/transcripts/baseline-1-sprint-planning.vtt")),
-    ("Incident review", TranscriptFormat::Srt, 14, include_str!("../samples/transcripts/baseline-2-incident-review.srt")),
-    ("Roadmap sync", TranscriptFormat::Text, 7, include_str!("../samples/transcripts/baseline-3-roadmap-sync.md")),
-    ("Design review", TranscriptFormat::Json, 0, include_str!("../samples/transcripts/followup-1-design-review.json")),
-    ("One-on-one", TranscriptFormat::Text, 0, include_str!("../samples/transcripts/followup-2-one-on-one.txt")),
-    ("Team retro", TranscriptFormat::Vtt, 0, include_str!("../samples/transcripts/followup-3-team-retro.vtt")),
+    (
+        "Sprint planning",
+        TranscriptFormat::Vtt,
+        21,
+        include_str!("../samples/transcripts/baseline-1-sprint-planning.vtt"),
+    ),
+    (
+        "Incident review",
+        TranscriptFormat::Srt,
+        14,
+        include_str!("../samples/transcripts/baseline-2-incident-review.srt"),
+    ),
+    (
+        "Roadmap sync",
+        TranscriptFormat::Text,
+        7,
+        include_str!("../samples/transcripts/baseline-3-roadmap-sync.md"),
+    ),
+    (
+        "Design review",
+        TranscriptFormat::Json,
+        0,
+        include_str!("../samples/transcripts/followup-1-design-review.json"),
+    ),
+    (
+        "One-on-one",
+        TranscriptFormat::Text,
+        0,
+        include_str!("../samples/transcripts/followup-2-one-on-one.txt"),
+    ),
+    (
+        "Team retro",
+        TranscriptFormat::Vtt,
+        0,
+        include_str!("../samples/transcripts/followup-3-team-retro.vtt"),
+    ),
 ];
 
 fn date_days_ago(days: i64) -> String {
@@ -33,13 +65,30 @@ fn date_days_ago(days: i64) -> String {
 }
 
 /// Finds a record by a text field or creates it (Users and Transcripts have no `Key` to upsert on).
-async fn find_or_create(deps: &Deps, table: &str, field: &str, value: &str, create: Fields) -> anyhow::Result<String> {
-    let found = deps.store.list(table, &ListQuery::new().filter(Filter::eq(field, value)).max_records(1)).await?;
+async fn find_or_create(
+    deps: &Deps,
+    table: &str,
+    field: &str,
+    value: &str,
+    create: Fields,
+) -> anyhow::Result<String> {
+    let found = deps
+        .store
+        .list(
+            table,
+            &ListQuery::new()
+                .filter(Filter::eq(field, value))
+                .max_records(1),
+        )
+        .await?;
     if let Some(r) = found.first() {
         return Ok(r.id.clone());
     }
     let created = deps.store.create(table, vec![create]).await?;
-    created.first().map(|r| r.id.clone()).context("the store created no record")
+    created
+        .first()
+        .map(|r| r.id.clone())
+        .context("the store created no record")
 }
 
 struct Client {
@@ -49,7 +98,12 @@ struct Client {
 }
 
 impl Client {
-    async fn post(&self, scenario: &str, delivery: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+    async fn post(
+        &self,
+        scenario: &str,
+        delivery: &str,
+        body: &Value,
+    ) -> anyhow::Result<(u16, Value)> {
         let bytes = serde_json::to_vec(body)?;
         let ts = time::OffsetDateTime::now_utc().unix_timestamp();
         let sig = signature::sign_standard(&self.secret, delivery, ts, &bytes)?;
@@ -70,9 +124,24 @@ impl Client {
     /// Waits for a run and every follow-up it chained.
     async fn wait(&self, run_id: &str) -> anyhow::Result<Value> {
         for _ in 0..1200 {
-            let run: Value = self.http.get(format!("{}/v1/runs/{run_id}", self.base)).send().await?.json().await?;
-            let finished = |r: &Value| matches!(r["status"].as_str(), Some("succeeded" | "failed" | "cancelled"));
-            if finished(&run) && run["follow_ups"].as_array().is_none_or(|f| f.iter().all(finished)) {
+            let run: Value = self
+                .http
+                .get(format!("{}/v1/runs/{run_id}", self.base))
+                .send()
+                .await?
+                .json()
+                .await?;
+            let finished = |r: &Value| {
+                matches!(
+                    r["status"].as_str(),
+                    Some("succeeded" | "failed" | "cancelled")
+                )
+            };
+            if finished(&run)
+                && run["follow_ups"]
+                    .as_array()
+                    .is_none_or(|f| f.iter().all(finished))
+            {
                 return Ok(run);
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -84,9 +153,21 @@ impl Client {
 /// Seeds the store and runs the story.
 pub async fn run(deps: Arc<Deps>, port: u16, secret: Secret) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = Client { http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?, base: format!("http://127.0.0.1:{port}"), secret };
+    let client = Client {
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()?,
+        base: format!("http://127.0.0.1:{port}"),
+        secret,
+    };
     for _ in 0..100 {
-        if client.http.get(format!("{}/readyz", client.base)).send().await.is_ok_and(|r| r.status().is_success()) {
+        if client
+            .http
+            .get(format!("{}/readyz", client.base))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -97,7 +178,13 @@ pub async fn run(deps: Arc<Deps>, port: u16, secret: Secret) -> anyhow::Result<(
         tables::USERS,
         "Name",
         COACHEE,
-        tables::User { name: Some(COACHEE.into()), email: Some("maya.chen@example.com".into()), role: Some(tables::Role::Coachee), ..Default::default() }.to_fields(),
+        tables::User {
+            name: Some(COACHEE.into()),
+            email: Some("maya.chen@example.com".into()),
+            role: Some(tables::Role::Coachee),
+            ..Default::default()
+        }
+        .to_fields(),
     )
     .await?;
     let mut transcript_ids = Vec::new();
@@ -111,28 +198,52 @@ pub async fn run(deps: Arc<Deps>, port: u16, secret: Secret) -> anyhow::Result<(
             coachee_speaker: Some(COACHEE.into()),
             ..Default::default()
         };
-        transcript_ids.push(find_or_create(&deps, tables::TRANSCRIPTS, "Title", &format!("Demo: {title}"), record.to_fields()).await?);
+        transcript_ids.push(
+            find_or_create(
+                &deps,
+                tables::TRANSCRIPTS,
+                "Title",
+                &format!("Demo: {title}"),
+                record.to_fields(),
+            )
+            .await?,
+        );
     }
-    println!("demo: seeded user {user_id} and {} transcripts", transcript_ids.len());
+    println!(
+        "demo: seeded user {user_id} and {} transcripts",
+        transcript_ids.len()
+    );
 
     let (status, pack) = client
-        .post("a1", &format!("demo-a1-{user_id}"), &json!({
-            "user_id": user_id,
-            "transcript_ids": &transcript_ids[..3],
-            "name": "Demo baseline",
-            "build": true,
-        }))
+        .post(
+            "a1",
+            &format!("demo-a1-{user_id}"),
+            &json!({
+                "user_id": user_id,
+                "transcript_ids": &transcript_ids[..3],
+                "name": "Demo baseline",
+                "build": true,
+            }),
+        )
         .await?;
     if status != 201 && status != 200 {
         bail!("A1 answered {status}: {pack}");
     }
-    let build = client.wait(pack["run_id"].as_str().context("A1 did not queue the build")?).await?;
+    let build = client
+        .wait(
+            pack["run_id"]
+                .as_str()
+                .context("A1 did not queue the build")?,
+        )
+        .await?;
     println!(
         "demo: A1 → A2 → E1: baseline pack {} built, run {} {}; experiment {}",
         pack["baseline_pack_id"].as_str().unwrap_or("?"),
         build["run_id"].as_str().unwrap_or("?"),
         build["status"].as_str().unwrap_or("?"),
-        build["follow_ups"][0]["run_id"].as_str().unwrap_or("not started"),
+        build["follow_ups"][0]["run_id"]
+            .as_str()
+            .unwrap_or("not started"),
     );
 
     for (i, transcript_id) in transcript_ids[3..].iter().enumerate() {
@@ -144,13 +255,27 @@ pub async fn run(deps: Arc<Deps>, port: u16, secret: Secret) -> anyhow::Result<(
             source: Some(RunRequestSource::Admin),
             ..Default::default()
         };
-        let written = deps.store.upsert(tables::RUN_REQUESTS, vec![request.to_fields()]).await?;
-        let request_id = written.first().map(|r| r.id.clone()).context("no run request written")?;
-        let (status, queued) = client.post("r1", &format!("demo-r1-{request_id}"), &json!({ "run_request_id": request_id })).await?;
+        let written = deps
+            .store
+            .upsert(tables::RUN_REQUESTS, vec![request.to_fields()])
+            .await?;
+        let request_id = written
+            .first()
+            .map(|r| r.id.clone())
+            .context("no run request written")?;
+        let (status, queued) = client
+            .post(
+                "r1",
+                &format!("demo-r1-{request_id}"),
+                &json!({ "run_request_id": request_id }),
+            )
+            .await?;
         if status != 202 {
             bail!("R1 answered {status}: {queued}");
         }
-        let run = client.wait(queued["run_id"].as_str().context("R1 gave no run id")?).await?;
+        let run = client
+            .wait(queued["run_id"].as_str().context("R1 gave no run id")?)
+            .await?;
         let d1 = &run["follow_ups"][0];
         println!(
             "demo: R1 #{} → D1: request {request_id} {}, attempt event {}",

@@ -10,7 +10,7 @@
 //!   and Gate-1) are crates of this workspace.
 
 pub mod config;
-//TMP pub mod demo;
+pub mod demo;
 pub mod error;
 pub mod http;
 pub mod jobs;

@@ -219,19 +219,18 @@ impl Scenario for BuildJob {
         let mut run = failed_run(ctx, error);
         run.run_type = Some(RunType::BaselinePack);
         run.baseline_pack = vec![pack_id.clone()];
-        if let Ok(pack) = self.0.store.get(tables::BASELINE_PACKS, &pack_id).await {
-            if let Ok(pack) = tables::BaselinePack::from_record(&pack) {
+        if let Ok(pack) = self.0.store.get(tables::BASELINE_PACKS, &pack_id).await
+            && let Ok(pack) = tables::BaselinePack::from_record(&pack) {
                 run.user = pack.user;
                 run.transcripts = pack.transcripts;
             }
-        }
         let run_id = upsert_run(&self.0, &run).await.ok();
         let mut fields = json!({ "Status": BaselinePackStatus::Failed.as_str(), "Error": message });
         if let Some(id) = &run_id {
             fields["Run"] = json!([id]);
         }
-        if let Value::Object(fields) = fields {
-            if let Err(e) = self
+        if let Value::Object(fields) = fields
+            && let Err(e) = self
                 .0
                 .store
                 .update(tables::BASELINE_PACKS, vec![(pack_id, fields)])
@@ -242,7 +241,6 @@ impl Scenario for BuildJob {
                     "could not write the failure onto the baseline pack"
                 );
             }
-        }
         Some(json!({ "run_record_id": run_id }))
     }
 }

@@ -157,12 +157,11 @@ async fn read_d1_facts(deps: &Deps, run_id: &str) -> Result<D1Facts, ScenarioErr
             facts.experiment = Some(ExperimentFacts::from_record(&e));
         }
     }
-    if facts.experiment.is_some() {
-        if let Some(tid) = run.transcripts.first() {
+    if facts.experiment.is_some()
+        && let Some(tid) = run.transcripts.first() {
             let t: tables::Transcript = typed(&deps.store.get(tables::TRANSCRIPTS, tid).await?)?;
             facts.meeting_date = t.meeting_date;
         }
-    }
     Ok(facts)
 }
 
@@ -209,8 +208,8 @@ pub async fn record_attempt(
     let Some(meeting_date) = facts.meeting_date.as_deref().filter(|d| d.len() >= 10) else {
         return Ok(D1Outcome::Skipped { reason: "the transcript has no Meeting Date, so it cannot be placed after the experiment's start".into() });
     };
-    if let Some(start) = experiment.started_at.as_deref().filter(|s| s.len() >= 10) {
-        if meeting_date[..10] < start[..10] {
+    if let Some(start) = experiment.started_at.as_deref().filter(|s| s.len() >= 10)
+        && meeting_date[..10] < start[..10] {
             return Ok(D1Outcome::Skipped {
                 reason: format!(
                     "the meeting ({}) is before the experiment started ({})",
@@ -219,7 +218,6 @@ pub async fn record_attempt(
                 ),
             });
         }
-    }
     let attempted = match facts.attempt.get("attempted").and_then(Value::as_str) {
         Some("yes") => Attempted::Yes,
         Some("no") => Attempted::No,

@@ -61,7 +61,14 @@ impl Hook for S1Hook {
                 ));
             }
         }
-        optional_str(body, "coachee_speaker")?;
+        let coachee = optional_str(body, "coachee_speaker")?;
+        if body.get("transcript").is_some() && coachee.is_none_or(|c| c.trim().is_empty()) {
+            return Err(bad(
+                "MISSING_FIELD",
+                "/coachee_speaker",
+                "`coachee_speaker` is required with an inline transcript (a stored transcript may name it instead)",
+            ));
+        }
         optional_bool(body, "experiment_active")?;
         run_type(body)?;
         if !body.get("output").is_some_and(Value::is_object) {

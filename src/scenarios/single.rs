@@ -89,8 +89,8 @@ impl Scenario for SingleJob {
         if let Some(run_id) = &run_id {
             update["Run"] = json!([run_id]);
         }
-        if request.is_some() {
-            if let Err(e) = deps
+        if request.is_some()
+            && let Err(e) = deps
                 .store
                 .update(tables::RUN_REQUESTS, vec![(id, fields(update))])
                 .await
@@ -100,7 +100,6 @@ impl Scenario for SingleJob {
                     "could not write the failure onto the run request"
                 );
             }
-        }
         Some(json!({ "run_record_id": run_id }))
     }
 }

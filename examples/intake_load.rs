@@ -1,0 +1,270 @@
+//! Intake load test: starts the release worker, sends signed deliveries from this second process over
+//! loopback on N keep-alive connections, and reports deliveries/s, p50/p99 latency, the worker's peak
+//! RSS, its time from start to `/readyz`, and whether every acknowledged delivery is in the journal.
+//!
+//! ```sh
+//! cargo build --release --bin coach-worker --example intake_load
+//! target/release/examples/intake_load --worker target/release/coach-worker --connections 1,16,64,256 --seconds 10 --runs 3
+//! ```
+//!
+//! Each delivery has its own `webhook-id`, so each is a new journaled delivery and a new R1 job (the
+//! jobs fail fast: the requests do not exist in the empty store). A plain HTTP/1.1 client on raw
+//! sockets keeps the load generator's own cost low on a 2-core machine.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use coach_worker::webhook::{Secret, signature};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+struct Args {
+    worker: String,
+    connections: Vec<usize>,
+    seconds: u64,
+    runs: usize,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        worker: "target/release/coach-worker".into(),
+        connections: vec![1, 16, 64, 256],
+        seconds: 10,
+        runs: 3,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_default();
+        match flag.as_str() {
+            "--worker" => args.worker = value,
+            "--connections" => {
+                args.connections = value.split(',').filter_map(|v| v.parse().ok()).collect()
+            }
+            "--seconds" => args.seconds = value.parse().unwrap_or(10),
+            "--runs" => args.runs = value.parse().unwrap_or(3),
+            other => {
+                eprintln!("unknown flag {other}");
+                std::process::exit(2);
+            }
+        }
+    }
+    args
+}
+
+struct RunResult {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    peak_rss_mb: f64,
+    ready_ms: f64,
+    acknowledged: u64,
+    journaled: u64,
+    errors: u64,
+}
+
+fn start_worker(path: &str, data_dir: &std::path::Path, port: u16) -> (Child, f64) {
+    let started = Instant::now();
+    let child = Command::new(path)
+        .arg("serve")
+        .env("COACH_LISTEN", format!("127.0.0.1:{port}"))
+        .env("COACH_DATA_DIR", data_dir)
+        .env("COACH_WEBHOOK_SECRETS", SECRET)
+        .env("COACH_POLL_INTERVAL_SECS", "0")
+        .env("COACH_MAX_CONCURRENCY", "2")
+        .env("RUST_LOG", "warn")
+        .env_remove("AIRTABLE_TOKEN")
+        .env_remove("OPENAI_API_KEY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the worker");
+    loop {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            let mut buf = String::new();
+            let _ = s.read_to_string(&mut buf);
+            if buf.starts_with("HTTP/1.1 200") {
+                break;
+            }
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            panic!("worker did not become ready");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    (child, started.elapsed().as_secs_f64() * 1000.0)
+}
+
+fn peak_rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// One connection's loop: send signed deliveries until `stop`, record each latency in microseconds.
+fn connection_loop(port: u16, conn: usize, stop: Arc<AtomicBool>) -> (Vec<u32>, u64) {
+    let secret = Secret::parse(SECRET).expect("valid secret");
+    let body = br#"{"run_request_id":"recAAAAAAAAAAAAAA"}"#;
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_nodelay(true).ok();
+    let mut latencies = Vec::with_capacity(200_000);
+    let mut errors = 0;
+    let mut buf = vec![0u8; 4096];
+    let mut i = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        i += 1;
+        let id = format!("bench-{conn}-{i}");
+        let ts = time::OffsetDateTime::now_utc().unix_timestamp();
+        let sig = signature::sign_standard(&secret, &id, ts, body).expect("sign");
+        let request = format!(
+            "POST /v1/hooks/r1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+             webhook-id: {id}\r\nwebhook-timestamp: {ts}\r\nwebhook-signature: {sig}\r\n\r\n",
+            body.len()
+        );
+        let sent = Instant::now();
+        if stream
+            .write_all(request.as_bytes())
+            .and_then(|_| stream.write_all(body))
+            .is_err()
+        {
+            errors += 1;
+            break;
+        }
+        // Read one response: headers, then Content-Length bytes of body.
+        let mut filled = 0;
+        let ok = loop {
+            match stream.read(&mut buf[filled..]) {
+                Ok(0) | Err(_) => break false,
+                Ok(n) => filled += n,
+            }
+            if let Some(end) = find(&buf[..filled], b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                while filled < end + 4 + len {
+                    match stream.read(&mut buf[filled..]) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => filled += n,
+                    }
+                }
+                break head.starts_with("http/1.1 202");
+            }
+        };
+        latencies.push(sent.elapsed().as_micros() as u32);
+        if !ok {
+            errors += 1;
+        }
+    }
+    (latencies, errors)
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn count_journal(data_dir: &std::path::Path) -> u64 {
+    let conn = rusqlite::Connection::open(data_dir.join("journal.db")).expect("open journal");
+    conn.query_row("SELECT COUNT(*) FROM deliveries", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .unwrap_or(0) as u64
+}
+
+fn run_once(args: &Args, connections: usize, port: u16) -> RunResult {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut child, ready_ms) = start_worker(&args.worker, dir.path(), port);
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let handles: Vec<_> = (0..connections)
+        .map(|c| {
+            let stop = stop.clone();
+            std::thread::spawn(move || connection_loop(port, c, stop))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(args.seconds));
+    stop.store(true, Ordering::Relaxed);
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for h in handles {
+        let (l, e) = h.join().expect("thread");
+        latencies.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let peak = peak_rss_mb(child.id());
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+    };
+    let acknowledged = latencies.len() as u64 - errors;
+    RunResult {
+        rate: acknowledged as f64 / elapsed,
+        p50_ms: pct(0.50).copied().unwrap_or(0) as f64 / 1000.0,
+        p99_ms: pct(0.99).copied().unwrap_or(0) as f64 / 1000.0,
+        peak_rss_mb: peak,
+        ready_ms,
+        acknowledged,
+        journaled: count_journal(dir.path()),
+        errors,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args = parse_args();
+    println!(
+        "| connections | deliveries/s | p50 ms | p99 ms | peak RSS MB | start→ready ms | acknowledged = journaled |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let mut port = 18_500;
+    for &connections in &args.connections {
+        let mut results = Vec::new();
+        for _ in 0..args.runs {
+            port += 1;
+            results.push(run_once(&args, connections, port));
+        }
+        let all_journaled = results
+            .iter()
+            .all(|r| r.journaled == r.acknowledged && r.errors == 0);
+        println!(
+            "| {connections} | {:.0} | {:.2} | {:.2} | {:.1} | {:.0} | {} |",
+            median(results.iter().map(|r| r.rate).collect()),
+            median(results.iter().map(|r| r.p50_ms).collect()),
+            median(results.iter().map(|r| r.p99_ms).collect()),
+            median(results.iter().map(|r| r.peak_rss_mb).collect()),
+            median(results.iter().map(|r| r.ready_ms).collect()),
+            if all_journaled {
+                "yes".to_string()
+            } else {
+                results
+                    .iter()
+                    .map(|r| format!("{}/{} (errors {})", r.journaled, r.acknowledged, r.errors))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        );
+    }
+}

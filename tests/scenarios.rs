@@ -1,0 +1,633 @@
+//! The whole story over HTTP with signed requests — A1 → A2 → E1, then R1 × 3 → D1 × 3 — against the
+//! Airtable fake and again against the SQLite store, with the OpenAI fake as the provider; then
+//! repeated deliveries, bad input, and the Airtable calls each scenario made.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use coach_coaching::fake::FakeOpenAi;
+use coach_coaching::{Analyzer, OpenAiClient};
+use coach_store::attachment::AttachmentPolicy;
+use coach_store::fake::FakeAirtable;
+use coach_store::tables::{self, TableRecord, TranscriptFormat};
+use coach_store::{ListQuery, Record, Store};
+use coach_worker::journal::Journal;
+use coach_worker::scenarios::{self, Deps};
+use coach_worker::startup::Application;
+use common::*;
+use serde_json::{Value, json};
+
+struct World {
+    app: TestApp,
+    deps: Arc<Deps>,
+    fake: Option<FakeAirtable>,
+    _openai: FakeOpenAi,
+}
+
+impl World {
+    async fn start(airtable: bool) -> World {
+        let openai = FakeOpenAi::start().await;
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(data_dir.path().to_path_buf());
+        config.max_attempts = 2;
+        let secrets = config.validate().unwrap();
+        let journal = Journal::open(&config.journal_path()).unwrap();
+        let (store, fake) = if airtable {
+            let fake = FakeAirtable::start().await;
+            (Store::airtable(fake.config()).unwrap(), Some(fake))
+        } else {
+            (Store::sqlite(&config.store_path()).unwrap(), None)
+        };
+        let deps = Arc::new(Deps {
+            store,
+            analyzer: Analyzer::OpenAi(OpenAiClient::new(openai.config()).unwrap()),
+            journal: journal.clone(),
+            attachments: AttachmentPolicy::default(),
+        });
+        let registry = scenarios::registry(deps.clone(), Duration::ZERO, None);
+        let app = Application::build_with(&config, secrets, journal.clone(), registry)
+            .await
+            .unwrap();
+        let address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        World {
+            app: TestApp {
+                address,
+                client: client(),
+                journal,
+                data_dir,
+            },
+            deps,
+            fake,
+            _openai: openai,
+        }
+    }
+
+    /// Every record of a table, read without going through the worker's client (so calls are not
+    /// counted twice and the rate limit is not spent on the test's own reads).
+    async fn records(&self, table: &str) -> Vec<Record> {
+        match &self.fake {
+            Some(fake) => fake.records(table),
+            None => self
+                .deps
+                .store
+                .list(table, &ListQuery::new())
+                .await
+                .unwrap(),
+        }
+    }
+
+    async fn record<T: TableRecord>(&self, id: &str) -> T {
+        let all = self.records(T::TABLE).await;
+        let r = all
+            .iter()
+            .find(|r| r.id == id)
+            .unwrap_or_else(|| panic!("{id} not in {}", T::TABLE));
+        T::from_record(r).unwrap()
+    }
+
+    fn calls(&self) -> usize {
+        self.fake.as_ref().map(|f| f.calls()).unwrap_or(0)
+    }
+
+    fn reset_calls(&self) {
+        if let Some(f) = &self.fake {
+            f.reset_counters();
+        }
+    }
+
+    async fn seed(&self) -> (String, Vec<String>) {
+        let user = tables::User {
+            name: Some("Maya Chen".into()),
+            role: Some(tables::Role::Coachee),
+            ..Default::default()
+        };
+        let user_id = self
+            .deps
+            .store
+            .create(tables::USERS, vec![user.to_fields()])
+            .await
+            .unwrap()[0]
+            .id
+            .clone();
+        let samples = [
+            (
+                "baseline-1-sprint-planning.vtt",
+                TranscriptFormat::Vtt,
+                "2026-10-01",
+            ),
+            (
+                "baseline-2-incident-review.srt",
+                TranscriptFormat::Srt,
+                "2026-10-08",
+            ),
+            (
+                "baseline-3-roadmap-sync.md",
+                TranscriptFormat::Text,
+                "2026-10-15",
+            ),
+            (
+                "followup-1-design-review.json",
+                TranscriptFormat::Json,
+                "2099-01-01",
+            ),
+            (
+                "followup-2-one-on-one.txt",
+                TranscriptFormat::Text,
+                "2099-01-02",
+            ),
+            (
+                "followup-3-team-retro.vtt",
+                TranscriptFormat::Vtt,
+                "2099-01-03",
+            ),
+        ];
+        let mut ids = Vec::new();
+        for (file, format, date) in samples {
+            let text = std::fs::read_to_string(format!(
+                "{}/samples/transcripts/{file}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap();
+            let t = tables::Transcript {
+                title: Some(file.into()),
+                user: vec![user_id.clone()],
+                meeting_date: Some(date.into()),
+                format: Some(format),
+                transcript: Some(text),
+                coachee_speaker: Some("Maya Chen".into()),
+                ..Default::default()
+            };
+            ids.push(
+                self.deps
+                    .store
+                    .create(tables::TRANSCRIPTS, vec![t.to_fields()])
+                    .await
+                    .unwrap()[0]
+                    .id
+                    .clone(),
+            );
+        }
+        (user_id, ids)
+    }
+
+    async fn wait_all(&self, run_id: &str) -> Value {
+        let run = self.app.wait_run(run_id).await;
+        for f in run["follow_ups"].as_array().cloned().unwrap_or_default() {
+            self.app.wait_run(f["run_id"].as_str().unwrap()).await;
+        }
+        self.app.get_json(&format!("/v1/runs/{run_id}")).await.1
+    }
+}
+
+async fn story(airtable: bool) {
+    let w = World::start(airtable).await;
+    let (user_id, transcripts) = w.seed().await;
+
+    // A1 with build: the pack, then A2 → E1 in the worker.
+    w.reset_calls();
+    let resp = w
+        .app
+        .post_signed(
+            "a1",
+            "a1-1",
+            &json!({"user_id": user_id, "transcript_ids": &transcripts[..3], "build": true}),
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+    let a1: Value = resp.json().await.unwrap();
+    let a1_calls = w.calls();
+    let pack_id = a1["baseline_pack_id"].as_str().unwrap().to_owned();
+    w.reset_calls();
+    let build = w.wait_all(a1["run_id"].as_str().unwrap()).await;
+    let a2_calls = w.calls();
+    assert_eq!(build["status"], "succeeded", "{build}");
+    assert_eq!(build["follow_ups"][0]["kind"], "e1");
+
+    let pack: tables::BaselinePack = w.record(&pack_id).await;
+    assert_eq!(pack.status, Some(tables::BaselinePackStatus::Ready));
+    let run: tables::Run = w.record(&pack.run[0]).await;
+    assert_eq!(run.run_type, Some(tables::RunType::BaselinePack));
+    assert_eq!(run.status, Some(tables::RunStatus::Succeeded));
+    assert_eq!(run.provider.as_deref(), Some("openai"));
+    assert!(run.model.is_some() && run.prompt_version.is_some());
+    assert_eq!(run.gate1_passed, Some(true));
+    assert_eq!(run.attempt, Some(1));
+    assert!(run.input_tokens.unwrap() > 0 && run.output_tokens.unwrap() > 0);
+    assert!(run.cost_usd.is_some() && run.duration_ms.is_some());
+    assert!(run.started_at.is_some() && run.finished_at.is_some());
+    let output: Value = serde_json::from_str(run.output.as_deref().unwrap()).unwrap();
+    assert!(output["experiment_proposal"].is_object());
+    assert!(run.coaching_card.as_deref().unwrap().contains("[^1]"));
+    assert!(run.metrics.as_deref().unwrap().starts_with('['));
+    assert_eq!(run.transcripts, transcripts[..3].to_vec());
+    for t in &transcripts[..3] {
+        let t: tables::Transcript = w.record(t).await;
+        assert_eq!(t.parse_status, Some(tables::ParseStatus::Parsed));
+        assert!(t.segments.unwrap() > 5 && t.words.unwrap() > 200);
+    }
+    let experiments = w.records(tables::EXPERIMENTS).await;
+    assert_eq!(experiments.len(), 1);
+    let experiment = tables::Experiment::from_record(&experiments[0]).unwrap();
+    assert_eq!(experiment.status, Some(tables::ExperimentStatus::Active));
+    assert_eq!(experiment.source_run, vec![run.id.clone()]);
+    let user: tables::User = w.record(&user_id).await;
+    assert_eq!(user.active_experiment, vec![experiment.id.clone()]);
+    let pack: tables::BaselinePack = w.record(&pack_id).await;
+    assert_eq!(pack.experiment, vec![experiment.id.clone()]);
+
+    // R1 × 3, each chaining D1.
+    let mut r1_calls = Vec::new();
+    for (i, t) in transcripts[3..].iter().enumerate() {
+        let request = tables::RunRequest {
+            key: Some(format!("test:{i}")),
+            user: vec![user_id.clone()],
+            transcript: vec![t.clone()],
+            status: Some(tables::RunRequestStatus::Queued),
+            source: Some(tables::RunRequestSource::Make),
+            ..Default::default()
+        };
+        let request_id = w
+            .deps
+            .store
+            .upsert(tables::RUN_REQUESTS, vec![request.to_fields()])
+            .await
+            .unwrap()[0]
+            .id
+            .clone();
+        w.reset_calls();
+        let resp = w
+            .app
+            .post_signed(
+                "r1",
+                &format!("r1-{i}"),
+                &json!({"run_request_id": request_id}),
+            )
+            .await;
+        assert_eq!(resp.status(), 202);
+        let queued: Value = resp.json().await.unwrap();
+        let done = w.wait_all(queued["run_id"].as_str().unwrap()).await;
+        r1_calls.push(w.calls());
+        assert_eq!(done["status"], "succeeded", "{done}");
+        let request: tables::RunRequest = w.record(&request_id).await;
+        assert_eq!(request.status, Some(tables::RunRequestStatus::Done));
+        let run: tables::Run = w.record(&request.run[0]).await;
+        assert_eq!(run.run_type, Some(tables::RunType::SingleMeeting));
+        assert_eq!(run.run_request, vec![request_id.clone()]);
+        assert_eq!(done["follow_ups"][0]["kind"], "d1");
+        assert_eq!(done["follow_ups"][0]["status"], "succeeded");
+
+        // The same delivery again: the same answer, nothing new.
+        let again = w
+            .app
+            .post_signed(
+                "r1",
+                &format!("r1-{i}"),
+                &json!({"run_request_id": request_id}),
+            )
+            .await;
+        assert_eq!(again.json::<Value>().await.unwrap(), queued);
+    }
+    let events: Vec<tables::ExperimentEvent> = w
+        .records(tables::EXPERIMENT_EVENTS)
+        .await
+        .iter()
+        .map(|r| tables::ExperimentEvent::from_record(r).unwrap())
+        .collect();
+    let attempts = events
+        .iter()
+        .filter(|e| e.event_type == Some(tables::EventType::Attempt))
+        .count();
+    let instantiated = events
+        .iter()
+        .filter(|e| e.event_type == Some(tables::EventType::Instantiated))
+        .count();
+    assert_eq!(attempts, 3);
+    assert_eq!(instantiated, 1);
+    let experiment: tables::Experiment = w.record(&experiment.id).await;
+    if experiment.target_meetings.unwrap_or(99) <= 3 {
+        assert_eq!(experiment.status, Some(tables::ExperimentStatus::Completed));
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| e.event_type == Some(tables::EventType::Completed))
+                .count(),
+            1
+        );
+    }
+
+    // D1 and E1 called again by hand: the same records, no duplicates.
+    let runs = w.records(tables::RUNS).await;
+    let single = runs
+        .iter()
+        .find(|r| r.fields.get("Type") == Some(&json!("single_meeting")))
+        .unwrap();
+    let d1 = w
+        .app
+        .post_signed("d1", "d1-manual", &json!({"run_id": single.id}))
+        .await;
+    assert!(d1.status().is_success(), "{}", d1.status());
+    let e1 = w
+        .app
+        .post_signed("e1", "e1-manual", &json!({"run_id": pack.run[0]}))
+        .await;
+    assert_eq!(e1.status(), 201);
+    assert_eq!(w.records(tables::EXPERIMENTS).await.len(), 1);
+    assert_eq!(
+        w.records(tables::EXPERIMENT_EVENTS).await.len(),
+        events.len(),
+        "a manual D1/E1 for runs already handled writes nothing new"
+    );
+    assert_eq!(w.records(tables::RUNS).await.len(), 4);
+    if airtable {
+        println!("Airtable calls: A1 {a1_calls}, A2+E1 {a2_calls}, R1+D1 {r1_calls:?}");
+        let fake = w.fake.as_ref().unwrap();
+        assert_eq!(
+            fake.count_429(),
+            0,
+            "the client's pacing never trips the rate limit"
+        );
+    }
+}
+
+#[tokio::test]
+async fn whole_story_against_the_airtable_fake() {
+    story(true).await;
+}
+
+#[tokio::test]
+async fn whole_story_against_the_sqlite_store() {
+    story(false).await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_stable_codes_and_writes_nothing() {
+    let w = World::start(false).await;
+    let (user_id, transcripts) = w.seed().await;
+    let other = w
+        .deps
+        .store
+        .create(
+            tables::USERS,
+            vec![
+                tables::User {
+                    name: Some("Someone Else".into()),
+                    ..Default::default()
+                }
+                .to_fields(),
+            ],
+        )
+        .await
+        .unwrap()[0]
+        .id
+        .clone();
+    let cases: Vec<(&str, Value, u16, &str)> = vec![
+        (
+            "a1",
+            json!({"user_id": "rec123", "transcript_ids": &transcripts[..3]}),
+            400,
+            "INVALID_RECORD_ID",
+        ),
+        (
+            "a1",
+            json!({"user_id": user_id, "transcript_ids": &transcripts[..2]}),
+            422,
+            "WRONG_TRANSCRIPT_COUNT",
+        ),
+        (
+            "a1",
+            json!({"user_id": user_id, "transcript_ids": &transcripts[..4]}),
+            422,
+            "WRONG_TRANSCRIPT_COUNT",
+        ),
+        (
+            "a1",
+            json!({"user_id": user_id, "transcript_ids": [&transcripts[0], &transcripts[0], &transcripts[1]]}),
+            422,
+            "DUPLICATE_TRANSCRIPT",
+        ),
+        (
+            "a1",
+            json!({"user_id": "recAAAAAAAAAAAAAA", "transcript_ids": &transcripts[..3]}),
+            422,
+            "USER_NOT_FOUND",
+        ),
+        (
+            "a1",
+            json!({"user_id": other, "transcript_ids": &transcripts[..3]}),
+            422,
+            "TRANSCRIPT_NOT_OWNED",
+        ),
+        (
+            "a1",
+            json!({"user_id": user_id, "transcript_ids": ["recAAAAAAAAAAAAAA", &transcripts[1], &transcripts[2]]}),
+            422,
+            "TRANSCRIPT_NOT_FOUND",
+        ),
+        (
+            "r1",
+            json!({"run_request_id": "x\", \"\"=\""}),
+            400,
+            "INVALID_RECORD_ID",
+        ),
+        ("r1", json!({}), 422, "MISSING_FIELD"),
+        ("a2", json!({"baseline_pack_id": 12}), 422, "WRONG_TYPE"),
+        (
+            "d1",
+            json!({"run_id": "recAAAAAAAAAAAAAA"}),
+            422,
+            "RECORD_NOT_FOUND",
+        ),
+        (
+            "e1",
+            json!({"run_id": "rec'; DROP TABLE"}),
+            400,
+            "INVALID_RECORD_ID",
+        ),
+        (
+            "s1",
+            json!({"transcript": {"text": "hello"}}),
+            422,
+            "MISSING_FIELD",
+        ),
+        (
+            "s1",
+            json!({"transcript": {"text": "A: hi", "format": "docx"}, "output": {}}),
+            422,
+            "UNKNOWN_FORMAT",
+        ),
+        (
+            "s1",
+            json!({"transcript": {"text": "A: hi"}, "output": {}}),
+            422,
+            "MISSING_FIELD",
+        ),
+    ];
+    for (i, (hook, body, status, code)) in cases.into_iter().enumerate() {
+        let resp = w.app.post_signed(hook, &format!("bad-{i}"), &body).await;
+        assert_eq!(resp.status().as_u16(), status, "{hook} {body}");
+        let json: Value = resp.json().await.unwrap();
+        assert_eq!(json["error"]["code"], code, "{hook} {body}: {json}");
+    }
+    assert!(w.records(tables::BASELINE_PACKS).await.is_empty());
+    assert!(w.records(tables::RUNS).await.is_empty());
+
+    // D1 on an unfinished run, E1 on a single-meeting run.
+    let queued_run = w
+        .deps
+        .store
+        .upsert(
+            tables::RUNS,
+            vec![
+                tables::Run {
+                    key: Some("k1".into()),
+                    run_type: Some(tables::RunType::SingleMeeting),
+                    status: Some(tables::RunStatus::Running),
+                    ..Default::default()
+                }
+                .to_fields(),
+            ],
+        )
+        .await
+        .unwrap()[0]
+        .id
+        .clone();
+    let resp = w
+        .app
+        .post_signed("d1", "d1-unfinished", &json!({"run_id": queued_run}))
+        .await;
+    assert_eq!(resp.status(), 422);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"]["code"],
+        "RUN_NOT_FINISHED"
+    );
+    let resp = w
+        .app
+        .post_signed("e1", "e1-single", &json!({"run_id": queued_run}))
+        .await;
+    assert_eq!(resp.status(), 422);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"]["code"],
+        "WRONG_RUN_TYPE"
+    );
+    assert!(w.records(tables::EXPERIMENT_EVENTS).await.is_empty());
+
+    // An unparseable transcript: the error lands on the Transcript and on the Run Request.
+    let bad = w
+        .deps
+        .store
+        .create(
+            tables::TRANSCRIPTS,
+            vec![
+                tables::Transcript {
+                    title: Some("no speakers".into()),
+                    user: vec![user_id.clone()],
+                    transcript: Some(
+                        "WEBVTT\n\n00:00:01.000 --> 00:00:02.000\n>> HELLO THERE\n".into(),
+                    ),
+                    ..Default::default()
+                }
+                .to_fields(),
+            ],
+        )
+        .await
+        .unwrap()[0]
+        .id
+        .clone();
+    let request_id = w
+        .deps
+        .store
+        .upsert(
+            tables::RUN_REQUESTS,
+            vec![
+                tables::RunRequest {
+                    key: Some("bad".into()),
+                    user: vec![user_id],
+                    transcript: vec![bad.clone()],
+                    status: Some(tables::RunRequestStatus::Queued),
+                    ..Default::default()
+                }
+                .to_fields(),
+            ],
+        )
+        .await
+        .unwrap()[0]
+        .id
+        .clone();
+    let queued: Value = w
+        .app
+        .post_signed("r1", "r1-bad", &json!({"run_request_id": request_id}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let run = w.app.wait_run(queued["run_id"].as_str().unwrap()).await;
+    assert_eq!(run["status"], "failed");
+    assert_eq!(run["error"]["code"], "NO_SPEAKER_LABELS");
+    assert_eq!(run["attempts"], 1, "a bad transcript is not retried");
+    let t: tables::Transcript = w.record(&bad).await;
+    assert_eq!(t.parse_status, Some(tables::ParseStatus::Failed));
+    assert!(t.parse_error.unwrap().contains("NO_SPEAKER_LABELS"));
+    let request: tables::RunRequest = w.record(&request_id).await;
+    assert_eq!(request.status, Some(tables::RunRequestStatus::Failed));
+    assert!(request.error.unwrap().contains("NO_SPEAKER_LABELS"));
+    let failed_run: tables::Run = w.record(&request.run[0]).await;
+    assert_eq!(failed_run.status, Some(tables::RunStatus::Failed));
+}
+
+#[tokio::test]
+async fn s1_reports_gate1_for_inline_and_stored_transcripts() {
+    let w = World::start(false).await;
+    let (_, transcripts) = w.seed().await;
+    let text = "Maya Chen: What do you think about the plan?\nTom Okafor: I like it.\nMaya Chen: Good, let's ship.\n";
+    let output = json!({
+        "schema_version": "gate1.v1", "run_type": "single_meeting", "coachee_speaker": "Maya Chen",
+        "summary": "Short.",
+        "patterns": [{"id": "P1", "kind": "strength", "category": "questions", "title": "Asks", "observation": "Asked.",
+            "impact": "Invites.", "evidence": [{"span_id": "S1", "quote": "what do you think"}]}],
+        "coaching_card": {"headline": "h", "keep_doing": ["ask"], "try_next": ["wait"]},
+        "experiment_proposal": null, "experiment_attempt": null
+    });
+    let resp = w.app.post_signed("s1", "s1-ok", &json!({"transcript": {"text": text, "format": "text"}, "coachee_speaker": "maya chen", "output": output})).await;
+    let status = resp.status();
+    let report: Value = resp.json().await.unwrap();
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["passed"], true, "{report}");
+
+    let mut renumbered = output.clone();
+    renumbered["patterns"][0]["evidence"][0]["span_id"] = json!("S2");
+    let report: Value = w
+        .app
+        .post_signed("s1", "s1-bad", &json!({"transcript": {"text": text}, "coachee_speaker": "Maya Chen", "output": renumbered}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["passed"], false);
+    assert!(
+        report["failures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["pointer"] == "/patterns/0/evidence/0/quote"
+                || f["pointer"] == "/patterns/0/evidence/0")
+    );
+
+    let resp = w
+        .app
+        .post_signed(
+            "s1",
+            "s1-record",
+            &json!({"transcript_id": transcripts[0], "output": output}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let report: Value = resp.json().await.unwrap();
+    assert_eq!(
+        report["passed"], false,
+        "S1 from another transcript is not grounded"
+    );
+    assert_eq!(report["coachee_speaker"], "Maya Chen");
+}
