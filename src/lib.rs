@@ -9,6 +9,7 @@
 //! * `coach_transcript` (parsers and metrics), `coach_store` (records) and `coach_coaching` (analysis
 //!   and Gate-1) are crates of this workspace.
 
+pub mod admin;
 pub mod config;
 pub mod demo;
 pub mod error;

@@ -80,7 +80,7 @@ pub async fn build(config: &ServeConfig, secrets: Vec<Secret>) -> anyhow::Result
     Ok(Built { app, deps })
 }
 
-/// The real scenarios plus the optional Airtable ping route.
+/// The real scenarios plus the optional Airtable ping route and, when a token is set, the admin.
 pub fn worker_registry(config: &ServeConfig, deps: Arc<Deps>) -> Registry {
     let ping = config
         .airtable_webhook_mac_secret
@@ -95,6 +95,9 @@ pub fn worker_registry(config: &ServeConfig, deps: Arc<Deps>) -> Registry {
         registry
             .routes
             .push(crate::http::airtable_ping::routes(secret, ping));
+    }
+    if let Some(token) = config.admin_token.clone() {
+        registry.routes.push(crate::admin::routes(token));
     }
     registry
 }

@@ -1,0 +1,145 @@
+//! How jobs look in admin answers: the same fields as `GET /v1/runs/{id}` (the list stays cheap by
+//! leaving out follow-ups), plus, for one run, its delivery with secrets redacted, its attempts, and
+//! the Gate-1 report and output wherever the job's result or error carries them.
+
+use serde_json::{Map, Value, json};
+
+use crate::journal::{Delivery, Job, JobAttempt, rfc3339};
+
+fn time_or_null(ms: Option<i64>) -> Value {
+    ms.map(|t| Value::String(rfc3339(t))).unwrap_or(Value::Null)
+}
+
+/// One job as the admin list shows it.
+pub fn run_view(job: &Job) -> Value {
+    json!({
+        "run_id": job.id,
+        "scenario": job.scenario,
+        "kind": job.kind,
+        "status": job.status.as_str(),
+        "attempts": job.attempts,
+        "created_at": rfc3339(job.created_at),
+        "updated_at": rfc3339(job.updated_at),
+        "started_at": time_or_null(job.started_at),
+        "finished_at": time_or_null(job.finished_at),
+        "next_attempt_at": time_or_null(job.next_attempt_at),
+        "error": job.last_error.clone().unwrap_or(Value::Null),
+        "result": job.result.clone().unwrap_or(Value::Null),
+        "replay_of": job.replay_of,
+        "parent_run_id": job.parent_id,
+        "status_url": format!("/v1/runs/{}", job.id),
+    })
+}
+
+/// One job with everything an admin needs to decide whether to replay it.
+pub fn run_detail(
+    job: &Job,
+    children: &[Job],
+    attempts: &[JobAttempt],
+    delivery: Option<&Delivery>,
+) -> Value {
+    let mut view = run_view(job);
+    view["follow_ups"] = children
+        .iter()
+        .map(|c| json!({"run_id": c.id, "kind": c.kind, "status": c.status.as_str()}))
+        .collect();
+    view["attempts_detail"] = attempts
+        .iter()
+        .map(|a| {
+            json!({
+                "attempt": a.attempt,
+                "started_at": rfc3339(a.started_at),
+                "finished_at": time_or_null(a.finished_at),
+                "outcome": a.outcome,
+                "error": a.error,
+            })
+        })
+        .collect();
+    view["delivery"] = match delivery {
+        Some(d) => json!({
+            "key": d.key,
+            "scenario": d.scenario,
+            "received_at": rfc3339(d.received_at),
+            "response_status": d.response_status,
+            "body": redact(&d.body),
+        }),
+        None => Value::Null,
+    };
+    view["payload"] = redact(&job.payload);
+    view["gate1_report"] = find_field(job, "gate1_report");
+    view["output"] = find_field(job, "output");
+    view
+}
+
+/// The first place a job keeps `name`: its result, its last error's details, then its attempts'.
+fn find_field(job: &Job, name: &str) -> Value {
+    let candidates = [
+        job.result.as_ref().and_then(|r| r.get(name)),
+        job.last_error
+            .as_ref()
+            .and_then(|e| e.get("details"))
+            .and_then(|d| d.get(name)),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|v| !v.is_null())
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// Key fragments that mark a value as a secret. Matched on the lower-cased key with `-` read as `_`,
+/// so `X-Api-Key`, `apiKey` and `client_secret` are all caught.
+const SECRET_KEYS: &[&str] = &[
+    "secret",
+    "token",
+    "password",
+    "passwd",
+    "api_key",
+    "apikey",
+    "authorization",
+];
+
+/// A copy of `value` with the value of every secret-looking key replaced by `"[redacted]"`.
+pub fn redact(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut out = Map::with_capacity(map.len());
+            for (k, v) in map {
+                let key = k.to_ascii_lowercase().replace('-', "_");
+                if SECRET_KEYS.iter().any(|s| key.contains(s)) {
+                    out.insert(k.clone(), Value::String("[redacted]".into()));
+                } else {
+                    out.insert(k.clone(), redact(v));
+                }
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(redact).collect()),
+        other => other.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_reaches_nested_keys_in_any_spelling() {
+        let body = json!({
+            "run_request_id": "rec123",
+            "X-Api-Key": "k1",
+            "nested": [{"client_secret": "s", "Authorization": "Bearer x", "keep": 1}],
+            "refresh_token": {"deep": "value"},
+            "Password": "p",
+        });
+        let out = redact(&body);
+        assert_eq!(out["run_request_id"], "rec123");
+        assert_eq!(out["X-Api-Key"], "[redacted]");
+        assert_eq!(out["nested"][0]["client_secret"], "[redacted]");
+        assert_eq!(out["nested"][0]["Authorization"], "[redacted]");
+        assert_eq!(out["nested"][0]["keep"], 1);
+        assert_eq!(out["refresh_token"], "[redacted]");
+        assert_eq!(out["Password"], "[redacted]");
+    }
+}
