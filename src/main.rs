@@ -61,6 +61,8 @@ enum Command {
         )]
         api_url: String,
     },
+    /// Inspect, replay and cancel runs of a running worker through its admin API.
+    Runs(coach_worker::admin::cli::RunsArgs),
 }
 
 #[derive(clap::Args)]
@@ -112,6 +114,7 @@ fn main() -> ExitCode {
             cfg.api_url = api_url.trim_end_matches('/').to_owned();
             exit(runtime().block_on(coach_store::cli::run(command, cfg)))
         }
+        Command::Runs(args) => exit(runtime().block_on(coach_worker::admin::cli::run(args))),
     }
 }
 
