@@ -115,15 +115,14 @@ pub async fn run(config: ServeConfig, secrets: Vec<Secret>, demo: bool) -> anyho
         startup_ms = started.elapsed().as_millis() as u64,
         "coach-worker listening"
     );
-    if demo
-        && let Some(secret) = demo_secret {
-            let deps = built.deps.clone();
-            tokio::spawn(async move {
-                if let Err(e) = crate::demo::run(deps, port, secret).await {
-                    tracing::error!(error = %e, "the demo story failed");
-                    eprintln!("demo failed: {e:#}");
-                }
-            });
-        }
+    if demo && let Some(secret) = demo_secret {
+        let deps = built.deps.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::demo::run(deps, port, secret).await {
+                tracing::error!(error = %e, "the demo story failed");
+                eprintln!("demo failed: {e:#}");
+            }
+        });
+    }
     built.app.run_until_stopped().await
 }

@@ -6,7 +6,7 @@
 //! | `GET /v1/admin/runs/{run_id}` | the run with its delivery (secrets redacted), attempts, Gate-1 report, output |
 //! | `POST /v1/admin/runs/{run_id}/replay` `{"bypass_cache"?, "dry_run"?}` | 202 `{"run_id", "replay_of", "status_url"}` |
 //! | `POST /v1/admin/runs/{run_id}/cancel` | `{"run_id", "status": "cancelled"}` |
-//! | `POST /v1/admin/replay` `{"run_ids": [...]}` or `{"filter": {...}}`, `"dry_run"`, `"bypass_cache"` | `{"dry_run", "matched", "replayed", "skipped"}` |
+//! | `POST /v1/admin/replay` `{"run_ids": [...]}` or `{"filter": {...}}`, `"dry_run"`, `"bypass_cache"`, `"include_replayed"` | `{"dry_run", "matched", "replayed", "skipped"}` |
 //! | `GET /v1/admin/audit?page=&per_page=` | `{"entries": [...], "page", "per_page"}` |
 //!
 //! The token is checked first in every handler, before the body or the query is even parsed, so a
@@ -407,6 +407,9 @@ struct BulkReplay {
     dry_run: bool,
     #[serde(default)]
     bypass_cache: bool,
+    /// Also replay runs that an earlier replay already covers.
+    #[serde(default)]
+    include_replayed: bool,
 }
 
 async fn bulk_replay(
@@ -485,6 +488,21 @@ async fn bulk_replay(
         }
     };
     let matched = jobs.len() + skipped.len();
+    let jobs = if request.include_replayed {
+        jobs
+    } else {
+        let covered =
+            replay::already_replayed(&state.journal, jobs.iter().map(|j| j.id.clone()).collect())
+                .await?;
+        let (covered, fresh): (Vec<Job>, Vec<Job>) =
+            jobs.into_iter().partition(|j| covered.contains(&j.id));
+        skipped.extend(
+            covered
+                .iter()
+                .map(|j| json!({"run_id": j.id, "reason": "ALREADY_REPLAYED"})),
+        );
+        fresh
+    };
     let outcomes =
         replay::replay_many(&state.journal, jobs, request.bypass_cache, request.dry_run).await?;
     let mut replayed: Vec<Value> = Vec::new();
@@ -501,6 +519,7 @@ async fn bulk_replay(
     let mut details = selection;
     details["dry_run"] = json!(request.dry_run);
     details["bypass_cache"] = json!(request.bypass_cache);
+    details["include_replayed"] = json!(request.include_replayed);
     details["matched"] = json!(matched);
     details["skipped"] = json!(skipped.len());
     write_audit(

@@ -101,6 +101,7 @@ pub enum RunsCommand {
     /// Show one run: its delivery (secrets redacted), attempts, error, Gate-1 report, output.
     Show {
         run_id: String,
+        /// Print the API's JSON answer.
         #[arg(long)]
         json: bool,
     },
@@ -116,12 +117,18 @@ pub enum RunsCommand {
         /// Run the analysis again instead of answering from the cache.
         #[arg(long = "bypass-cache")]
         bypass_cache: bool,
+        /// Also replay runs an earlier replay already covers (skipped by default, so running the
+        /// same command twice does not replay everything twice).
+        #[arg(long = "include-replayed")]
+        include_replayed: bool,
+        /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Cancel a queued or retry-scheduled run.
     Cancel {
         run_id: String,
+        /// Print the API's JSON answer.
         #[arg(long)]
         json: bool,
     },
@@ -254,8 +261,17 @@ async fn execute(args: RunsArgs) -> Result<i32, CliError> {
             filter,
             dry_run,
             bypass_cache,
+            include_replayed,
             json,
-        } => replay(&api, run_ids, &filter, dry_run, bypass_cache, json).await,
+        } => {
+            let flags = ReplayFlags {
+                dry_run,
+                bypass_cache,
+                include_replayed,
+                json,
+            };
+            replay(&api, run_ids, &filter, flags).await
+        }
         RunsCommand::Cancel { run_id, json } => {
             let answer = api
                 .post(&format!("/v1/admin/runs/{run_id}/cancel"), &json!({}))
@@ -406,14 +422,25 @@ async fn matching_ids(api: &Api, filter: &FilterArgs) -> Result<Vec<String>, Cli
     Ok(ids)
 }
 
+struct ReplayFlags {
+    dry_run: bool,
+    bypass_cache: bool,
+    include_replayed: bool,
+    json: bool,
+}
+
 async fn replay(
     api: &Api,
     run_ids: Vec<String>,
     filter: &FilterArgs,
-    dry_run: bool,
-    bypass_cache: bool,
-    json: bool,
+    flags: ReplayFlags,
 ) -> Result<i32, CliError> {
+    let ReplayFlags {
+        dry_run,
+        bypass_cache,
+        include_replayed,
+        json,
+    } = flags;
     let started = Instant::now();
     let ids = match (run_ids.is_empty(), filter.is_empty()) {
         (false, true) => run_ids,
@@ -438,7 +465,12 @@ async fn replay(
         progress(0, total);
     }
     for chunk in ids.chunks(CHUNK) {
-        let body = json!({"run_ids": chunk, "dry_run": dry_run, "bypass_cache": bypass_cache});
+        let body = json!({
+            "run_ids": chunk,
+            "dry_run": dry_run,
+            "bypass_cache": bypass_cache,
+            "include_replayed": include_replayed,
+        });
         match api.post("/v1/admin/replay", &body).await {
             Ok(answer) => {
                 replayed.extend(answer["replayed"].as_array().cloned().unwrap_or_default());
@@ -459,6 +491,10 @@ async fn replay(
         eprintln!();
     }
     let seconds = started.elapsed().as_secs_f64();
+    // Runs an earlier replay covers are expected on a second pass; they are not a problem to report.
+    let (covered, skipped): (Vec<Value>, Vec<Value>) = skipped
+        .into_iter()
+        .partition(|s| s["reason"] == "ALREADY_REPLAYED");
     if json {
         println!(
             "{}",
@@ -467,6 +503,7 @@ async fn replay(
                 "matched": total,
                 "replayed": replayed,
                 "skipped": skipped,
+                "already_replayed": covered.len(),
                 "failed": failed,
                 "seconds": seconds,
             })
@@ -483,14 +520,15 @@ async fn replay(
             println!("skipped {}: {}", text(&s["run_id"]), text(&s["reason"]));
         }
         println!(
-            "{verb} {} of {total}, skipped {}, failed {} in {seconds:.2} s",
+            "{verb} {} of {total}, skipped {}, already replayed {}, failed {} in {seconds:.2} s",
             replayed.len(),
             skipped.len(),
+            covered.len(),
             failed.len()
         );
     }
     Ok(
-        if !failed.is_empty() && replayed.is_empty() && skipped.is_empty() {
+        if !failed.is_empty() && replayed.is_empty() && skipped.is_empty() && covered.is_empty() {
             2
         } else if skipped.is_empty() && failed.is_empty() {
             0

@@ -7,8 +7,16 @@
 //! poller re-queued the Run Request meanwhile) the journal hands back that job instead of a second
 //! one, and the replay is reported as skipped.
 //!
+//! A bulk replay skips a run that some job already replays (reason `ALREADY_REPLAYED`) unless asked
+//! to include such runs: a failed original stays `failed` after its replay, so without this rule
+//! running `replay --status failed` twice would replay everything twice. A replay that failed again is
+//! itself not yet replayed, so the same command picks up exactly the newest failure of each chain.
+//! Replaying one run by its id always goes ahead: that is an explicit request.
+//!
 //! A bulk replay enqueues its jobs concurrently, so the journal's group commit writes a batch of them
 //! in one transaction instead of one fsync each.
+
+use std::collections::HashSet;
 
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
@@ -97,4 +105,30 @@ pub async fn replay_many(
     }
     out.sort_by_key(|(index, _, _)| *index);
     Ok(out.into_iter().map(|(_, id, o)| (id, o)).collect())
+}
+
+/// The ids among `ids` that some job already replays (in any state).
+pub async fn already_replayed(
+    journal: &Journal,
+    ids: Vec<String>,
+) -> Result<HashSet<String>, JournalError> {
+    journal
+        .call(move |conn| {
+            let mut found = HashSet::new();
+            // Stay well under SQLite's limit on bound parameters.
+            for chunk in ids.chunks(500) {
+                let marks = vec!["?"; chunk.len()].join(", ");
+                let sql =
+                    format!("SELECT DISTINCT replay_of FROM jobs WHERE replay_of IN ({marks})");
+                let mut stmt = conn.prepare(&sql)?;
+                let rows = stmt.query_map(rusqlite::params_from_iter(chunk.iter()), |r| {
+                    r.get::<_, String>(0)
+                })?;
+                for row in rows {
+                    found.insert(row?);
+                }
+            }
+            Ok(found)
+        })
+        .await
 }

@@ -1,0 +1,825 @@
+//! The admin API and CLI against a real worker: the real scenarios over the SQLite store with the
+//! offline rules analyzer, wired exactly as `serve` wires them (`serve::worker_registry`), and an
+//! admin token.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use coach_coaching::Analyzer;
+use coach_store::attachment::AttachmentPolicy;
+use coach_store::tables::{self, TableRecord};
+use coach_store::{ListQuery, Record, Store};
+use coach_worker::config::ServeConfig;
+use coach_worker::journal::{JobFilter, JobStatus, Journal, NewJob};
+use coach_worker::scenarios::{self, Deps};
+use coach_worker::startup::Application;
+use coach_worker::webhook::Secret;
+use common::*;
+use serde_json::{Value, json};
+
+const TOKEN: &str = "admin-token-for-tests-0123456789";
+
+struct World {
+    app: TestApp,
+    deps: Arc<Deps>,
+    /// Settings of a prepared worker not yet launched.
+    pending: Option<(ServeConfig, Vec<Secret>)>,
+}
+
+impl World {
+    async fn start(token: Option<&str>) -> World {
+        let mut w = World::prepare(token).await;
+        w.launch().await;
+        w
+    }
+
+    /// The journal and the store, without the worker: jobs seeded now are due when it starts, so the
+    /// runner takes them at once instead of at its next idle wake-up.
+    async fn prepare(token: Option<&str>) -> World {
+        let data_dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(data_dir.path().to_path_buf());
+        config.admin_token = token.map(String::from);
+        let secrets = config.validate().unwrap();
+        let journal = Journal::open(&config.journal_path()).unwrap();
+        let deps = Arc::new(Deps {
+            store: Store::sqlite(&config.store_path()).unwrap(),
+            analyzer: Analyzer::Rules,
+            journal: journal.clone(),
+            attachments: AttachmentPolicy::default(),
+        });
+        World {
+            app: TestApp {
+                address: String::new(),
+                client: client(),
+                journal,
+                data_dir,
+            },
+            deps,
+            pending: Some((config, secrets)),
+        }
+    }
+
+    async fn launch(&mut self) {
+        let (config, secrets) = self.pending.take().unwrap();
+        let registry = coach_worker::serve::worker_registry(&config, self.deps.clone());
+        let app = Application::build_with(&config, secrets, self.app.journal.clone(), registry)
+            .await
+            .unwrap();
+        self.app.address = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+    }
+
+    async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call(method, path, body, Some(&format!("Bearer {TOKEN}")))
+            .await
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        auth: Option<&str>,
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.app.address);
+        let mut req = match method {
+            "GET" => self.app.client.get(url),
+            _ => self.app.client.post(url),
+        };
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn records(&self, table: &str) -> Vec<Record> {
+        self.deps
+            .store
+            .list(table, &ListQuery::new())
+            .await
+            .unwrap()
+    }
+
+    async fn record<T: TableRecord>(&self, id: &str) -> T {
+        T::from_record(&self.deps.store.get(T::TABLE, id).await.unwrap()).unwrap()
+    }
+
+    async fn user(&self) -> String {
+        let user = tables::User {
+            name: Some("Maya Chen".into()),
+            role: Some(tables::Role::Coachee),
+            ..Default::default()
+        };
+        self.deps
+            .store
+            .create(tables::USERS, vec![user.to_fields()])
+            .await
+            .unwrap()[0]
+            .id
+            .clone()
+    }
+
+    /// A transcript whose text has no speaker labels, so R1 fails on it with `NO_SPEAKER_LABELS`.
+    async fn unlabelled_transcript(&self, user: &str) -> String {
+        let t = tables::Transcript {
+            title: Some("no speakers".into()),
+            user: vec![user.into()],
+            transcript: Some("WEBVTT\n\n00:00:01.000 --> 00:00:02.000\n>> HELLO THERE\n".into()),
+            coachee_speaker: Some("Maya Chen".into()),
+            ..Default::default()
+        };
+        self.deps
+            .store
+            .create(tables::TRANSCRIPTS, vec![t.to_fields()])
+            .await
+            .unwrap()[0]
+            .id
+            .clone()
+    }
+
+    /// The fix an operator makes: put a properly labelled transcript in the record.
+    async fn fix_transcript(&self, id: &str) {
+        let text = std::fs::read_to_string(format!(
+            "{}/samples/transcripts/followup-2-one-on-one.txt",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let mut fields = serde_json::Map::new();
+        fields.insert("Transcript".into(), json!(text));
+        fields.insert("Format".into(), json!("text"));
+        self.deps
+            .store
+            .update(tables::TRANSCRIPTS, vec![(id.into(), fields)])
+            .await
+            .unwrap();
+    }
+
+    async fn run_request(&self, key: &str, user: &str, transcript: &str) -> String {
+        let request = tables::RunRequest {
+            key: Some(key.into()),
+            user: vec![user.into()],
+            transcript: vec![transcript.into()],
+            status: Some(tables::RunRequestStatus::Queued),
+            source: Some(tables::RunRequestSource::Make),
+            ..Default::default()
+        };
+        self.deps
+            .store
+            .upsert(tables::RUN_REQUESTS, vec![request.to_fields()])
+            .await
+            .unwrap()[0]
+            .id
+            .clone()
+    }
+
+    /// Waits until no job is queued, running or waiting for a retry (ignoring `parked` ones).
+    async fn settle(&self, parked: u64) {
+        let active = JobFilter {
+            statuses: vec![
+                JobStatus::Queued,
+                JobStatus::Running,
+                JobStatus::RetryScheduled,
+            ],
+            ..Default::default()
+        };
+        for _ in 0..1200 {
+            if self.app.journal.count_jobs(active.clone()).await.unwrap() <= parked {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("jobs did not settle");
+    }
+
+    async fn job_count(&self) -> u64 {
+        self.app
+            .journal
+            .count_jobs(JobFilter::default())
+            .await
+            .unwrap()
+    }
+
+    /// A job that stays queued for an hour (nothing runs it during the test).
+    async fn parked_job(&self, scenario: &str) -> String {
+        let mut job = NewJob::new("parked", scenario, json!({"n": 1}));
+        job.run_at = coach_worker::journal::now_ms() + 3_600_000;
+        self.app.journal.enqueue(job).await.unwrap().0
+    }
+
+    /// A job of a kind no handler knows: the runner fails it at once (`UNKNOWN_JOB_KIND`).
+    async fn failing_job(&self, scenario: &str) -> String {
+        let job = NewJob::new("nope", scenario, json!({"n": 1}));
+        self.app.journal.enqueue(job).await.unwrap().0
+    }
+}
+
+#[tokio::test]
+async fn without_a_token_configured_the_admin_routes_do_not_exist() {
+    let w = World::start(None).await;
+    let (status, _) = w.admin("GET", "/v1/admin/runs", None).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn no_token_or_a_wrong_token_gets_401_and_changes_nothing() {
+    let mut w = World::prepare(Some(TOKEN)).await;
+    let queued = w.parked_job("x").await;
+    let failed = w.failing_job("y").await;
+    w.launch().await;
+    w.settle(1).await;
+    let jobs_before = w.job_count().await;
+    let routes: Vec<(&str, String, Option<Value>)> = vec![
+        ("GET", "/v1/admin/runs".into(), None),
+        ("GET", format!("/v1/admin/runs/{failed}"), None),
+        ("POST", format!("/v1/admin/runs/{failed}/replay"), None),
+        ("POST", format!("/v1/admin/runs/{queued}/cancel"), None),
+        (
+            "POST",
+            "/v1/admin/replay".into(),
+            Some(json!({"filter": {"status": ["failed"]}})),
+        ),
+        // A malformed body must not tell a stranger anything either.
+        (
+            "POST",
+            "/v1/admin/replay".into(),
+            Some(json!("not an object")),
+        ),
+        ("GET", "/v1/admin/audit".into(), None),
+    ];
+    let wrong = [
+        None,
+        Some("Bearer wrong-token-wrong-token-00"),
+        Some(&format!("Bearer {TOKEN}x")[..]),
+        Some(&format!("Basic {TOKEN}")[..]),
+        Some(TOKEN),
+    ];
+    for (method, path, body) in &routes {
+        for auth in wrong {
+            let (status, answer) = w.call(method, path, body.clone(), auth).await;
+            assert_eq!(status, 401, "{method} {path} with {auth:?}");
+            assert_eq!(answer["error"]["code"], "ADMIN_UNAUTHORIZED");
+        }
+    }
+    assert_eq!(w.job_count().await, jobs_before, "no job was replayed");
+    let parked = w.app.journal.get_job(queued).await.unwrap();
+    assert_eq!(parked.status, JobStatus::Queued, "nothing was cancelled");
+    assert!(w.app.journal.audit_entries(10, 0).await.unwrap().is_empty());
+    // The right token, with a lower-case scheme, works.
+    let (status, _) = w
+        .call(
+            "GET",
+            "/v1/admin/runs",
+            None,
+            Some(&format!("bearer {TOKEN}")),
+        )
+        .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn list_filters_by_status_scenario_and_time_and_pages() {
+    let mut w = World::prepare(Some(TOKEN)).await;
+    for _ in 0..7 {
+        w.parked_job("x").await;
+    }
+    for _ in 0..5 {
+        w.failing_job("y").await;
+    }
+    w.launch().await;
+    w.settle(7).await;
+
+    let (status, all) = w.admin("GET", "/v1/admin/runs", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(all["total"], 12);
+    assert_eq!(all["page"], 1);
+    let (_, failed) = w.admin("GET", "/v1/admin/runs?status=failed", None).await;
+    assert_eq!(failed["total"], 5);
+    assert!(
+        failed["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "failed" && r["error"]["code"] == "UNKNOWN_JOB_KIND")
+    );
+    let (_, x) = w.admin("GET", "/v1/admin/runs?scenario=x", None).await;
+    assert_eq!(x["total"], 7);
+    let (_, both) = w
+        .admin(
+            "GET",
+            "/v1/admin/runs?status=queued,failed&scenario=y",
+            None,
+        )
+        .await;
+    assert_eq!(both["total"], 5);
+
+    // Paging: 12 runs, 5 a page → 5, 5, 2, without repeats, newest first.
+    let mut seen = Vec::new();
+    for (page, expect) in [(1, 5), (2, 5), (3, 2), (4, 0)] {
+        let (_, p) = w
+            .admin(
+                "GET",
+                &format!("/v1/admin/runs?page={page}&per_page=5"),
+                None,
+            )
+            .await;
+        let runs = p["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), expect, "page {page}");
+        assert_eq!(p["total"], 12);
+        seen.extend(
+            runs.iter()
+                .map(|r| r["run_id"].as_str().unwrap().to_owned()),
+        );
+    }
+    let mut unique = seen.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), 12);
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.reverse();
+    assert_eq!(
+        seen, sorted,
+        "ids are time-ordered, so newest first means descending"
+    );
+
+    // Time range: everything was created in the last minute.
+    let past = "2020-01-01T00:00:00Z";
+    let future = "2999-01-01T00:00:00Z";
+    let (_, since) = w
+        .admin(
+            "GET",
+            &format!("/v1/admin/runs?since={past}&until={future}"),
+            None,
+        )
+        .await;
+    assert_eq!(since["total"], 12);
+    let (_, none) = w
+        .admin("GET", &format!("/v1/admin/runs?since={future}"), None)
+        .await;
+    assert_eq!(none["total"], 0);
+    let (_, none) = w
+        .admin("GET", &format!("/v1/admin/runs?until={past}"), None)
+        .await;
+    assert_eq!(none["total"], 0);
+
+    for (query, code) in [
+        ("status=broken", "INVALID_FILTER"),
+        ("since=yesterday", "INVALID_FILTER"),
+        ("page=0", "INVALID_PAGE"),
+        ("per_page=100000", "INVALID_PAGE"),
+    ] {
+        let (status, answer) = w
+            .admin("GET", &format!("/v1/admin/runs?{query}"), None)
+            .await;
+        assert_eq!(status, 400, "{query}");
+        assert_eq!(answer["error"]["code"], code, "{query}");
+    }
+}
+
+#[tokio::test]
+async fn show_gives_attempts_and_the_delivery_with_secrets_redacted() {
+    let w = World::start(Some(TOKEN)).await;
+    // A Run Request id that does not exist: the job fails at once, with the delivery journaled.
+    let body = json!({
+        "run_request_id": "recAAAAAAAAAAAAAA",
+        "api_key": "sk-live-abcdef",
+        "meta": {"password": "hunter2", "note": "kept"},
+        "Authorization": "Bearer leaked",
+    });
+    let resp = w.app.post_signed("r1", "r1-secret", &body).await;
+    assert_eq!(resp.status(), 202);
+    let run_id = resp.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    w.app.wait_run(&run_id).await;
+
+    let (status, run) = w
+        .admin("GET", &format!("/v1/admin/runs/{run_id}"), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(run["status"], "failed");
+    assert_eq!(run["error"]["code"], "RECORD_NOT_FOUND");
+    assert_eq!(run["attempts_detail"][0]["outcome"], "failed");
+    assert_eq!(
+        run["attempts_detail"][0]["error"]["code"],
+        "RECORD_NOT_FOUND"
+    );
+    let delivered = &run["delivery"]["body"];
+    assert_eq!(delivered["run_request_id"], "recAAAAAAAAAAAAAA");
+    assert_eq!(delivered["api_key"], "[redacted]");
+    assert_eq!(delivered["meta"]["password"], "[redacted]");
+    assert_eq!(delivered["meta"]["note"], "kept");
+    assert_eq!(delivered["Authorization"], "[redacted]");
+    let text = run.to_string();
+    for secret in ["sk-live-abcdef", "hunter2", "leaked"] {
+        assert!(!text.contains(secret), "{secret} leaked: {text}");
+    }
+
+    let (status, missing) = w.admin("GET", "/v1/admin/runs/run_nope", None).await;
+    assert_eq!(status, 404);
+    assert_eq!(missing["error"]["code"], "RUN_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn replaying_a_fixed_r1_run_succeeds_links_the_run_and_duplicates_nothing() {
+    let w = World::start(Some(TOKEN)).await;
+    let user = w.user().await;
+    let transcript = w.unlabelled_transcript(&user).await;
+    let request = w.run_request("req-1", &user, &transcript).await;
+    let resp = w
+        .app
+        .post_signed("r1", "r1-first", &json!({"run_request_id": request}))
+        .await;
+    let old_id = resp.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let old = w.app.wait_run(&old_id).await;
+    assert_eq!(old["status"], "failed");
+    assert_eq!(old["error"]["code"], "NO_SPEAKER_LABELS");
+    let failed_request: tables::RunRequest = w.record(&request).await;
+    let old_record = failed_request.run[0].clone();
+    assert_eq!(w.records(tables::RUNS).await.len(), 1);
+
+    // A dry run replays nothing, but is audited.
+    let jobs_before = w.job_count().await;
+    let (status, dry) = w
+        .admin(
+            "POST",
+            &format!("/v1/admin/runs/{old_id}/replay"),
+            Some(json!({"dry_run": true})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(dry["would_replay"], true);
+    assert_eq!(w.job_count().await, jobs_before);
+
+    // The operator fixes the transcript, then replays.
+    w.fix_transcript(&transcript).await;
+    let (status, replay) = w
+        .admin(
+            "POST",
+            &format!("/v1/admin/runs/{old_id}/replay"),
+            Some(json!({"bypass_cache": true})),
+        )
+        .await;
+    assert_eq!(status, 202, "{replay}");
+    assert_eq!(replay["replay_of"], old_id.as_str());
+    let new_id = replay["run_id"].as_str().unwrap().to_owned();
+    assert_ne!(new_id, old_id);
+    assert_eq!(replay["status_url"], format!("/v1/runs/{new_id}"));
+    let new = w.app.wait_run(&new_id).await;
+    assert_eq!(new["status"], "succeeded", "{new}");
+    assert_eq!(new["replay_of"], old_id.as_str());
+
+    let done: tables::RunRequest = w.record(&request).await;
+    assert_eq!(done.status, Some(tables::RunRequestStatus::Done));
+    let new_record = done.run[0].clone();
+    assert_ne!(new_record, old_record, "a replay writes a new Run");
+    let run: tables::Run = w.record(&new_record).await;
+    assert_eq!(run.status, Some(tables::RunStatus::Succeeded));
+    assert_eq!(run.replay_of, vec![old_record.clone()]);
+    let old_run: tables::Run = w.record(&old_record).await;
+    assert_eq!(old_run.status, Some(tables::RunStatus::Failed));
+    // Exactly one Run per attempt, and one of everything else.
+    assert_eq!(w.records(tables::RUNS).await.len(), 2);
+    assert_eq!(w.records(tables::RUN_REQUESTS).await.len(), 1);
+    assert_eq!(w.records(tables::TRANSCRIPTS).await.len(), 1);
+    assert_eq!(w.records(tables::USERS).await.len(), 1);
+    let parsed: tables::Transcript = w.record(&transcript).await;
+    assert_eq!(parsed.parse_status, Some(tables::ParseStatus::Parsed));
+
+    // The admin view of the new run shows the original delivery and the job's result.
+    let (_, shown) = w
+        .admin("GET", &format!("/v1/admin/runs/{new_id}"), None)
+        .await;
+    assert_eq!(shown["result"]["run_record_id"], new_record.as_str());
+    assert_eq!(
+        shown["delivery"]["body"]["run_request_id"],
+        request.as_str()
+    );
+
+    // Replaying an unfinished run is refused; a missing one is 404.
+    let parked = w.parked_job("x").await;
+    let (status, refused) = w
+        .admin("POST", &format!("/v1/admin/runs/{parked}/replay"), None)
+        .await;
+    assert_eq!(status, 409);
+    assert_eq!(refused["error"]["code"], "RUN_NOT_FINISHED");
+    let (status, _) = w
+        .admin("POST", "/v1/admin/runs/run_nope/replay", None)
+        .await;
+    assert_eq!(status, 404);
+
+    let (_, audit) = w.admin("GET", "/v1/admin/audit", None).await;
+    let entries = audit["entries"].as_array().unwrap();
+    let actions: Vec<(&str, bool, u64)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["details"]["dry_run"].as_bool().unwrap(),
+                e["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // Newest first: the refused replay, the replay, the dry run.
+    assert_eq!(
+        actions,
+        vec![
+            ("replay", false, 0),
+            ("replay", false, 1),
+            ("replay", true, 1)
+        ]
+    );
+    assert_eq!(entries[1]["target"], old_id.as_str());
+    assert_eq!(entries[1]["details"]["new_run_id"], new_id.as_str());
+    assert_eq!(entries[1]["details"]["bypass_cache"], true);
+}
+
+#[tokio::test]
+async fn bulk_replay_by_filter_and_by_ids_and_cancel_are_audited() {
+    let mut w = World::prepare(Some(TOKEN)).await;
+    let mut failed = Vec::new();
+    for _ in 0..6 {
+        failed.push(w.failing_job("y").await);
+    }
+    let other = w.failing_job("z").await;
+    let parked = w.parked_job("x").await;
+    w.launch().await;
+    w.settle(1).await;
+
+    // Dry run by filter: reports the six, enqueues nothing.
+    let jobs_before = w.job_count().await;
+    let (status, dry) = w
+        .admin(
+            "POST",
+            "/v1/admin/replay",
+            Some(json!({"filter": {"status": ["failed"], "scenario": "y"}, "dry_run": true})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["matched"], 6);
+    assert_eq!(dry["replayed"].as_array().unwrap().len(), 6);
+    assert!(dry["replayed"][0]["new_run_id"].is_null());
+    assert_eq!(w.job_count().await, jobs_before);
+
+    // For real: six new jobs, each linked to its original, oldest first.
+    let (_, real) = w
+        .admin(
+            "POST",
+            "/v1/admin/replay",
+            Some(json!({"filter": {"scenario": "y"}})),
+        )
+        .await;
+    assert_eq!(real["matched"], 6);
+    let replayed = real["replayed"].as_array().unwrap();
+    assert_eq!(replayed.len(), 6);
+    let originals: Vec<&str> = replayed
+        .iter()
+        .map(|r| r["run_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        originals,
+        failed.iter().map(String::as_str).collect::<Vec<_>>()
+    );
+    for r in replayed {
+        let job = w
+            .app
+            .journal
+            .get_job(r["new_run_id"].as_str().unwrap().into())
+            .await
+            .unwrap();
+        assert_eq!(job.replay_of.as_deref(), r["run_id"].as_str());
+        assert_eq!(job.scenario, "y");
+    }
+    assert_eq!(w.job_count().await, jobs_before + 6);
+    w.settle(1).await;
+
+    // By ids: found and finished ones replayed; unknown and unfinished ones skipped with a reason.
+    let (_, by_ids) = w
+        .admin(
+            "POST",
+            "/v1/admin/replay",
+            Some(json!({"run_ids": [other, "run_missing", parked, failed[0], other]})),
+        )
+        .await;
+    assert_eq!(by_ids["matched"], 4, "duplicates count once");
+    assert_eq!(by_ids["replayed"].as_array().unwrap().len(), 1);
+    assert_eq!(by_ids["replayed"][0]["run_id"], other.as_str());
+    let skipped: Vec<(String, String)> = by_ids["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["run_id"].as_str().unwrap().to_owned(),
+                s["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(skipped.contains(&("run_missing".into(), "RUN_NOT_FOUND".into())));
+    assert!(skipped.contains(&(parked.clone(), "RUN_NOT_FINISHED".into())));
+    assert!(
+        skipped.contains(&(failed[0].clone(), "ALREADY_REPLAYED".into())),
+        "the filter replay above covers it"
+    );
+    // …unless asked to include such runs.
+    let (_, forced) = w
+        .admin(
+            "POST",
+            "/v1/admin/replay",
+            Some(json!({"run_ids": [failed[0]], "include_replayed": true})),
+        )
+        .await;
+    assert_eq!(forced["replayed"].as_array().unwrap().len(), 1);
+
+    for bad in [
+        json!({}),
+        json!({"run_ids": [], "filter": {}}),
+        json!({"filter": {"status": ["nope"]}}),
+    ] {
+        let (status, _) = w.admin("POST", "/v1/admin/replay", Some(bad.clone())).await;
+        assert_eq!(status, 400, "{bad}");
+    }
+
+    // Cancel: a queued job once; then it is no longer cancellable, nor is a finished one.
+    let (status, cancelled) = w
+        .admin("POST", &format!("/v1/admin/runs/{parked}/cancel"), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(
+        w.app.journal.get_job(parked.clone()).await.unwrap().status,
+        JobStatus::Cancelled
+    );
+    for id in [&parked, &other] {
+        let (status, again) = w
+            .admin("POST", &format!("/v1/admin/runs/{id}/cancel"), None)
+            .await;
+        assert_eq!(status, 409);
+        assert_eq!(again["error"]["code"], "RUN_NOT_CANCELLABLE");
+    }
+
+    let (_, audit) = w.admin("GET", "/v1/admin/audit?per_page=100", None).await;
+    let entries = audit["entries"].as_array().unwrap();
+    let summary: Vec<(&str, u64)> = entries
+        .iter()
+        .rev()
+        .map(|e| (e["action"].as_str().unwrap(), e["count"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("bulk_replay", 6),
+            ("bulk_replay", 6),
+            ("bulk_replay", 1),
+            ("bulk_replay", 1),
+            ("cancel", 1),
+            ("cancel", 0),
+            ("cancel", 0),
+        ]
+    );
+    for e in entries {
+        let actor = e["actor"].as_str().unwrap();
+        assert!(actor.starts_with("admin:") && actor.len() == 14, "{actor}");
+        assert!(
+            !e.to_string().contains(TOKEN),
+            "the token never reaches the log"
+        );
+    }
+    assert_eq!(entries.last().unwrap()["details"]["dry_run"], true);
+    assert_eq!(
+        entries.last().unwrap()["details"]["filter"]["scenario"],
+        "y"
+    );
+}
+
+/// `coach-worker runs replay --status failed` against the running worker: N R1 runs failed on an
+/// unlabelled transcript, the transcript is fixed, one command replays them all and every Run Request
+/// ends Done. N is 60 by default; `ADMIN_CLI_N=500` measures the figure in the report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_replays_every_failed_run_with_a_progress_bar_and_a_summary() {
+    let n: usize = std::env::var("ADMIN_CLI_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let mut w = World::prepare(Some(TOKEN)).await;
+    let user = w.user().await;
+    let transcript = w.unlabelled_transcript(&user).await;
+    let mut requests = Vec::new();
+    for i in 0..n {
+        let request = w
+            .run_request(&format!("bulk-{i}"), &user, &transcript)
+            .await;
+        let mut job = NewJob::new(
+            scenarios::JOB_SINGLE,
+            "r1",
+            json!({"run_request_id": request}),
+        );
+        job.dedupe_key = Some(scenarios::single::dedupe_key(&request));
+        w.app.journal.enqueue(job).await.unwrap();
+        requests.push(request);
+    }
+    w.launch().await;
+    w.settle(0).await;
+    let failed = JobFilter {
+        statuses: vec![JobStatus::Failed],
+        ..Default::default()
+    };
+    assert_eq!(
+        w.app.journal.count_jobs(failed.clone()).await.unwrap(),
+        n as u64
+    );
+    w.fix_transcript(&transcript).await;
+
+    let address = w.app.address.clone();
+    let started = Instant::now();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_coach-worker"))
+            .args(["runs", "replay", "--status", "failed", "--scenario", "r1"])
+            .env("COACH_URL", address)
+            .env("COACH_ADMIN_TOKEN", TOKEN)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let enqueue_secs = started.elapsed().as_secs_f64();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "replayed {n} of {n}, skipped 0, already replayed 0, failed 0"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(&format!("] {n}/{n}")) && stderr.contains("\r["),
+        "progress bar: {stderr:?}"
+    );
+    w.settle(0).await;
+    let total_secs = started.elapsed().as_secs_f64();
+    println!(
+        "CLI replay of {n} failed R1 runs: command {enqueue_secs:.2} s, all replays finished after {total_secs:.2} s"
+    );
+
+    let succeeded = JobFilter {
+        statuses: vec![JobStatus::Succeeded],
+        ..Default::default()
+    };
+    assert_eq!(w.app.journal.count_jobs(succeeded).await.unwrap(), n as u64);
+    for request in &requests {
+        let r: tables::RunRequest = w.record(request).await;
+        assert_eq!(r.status, Some(tables::RunRequestStatus::Done));
+    }
+    assert_eq!(
+        w.records(tables::RUNS).await.len(),
+        2 * n,
+        "one Run per attempt"
+    );
+
+    // The originals stay `failed`, but each is covered by its replay: the same command again replays
+    // nothing, says why, and exits 0.
+    let jobs_before = w.job_count().await;
+    let address = w.app.address.clone();
+    let again = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_coach-worker"))
+            .args(["runs", "replay", "--status", "failed", "--json"])
+            .env("COACH_URL", address)
+            .env("COACH_ADMIN_TOKEN", TOKEN)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(again.status.code(), Some(0));
+    let summary: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(summary["matched"], n);
+    assert_eq!(summary["already_replayed"], n);
+    assert_eq!(summary["replayed"].as_array().unwrap().len(), 0);
+    assert_eq!(w.job_count().await, jobs_before);
+
+    // A wrong token is an HTTP error: exit 2.
+    let address = w.app.address.clone();
+    let denied = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_coach-worker"))
+            .args(["runs", "list", "--token", "wrong-token-wrong-token"])
+            .env("COACH_URL", address)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(denied.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("ADMIN_UNAUTHORIZED"));
+}
