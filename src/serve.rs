@@ -97,7 +97,10 @@ pub fn worker_registry(config: &ServeConfig, deps: Arc<Deps>) -> Registry {
             .push(crate::http::airtable_ping::routes(secret, ping));
     }
     if let Some(token) = config.admin_token.clone() {
-        registry.routes.push(crate::admin::routes(token));
+        registry.routes.push(crate::admin::routes(token.clone()));
+        registry
+            .routes
+            .push(crate::admin::page::routes(token, config.cookie_secure));
     }
     registry
 }

@@ -38,9 +38,14 @@ impl World {
     /// The journal and the store, without the worker: jobs seeded now are due when it starts, so the
     /// runner takes them at once instead of at its next idle wake-up.
     async fn prepare(token: Option<&str>) -> World {
+        World::prepare_with(token, false).await
+    }
+
+    async fn prepare_with(token: Option<&str>, cookie_secure: bool) -> World {
         let data_dir = tempfile::tempdir().unwrap();
         let mut config = test_config(data_dir.path().to_path_buf());
         config.admin_token = token.map(String::from);
+        config.cookie_secure = cookie_secure;
         let secrets = config.validate().unwrap();
         let journal = Journal::open(&config.journal_path()).unwrap();
         let deps = Arc::new(Deps {
@@ -822,4 +827,335 @@ async fn the_cli_replays_every_failed_run_with_a_progress_bar_and_a_summary() {
     .unwrap();
     assert_eq!(denied.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&denied.stderr).contains("ADMIN_UNAUTHORIZED"));
+}
+
+// ---- the /admin page, over plain HTTP (forms and cookies by hand, redirects not followed) ----
+
+struct Browser {
+    client: reqwest::Client,
+    base: String,
+    cookies: std::collections::HashMap<String, String>,
+}
+
+struct Page {
+    status: u16,
+    location: Option<String>,
+    set_cookies: Vec<String>,
+    csp: Option<String>,
+    body: String,
+}
+
+impl Browser {
+    fn new(base: &str) -> Browser {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        Browser {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            base: base.to_owned(),
+            cookies: Default::default(),
+        }
+    }
+
+    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
+        let cookie: Vec<String> = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let resp = req
+            .header("cookie", cookie.join("; "))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        let location = header("location");
+        let csp = header("content-security-policy");
+        let set_cookies: Vec<String> = resp
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        for c in &set_cookies {
+            let pair = c.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() || c.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        Page {
+            status,
+            location,
+            set_cookies,
+            csp,
+            body: resp.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let req = self.client.get(format!("{}{path}", self.base));
+        self.send(req).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let body: Vec<String> = form
+            .iter()
+            .map(|(k, v)| format!("{k}={}", urlencode(v)))
+            .collect();
+        let req = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.join("&"));
+        self.send(req).await
+    }
+
+    async fn login(&mut self) {
+        let page = self.get("/admin").await;
+        let csrf = csrf_of(&page.body);
+        let done = self
+            .post("/admin/login", &[("csrf", &csrf), ("token", TOKEN)])
+            .await;
+        assert_eq!(done.status, 303);
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The first CSRF token in a page.
+fn csrf_of(html: &str) -> String {
+    let start = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    html[start..start + html[start..].find('"').unwrap()].to_owned()
+}
+
+#[tokio::test]
+async fn admin_page_login_sets_a_strict_httponly_session_and_refuses_forms_without_csrf() {
+    let w = World::start(Some(TOKEN)).await;
+    let mut b = Browser::new(&w.app.address);
+
+    let login = b.get("/admin").await;
+    assert_eq!(login.status, 200);
+    assert!(login.body.contains("name=\"token\""));
+    let csrf = csrf_of(&login.body);
+    // A login form posted without its CSRF token (or with another page's) is refused.
+    let refused = b.post("/admin/login", &[("token", TOKEN)]).await;
+    assert_eq!(refused.status, 403);
+    let forged = b
+        .post(
+            "/admin/login",
+            &[("csrf", &"0".repeat(64)), ("token", TOKEN)],
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+    assert!(!b.cookies.contains_key("coach_admin"));
+    let wrong = b
+        .post(
+            "/admin/login",
+            &[("csrf", &csrf), ("token", "not-the-token-at-all")],
+        )
+        .await;
+    assert_eq!(wrong.status, 401);
+
+    let fresh = b.get("/admin").await;
+    let ok = b
+        .post(
+            "/admin/login",
+            &[("csrf", &csrf_of(&fresh.body)), ("token", TOKEN)],
+        )
+        .await;
+    assert_eq!(ok.status, 303);
+    assert_eq!(ok.location.as_deref(), Some("/admin"));
+    let session = ok
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("coach_admin="))
+        .expect("a session cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/admin"] {
+        assert!(session.contains(attribute), "{session}");
+    }
+    assert!(!session.contains("Secure"), "not configured: {session}");
+    assert!(!session.contains(TOKEN), "the cookie is not the token");
+
+    let runs = b.get("/admin").await;
+    assert_eq!(runs.status, 200);
+    assert!(runs.body.contains("Log out"));
+    assert!(runs.csp.unwrap().contains("default-src 'none'"));
+
+    // Logged-in forms still need the token; without it nothing is replayed or logged out.
+    let logout = b.post("/admin/logout", &[]).await;
+    assert_eq!(logout.status, 403);
+    let csrf = csrf_of(&runs.body);
+    let out = b.post("/admin/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.status, 303);
+    assert!(!b.cookies.contains_key("coach_admin"));
+    assert!(b.get("/admin").await.body.contains("name=\"token\""));
+
+    // With COACH_COOKIE_SECURE the cookie is Secure.
+    let mut secure = World::prepare_with(Some(TOKEN), true).await;
+    secure.launch().await;
+    let mut b = Browser::new(&secure.app.address);
+    let page = b.get("/admin").await;
+    let ok = b
+        .post(
+            "/admin/login",
+            &[("csrf", &csrf_of(&page.body)), ("token", TOKEN)],
+        )
+        .await;
+    assert!(
+        ok.set_cookies
+            .iter()
+            .any(|c| c.starts_with("coach_admin=") && c.contains("Secure"))
+    );
+}
+
+#[tokio::test]
+async fn admin_page_shows_escaped_errors_and_replays_a_fixed_run_after_confirmation() {
+    let mut w = World::prepare(Some(TOKEN)).await;
+    let script = "<script>alert(1)</script>";
+    let evil = {
+        let job = NewJob::new(script, "y", json!({}));
+        w.app.journal.enqueue(job).await.unwrap().0
+    };
+    let user = w.user().await;
+    let transcript = w.unlabelled_transcript(&user).await;
+    let request = w.run_request("page-1", &user, &transcript).await;
+    let mut job = NewJob::new(
+        scenarios::JOB_SINGLE,
+        "r1",
+        json!({"run_request_id": request}),
+    );
+    job.dedupe_key = Some(scenarios::single::dedupe_key(&request));
+    let failed_r1 = w.app.journal.enqueue(job).await.unwrap().0;
+    w.launch().await;
+    w.settle(0).await;
+
+    let mut b = Browser::new(&w.app.address);
+    b.login().await;
+    let list = b.get("/admin").await;
+    assert!(list.body.contains(&failed_r1), "the failed run is listed");
+    assert!(list.body.contains("NO_SPEAKER_LABELS"));
+    assert!(list.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(
+        !list.body.contains(script),
+        "shown as text, never as markup"
+    );
+    let detail = b.get(&format!("/admin/runs/{evil}")).await;
+    assert_eq!(detail.status, 200);
+    assert!(detail.body.contains("&lt;script&gt;"));
+    assert!(!detail.body.contains(script));
+
+    // A replay form without the CSRF token does nothing.
+    let jobs_before = w.job_count().await;
+    let refused = b
+        .post(&format!("/admin/runs/{failed_r1}/replay"), &[])
+        .await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(w.job_count().await, jobs_before);
+
+    // Fix the cause, open the run, press replay, see the new attempt succeed.
+    w.fix_transcript(&transcript).await;
+    let detail = b.get(&format!("/admin/runs/{failed_r1}")).await;
+    assert!(detail.body.contains("NO_SPEAKER_LABELS"));
+    let csrf = csrf_of(&detail.body);
+    let pressed = b
+        .post(
+            &format!("/admin/runs/{failed_r1}/replay"),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(pressed.status, 303);
+    let location = pressed.location.unwrap();
+    let new_id = location.trim_start_matches("/admin/runs/").to_owned();
+    w.app.wait_run(&new_id).await;
+    let new_page = b.get(&location).await;
+    assert!(
+        new_page.body.contains("class=\"succeeded\">succeeded"),
+        "{}",
+        new_page.body
+    );
+    assert!(
+        new_page.body.contains(&format!("/admin/runs/{failed_r1}")),
+        "links the original"
+    );
+    let done: tables::RunRequest = w.record(&request).await;
+    assert_eq!(done.status, Some(tables::RunRequestStatus::Done));
+
+    // Replay all matching: a confirmation step first (a dry run), then the replay.
+    let list = b.get("/admin?status=failed&scenario=y").await;
+    let csrf = csrf_of(&list.body);
+    let confirm = b
+        .post(
+            "/admin/replay/confirm",
+            &[("csrf", &csrf), ("status", "failed"), ("scenario", "y")],
+        )
+        .await;
+    assert_eq!(confirm.status, 200);
+    assert!(
+        confirm.body.contains("1 would be replayed"),
+        "{}",
+        confirm.body
+    );
+    assert_eq!(
+        w.job_count().await,
+        jobs_before + 1,
+        "confirming replays nothing"
+    );
+    let without = b
+        .post("/admin/replay", &[("status", "failed"), ("scenario", "y")])
+        .await;
+    assert_eq!(without.status, 403);
+    let go = b
+        .post(
+            "/admin/replay",
+            &[
+                ("csrf", &csrf_of(&confirm.body)),
+                ("status", "failed"),
+                ("scenario", "y"),
+            ],
+        )
+        .await;
+    assert_eq!(go.status, 200);
+    assert!(go.body.contains("Replayed 1 runs"), "{}", go.body);
+    assert_eq!(w.job_count().await, jobs_before + 2);
+
+    let (_, audit) = w.admin("GET", "/v1/admin/audit", None).await;
+    let actions: Vec<(String, bool)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["details"]["dry_run"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("replay".to_owned(), false),
+            ("bulk_replay".to_owned(), true),
+            ("bulk_replay".to_owned(), false)
+        ]
+    );
 }

@@ -56,27 +56,27 @@ pub fn routes(token: String) -> Routes {
 /// The filter fields shared by the list query and a bulk replay's `filter`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FilterSpec {
+pub(super) struct FilterSpec {
     #[serde(default)]
-    status: Option<StatusList>,
+    pub status: Option<StatusList>,
     #[serde(default)]
-    scenario: Option<String>,
+    pub scenario: Option<String>,
     #[serde(default)]
-    since: Option<String>,
+    pub since: Option<String>,
     #[serde(default)]
-    until: Option<String>,
+    pub until: Option<String>,
 }
 
 /// Statuses as `"failed,cancelled"` (query) or `["failed", "cancelled"]` (JSON).
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum StatusList {
+pub(super) enum StatusList {
     Text(String),
     List(Vec<String>),
 }
 
 impl FilterSpec {
-    fn to_filter(&self) -> Result<JobFilter, ApiError> {
+    pub(super) fn to_filter(&self) -> Result<JobFilter, ApiError> {
         let names: Vec<String> = match &self.status {
             None => Vec::new(),
             Some(StatusList::Text(s)) => s.split(',').map(|p| p.trim().to_owned()).collect(),
@@ -192,7 +192,7 @@ fn auth_of(req: &HttpRequest) -> Result<&AdminAuth, ApiError> {
     Ok(auth.get_ref())
 }
 
-async fn load(state: &AppState, id: &str) -> Result<Job, ApiError> {
+pub(super) async fn load(state: &AppState, id: &str) -> Result<Job, ApiError> {
     match state.journal.get_job(id.to_owned()).await {
         Ok(job) => Ok(job),
         Err(JournalError::NotFound(_)) => Err(ApiError::not_found(
@@ -203,7 +203,7 @@ async fn load(state: &AppState, id: &str) -> Result<Job, ApiError> {
     }
 }
 
-async fn write_audit(
+pub(super) async fn write_audit(
     state: &AppState,
     auth: &AdminAuth,
     action: &str,
@@ -398,18 +398,18 @@ async fn cancel_run(
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BulkReplay {
+pub(super) struct BulkReplay {
     #[serde(default)]
-    run_ids: Option<Vec<String>>,
+    pub run_ids: Option<Vec<String>>,
     #[serde(default)]
-    filter: Option<FilterSpec>,
+    pub filter: Option<FilterSpec>,
     #[serde(default)]
-    dry_run: bool,
+    pub dry_run: bool,
     #[serde(default)]
-    bypass_cache: bool,
+    pub bypass_cache: bool,
     /// Also replay runs that an earlier replay already covers.
     #[serde(default)]
-    include_replayed: bool,
+    pub include_replayed: bool,
 }
 
 async fn bulk_replay(
@@ -419,6 +419,16 @@ async fn bulk_replay(
 ) -> Result<HttpResponse, ApiError> {
     let auth = auth_of(&req)?;
     let request: BulkReplay = body(&bytes)?;
+    let answer = run_bulk(&state, auth, request).await?;
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+/// A bulk replay, audited; shared by the API and the admin page.
+pub(super) async fn run_bulk(
+    state: &AppState,
+    auth: &AdminAuth,
+    request: BulkReplay,
+) -> Result<Value, ApiError> {
     let too_many = |n: usize| {
         ApiError::bad_request(
             "TOO_MANY_RUNS",
@@ -523,7 +533,7 @@ async fn bulk_replay(
     details["matched"] = json!(matched);
     details["skipped"] = json!(skipped.len());
     write_audit(
-        &state,
+        state,
         auth,
         "bulk_replay",
         None,
@@ -534,12 +544,12 @@ async fn bulk_replay(
     if !request.dry_run && !replayed.is_empty() {
         state.runner.wake();
     }
-    Ok(HttpResponse::Ok().json(json!({
+    Ok(json!({
         "dry_run": request.dry_run,
         "matched": matched,
         "replayed": replayed,
         "skipped": skipped,
-    })))
+    }))
 }
 
 #[derive(Debug, Default, Deserialize)]

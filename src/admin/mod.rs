@@ -2,6 +2,8 @@
 //!
 //! * [`api`] — the `/v1/admin` JSON routes behind a bearer token, registered only when
 //!   `COACH_ADMIN_TOKEN` is set ([`api::routes`]).
+//! * [`page`] — the server-rendered `/admin` page (login into a signed session cookie, CSRF tokens,
+//!   everything escaped, no JavaScript), registered with the API ([`page::routes`]).
 //! * [`cli`] — `coach-worker runs list|show|replay|cancel`, a thin HTTP client of those routes, so the
 //!   CLI needs no access to the worker's disk and works against a remote worker the same way.
 //!
@@ -13,6 +15,7 @@
 pub mod api;
 mod auth;
 pub mod cli;
+pub mod page;
 mod replay;
 mod view;
 
