@@ -647,6 +647,14 @@ async fn bulk_replay_by_filter_and_by_ids_and_cancel_are_audited() {
         .await;
     assert_eq!(forced["replayed"].as_array().unwrap().len(), 1);
 
+    // More ids than one call takes: refused whole, nothing replayed.
+    let many: Vec<String> = (0..10_001).map(|i| format!("run_{i:032x}")).collect();
+    let (status, too_many) = w
+        .admin("POST", "/v1/admin/replay", Some(json!({"run_ids": many})))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(too_many["error"]["code"], "TOO_MANY_RUNS");
+
     for bad in [
         json!({}),
         json!({"run_ids": [], "filter": {}}),

@@ -31,6 +31,8 @@ use crate::startup::Routes;
 
 /// Most runs one bulk replay call may touch; narrow the filter (or page with the CLI) beyond that.
 pub const MAX_BULK: usize = 10_000;
+/// Largest admin request body.
+const MAX_BODY: usize = 2 * 1024 * 1024;
 /// Largest page of the list routes.
 pub const MAX_PER_PAGE: usize = 500;
 const DEFAULT_PER_PAGE: usize = 50;
@@ -43,6 +45,8 @@ pub fn routes(token: String) -> Routes {
         cfg.service(
             web::scope("/v1/admin")
                 .app_data(auth.clone())
+                // Room for a full bulk call: MAX_BULK run ids of ~40 bytes each.
+                .app_data(web::PayloadConfig::new(MAX_BODY))
                 .route("/runs", web::get().to(list))
                 .route("/runs/{run_id}", web::get().to(show))
                 .route("/runs/{run_id}/replay", web::post().to(replay_run))

@@ -303,13 +303,13 @@ async fn list(
     }
     let runs = answer["runs"].as_array().cloned().unwrap_or_default();
     println!(
-        "{:<36}  {:<8}  {:<8}  {:<15}  {:>3}  {:<20}  ERROR",
+        "{:<36}  {:<8}  {:<8}  {:<15}  {:>3}  {:<24}  ERROR",
         "RUN ID", "SCENARIO", "KIND", "STATUS", "TRY", "CREATED"
     );
     for run in &runs {
         let error = run["error"]["code"].as_str().unwrap_or("");
         println!(
-            "{:<36}  {:<8}  {:<8}  {:<15}  {:>3}  {:<20}  {error}",
+            "{:<36}  {:<8}  {:<8}  {:<15}  {:>3}  {:<24}  {error}",
             text(&run["run_id"]),
             text(&run["scenario"]),
             text(&run["kind"]),
