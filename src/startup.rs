@@ -108,6 +108,7 @@ impl Application {
         let routes = registry.routes;
         let server = HttpServer::new(move || {
             let mut app = App::new()
+                .wrap(actix_web::middleware::from_fn(crate::http::request_id))
                 .app_data(state.clone())
                 .configure(crate::http::configure);
             for route in &routes {

@@ -23,11 +23,15 @@ struct World {
     app: TestApp,
     deps: Arc<Deps>,
     fake: Option<FakeAirtable>,
-    _openai: FakeOpenAi,
+    openai: FakeOpenAi,
 }
 
 impl World {
     async fn start(airtable: bool) -> World {
+        World::start_with(airtable, Duration::ZERO).await
+    }
+
+    async fn start_with(airtable: bool, poll: Duration) -> World {
         let openai = FakeOpenAi::start().await;
         let data_dir = tempfile::tempdir().unwrap();
         let mut config = test_config(data_dir.path().to_path_buf());
@@ -46,7 +50,7 @@ impl World {
             journal: journal.clone(),
             attachments: AttachmentPolicy::default(),
         });
-        let registry = scenarios::registry(deps.clone(), Duration::ZERO, None);
+        let registry = scenarios::registry(deps.clone(), poll, None);
         let app = Application::build_with(&config, secrets, journal.clone(), registry)
             .await
             .unwrap();
@@ -61,7 +65,7 @@ impl World {
             },
             deps,
             fake,
-            _openai: openai,
+            openai,
         }
     }
 
@@ -630,4 +634,89 @@ async fn s1_reports_gate1_for_inline_and_stored_transcripts() {
         "S1 from another transcript is not grounded"
     );
     assert_eq!(report["coachee_speaker"], "Maya Chen");
+}
+
+async fn queue_request(w: &World, key: &str, user: &str, transcript: &str) -> String {
+    let r = tables::RunRequest {
+        key: Some(key.into()),
+        user: vec![user.into()],
+        transcript: vec![transcript.into()],
+        status: Some(tables::RunRequestStatus::Queued),
+        source: Some(tables::RunRequestSource::Airtable),
+        ..Default::default()
+    };
+    w.deps
+        .store
+        .upsert(tables::RUN_REQUESTS, vec![r.to_fields()])
+        .await
+        .unwrap()[0]
+        .id
+        .clone()
+}
+
+async fn wait_status(w: &World, id: &str, want: tables::RunRequestStatus) {
+    for _ in 0..200 {
+        let r: tables::RunRequest = w.record(id).await;
+        if r.status == Some(want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("run request {id} never became {want}");
+}
+
+#[tokio::test]
+async fn the_poller_runs_queued_requests_once_and_reruns_what_an_operator_requeues() {
+    let w = World::start_with(false, Duration::from_millis(200)).await;
+    let (user, transcripts) = w.seed().await;
+    let id = queue_request(&w, "poll-1", &user, &transcripts[4]).await;
+    wait_status(&w, &id, tables::RunRequestStatus::Done).await;
+    // Several more polls pass; the request is not run again.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(w.records(tables::RUNS).await.len(), 1);
+    // An operator sets it back to Queued: it runs again, as a new Run.
+    let mut f = coach_store::Fields::new();
+    f.insert("Status".into(), json!("Queued"));
+    w.deps
+        .store
+        .update(tables::RUN_REQUESTS, vec![(id.clone(), f)])
+        .await
+        .unwrap();
+    wait_status(&w, &id, tables::RunRequestStatus::Done).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(w.records(tables::RUNS).await.len(), 2);
+}
+
+#[tokio::test]
+async fn the_same_analysis_is_answered_from_the_cache_without_a_second_paid_call() {
+    let w = World::start(false).await;
+    let (user, transcripts) = w.seed().await;
+    for (i, key) in ["cache-1", "cache-2"].iter().enumerate() {
+        let id = queue_request(&w, key, &user, &transcripts[4]).await;
+        let queued: Value = w
+            .app
+            .post_signed("r1", &format!("cache-{i}"), &json!({"run_request_id": id}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let run = w.wait_all(queued["run_id"].as_str().unwrap()).await;
+        assert_eq!(run["result"]["cached"], i == 1, "{run}");
+    }
+    assert_eq!(
+        w.openai.request_count().await,
+        1,
+        "one paid call for two identical analyses"
+    );
+    let runs: Vec<tables::Run> = w
+        .records(tables::RUNS)
+        .await
+        .iter()
+        .map(|r| tables::Run::from_record(r).unwrap())
+        .collect();
+    assert_eq!(runs.len(), 2);
+    assert!(
+        runs.iter().any(|r| r.cost_usd == Some(0.0)),
+        "the cached run records no new cost"
+    );
 }

@@ -220,10 +220,11 @@ impl Scenario for BuildJob {
         run.run_type = Some(RunType::BaselinePack);
         run.baseline_pack = vec![pack_id.clone()];
         if let Ok(pack) = self.0.store.get(tables::BASELINE_PACKS, &pack_id).await
-            && let Ok(pack) = tables::BaselinePack::from_record(&pack) {
-                run.user = pack.user;
-                run.transcripts = pack.transcripts;
-            }
+            && let Ok(pack) = tables::BaselinePack::from_record(&pack)
+        {
+            run.user = pack.user;
+            run.transcripts = pack.transcripts;
+        }
         let run_id = upsert_run(&self.0, &run).await.ok();
         let mut fields = json!({ "Status": BaselinePackStatus::Failed.as_str(), "Error": message });
         if let Some(id) = &run_id {
@@ -235,12 +236,12 @@ impl Scenario for BuildJob {
                 .store
                 .update(tables::BASELINE_PACKS, vec![(pack_id, fields)])
                 .await
-            {
-                tracing::error!(
-                    code = e.code(),
-                    "could not write the failure onto the baseline pack"
-                );
-            }
+        {
+            tracing::error!(
+                code = e.code(),
+                "could not write the failure onto the baseline pack"
+            );
+        }
         Some(json!({ "run_record_id": run_id }))
     }
 }

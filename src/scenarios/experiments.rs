@@ -158,10 +158,11 @@ async fn read_d1_facts(deps: &Deps, run_id: &str) -> Result<D1Facts, ScenarioErr
         }
     }
     if facts.experiment.is_some()
-        && let Some(tid) = run.transcripts.first() {
-            let t: tables::Transcript = typed(&deps.store.get(tables::TRANSCRIPTS, tid).await?)?;
-            facts.meeting_date = t.meeting_date;
-        }
+        && let Some(tid) = run.transcripts.first()
+    {
+        let t: tables::Transcript = typed(&deps.store.get(tables::TRANSCRIPTS, tid).await?)?;
+        facts.meeting_date = t.meeting_date;
+    }
     Ok(facts)
 }
 
@@ -209,15 +210,16 @@ pub async fn record_attempt(
         return Ok(D1Outcome::Skipped { reason: "the transcript has no Meeting Date, so it cannot be placed after the experiment's start".into() });
     };
     if let Some(start) = experiment.started_at.as_deref().filter(|s| s.len() >= 10)
-        && meeting_date[..10] < start[..10] {
-            return Ok(D1Outcome::Skipped {
-                reason: format!(
-                    "the meeting ({}) is before the experiment started ({})",
-                    &meeting_date[..10],
-                    &start[..10]
-                ),
-            });
-        }
+        && meeting_date[..10] < start[..10]
+    {
+        return Ok(D1Outcome::Skipped {
+            reason: format!(
+                "the meeting ({}) is before the experiment started ({})",
+                &meeting_date[..10],
+                &start[..10]
+            ),
+        });
+    }
     let attempted = match facts.attempt.get("attempted").and_then(Value::as_str) {
         Some("yes") => Attempted::Yes,
         Some("no") => Attempted::No,

@@ -185,10 +185,11 @@ impl Deps {
         let key = self.analyzer.cache_key(input);
         if !bypass_cache
             && let Some(hit) = self.journal.cache_get(key.clone()).await?
-                && let Ok(analysis) = serde_json::from_value::<Analysis>(hit) {
-                    metrics::counter!("analysis_cache_hits_total").increment(1);
-                    return Ok((analysis, true));
-                }
+            && let Ok(analysis) = serde_json::from_value::<Analysis>(hit)
+        {
+            metrics::counter!("analysis_cache_hits_total").increment(1);
+            return Ok((analysis, true));
+        }
         let analysis = self.analyzer.analyze(input).await?;
         metrics::counter!("analysis_runs_total", "provider" => analysis.provider.clone())
             .increment(1);

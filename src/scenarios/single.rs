@@ -94,12 +94,12 @@ impl Scenario for SingleJob {
                 .store
                 .update(tables::RUN_REQUESTS, vec![(id, fields(update))])
                 .await
-            {
-                tracing::error!(
-                    code = e.code(),
-                    "could not write the failure onto the run request"
-                );
-            }
+        {
+            tracing::error!(
+                code = e.code(),
+                "could not write the failure onto the run request"
+            );
+        }
         Some(json!({ "run_record_id": run_id }))
     }
 }
