@@ -12,23 +12,7 @@ fn time_or_null(ms: Option<i64>) -> Value {
 
 /// One job as the admin list shows it.
 pub fn run_view(job: &Job) -> Value {
-    json!({
-        "run_id": job.id,
-        "scenario": job.scenario,
-        "kind": job.kind,
-        "status": job.status.as_str(),
-        "attempts": job.attempts,
-        "created_at": rfc3339(job.created_at),
-        "updated_at": rfc3339(job.updated_at),
-        "started_at": time_or_null(job.started_at),
-        "finished_at": time_or_null(job.finished_at),
-        "next_attempt_at": time_or_null(job.next_attempt_at),
-        "error": job.last_error.clone().unwrap_or(Value::Null),
-        "result": job.result.clone().unwrap_or(Value::Null),
-        "replay_of": job.replay_of,
-        "parent_run_id": job.parent_id,
-        "status_url": format!("/v1/runs/{}", job.id),
-    })
+    crate::http::runs::job_view(job)
 }
 
 /// One job with everything an admin needs to decide whether to replay it.

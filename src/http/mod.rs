@@ -3,7 +3,7 @@
 
 pub mod airtable_ping;
 pub mod hooks;
-mod runs;
+pub mod runs;
 
 use std::sync::Arc;
 

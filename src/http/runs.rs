@@ -30,8 +30,8 @@ fn time_or_null(ms: Option<i64>) -> Value {
     ms.map(|t| Value::String(rfc3339(t))).unwrap_or(Value::Null)
 }
 
-/// The public view of a job.
-pub fn run_view(job: &Job, children: &[Job]) -> Value {
+/// The public view of a job without its follow-ups (the admin lists use it as is).
+pub fn job_view(job: &Job) -> Value {
     json!({
         "run_id": job.id,
         "scenario": job.scenario,
@@ -47,8 +47,20 @@ pub fn run_view(job: &Job, children: &[Job]) -> Value {
         "result": job.result.clone().unwrap_or(Value::Null),
         "replay_of": job.replay_of,
         "parent_run_id": job.parent_id,
-        "follow_ups": children.iter().map(|c| json!({
-            "run_id": c.id, "kind": c.kind, "status": c.status.as_str(), "status_url": format!("/v1/runs/{}", c.id)
-        })).collect::<Vec<_>>(),
+        "status_url": format!("/v1/runs/{}", job.id),
     })
+}
+
+/// The public view of a job with the jobs it chained.
+pub fn run_view(job: &Job, children: &[Job]) -> Value {
+    let mut view = job_view(job);
+    view["follow_ups"] = children
+        .iter()
+        .map(|c| {
+            json!({
+                "run_id": c.id, "kind": c.kind, "status": c.status.as_str(), "status_url": format!("/v1/runs/{}", c.id)
+            })
+        })
+        .collect();
+    view
 }
