@@ -13,13 +13,13 @@ use actix_web::http::StatusCode;
 use coach_store::tables::{
     self, Attempted, EventType, ExperimentStatus, RunStatus, RunType, TableRecord,
 };
-use coach_store::{Fields, Filter, ListQuery};
+use coach_store::{Filter, ListQuery};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::input::{object, record_id_field};
 use super::transcripts::typed;
-use super::{Deps, HookResult, JOB_D1, JOB_E1, Scenario, ScenarioError};
+use super::{Deps, HookResult, JOB_D1, JOB_E1, Scenario, ScenarioError, fields};
 use crate::error::ApiError;
 use crate::http::Hook;
 use crate::jobs::{JobContext, JobOutcome};
@@ -90,13 +90,6 @@ impl D1Outcome {
                 (StatusCode::OK, json!({ "skipped": true, "reason": reason }))
             }
         }
-    }
-}
-
-fn fields(value: Value) -> Fields {
-    match value {
-        Value::Object(m) => m,
-        _ => Fields::new(),
     }
 }
 

@@ -311,6 +311,14 @@ pub fn record_time(ms: i64) -> String {
     crate::journal::rfc3339(ms - ms.rem_euclid(1000))
 }
 
+/// A JSON object literal as record fields.
+pub(crate) fn fields(value: Value) -> coach_store::Fields {
+    match value {
+        Value::Object(m) => m,
+        _ => coach_store::Fields::new(),
+    }
+}
+
 /// Truncates text for a long-text field (Airtable holds at most 100,000 characters).
 pub fn long_text(s: &str) -> String {
     const MAX: usize = 99_000;

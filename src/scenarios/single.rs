@@ -4,14 +4,13 @@
 use std::sync::Arc;
 
 use coach_coaching::{ActiveExperiment, AnalysisInput, RunType as CoachingRunType};
-use coach_store::Fields;
 use coach_store::tables::{self, ExperimentStatus, RunRequestStatus, RunType};
 use serde_json::{Value, json};
 
 use super::baseline::{analysis_run, failed_run, upsert_run};
 use super::input::{object, record_id_field};
 use super::transcripts::{self, coachee_label, typed};
-use super::{Deps, JOB_D1, JOB_SINGLE, Scenario, ScenarioError, long_text};
+use super::{Deps, JOB_D1, JOB_SINGLE, Scenario, ScenarioError, fields, long_text};
 use crate::error::ApiError;
 use crate::http::Hook;
 use crate::jobs::{JobContext, JobError, JobOutcome};
@@ -49,13 +48,6 @@ fn request_id(ctx: &JobContext) -> String {
         .as_str()
         .unwrap_or_default()
         .to_owned()
-}
-
-fn fields(value: Value) -> Fields {
-    match value {
-        Value::Object(m) => m,
-        _ => Fields::new(),
-    }
 }
 
 #[async_trait::async_trait]
