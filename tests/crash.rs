@@ -1,5 +1,9 @@
-//! Crash recovery with the real binary: acknowledged R1 deliveries survive `kill -9` while their jobs
-//! run; after a restart every job finishes exactly once and the store holds one Run per request.
+//! Crash and shutdown behaviour of the real binary on the embedded store:
+//! - acknowledged R1 deliveries survive `kill -9` at random moments (10 times); after restarts every
+//!   request is Done with exactly one Run;
+//! - baseline builds (A1 → A2 → E1) killed mid-way end with one Run, one Experiment and one
+//!   `instantiated` event per pack;
+//! - SIGTERM under load loses no acknowledged delivery.
 
 mod common;
 
@@ -8,65 +12,161 @@ use std::time::{Duration, Instant};
 
 use coach_store::tables::{self, TableRecord};
 use coach_store::{ListQuery, Store};
+use rand::Rng;
 use serde_json::{Value, json};
 
-fn start(data_dir: &std::path::Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_coach-worker"))
-        .arg("serve")
-        .env("COACH_LISTEN", format!("127.0.0.1:{port}"))
-        .env("COACH_DATA_DIR", data_dir)
-        .env("COACH_WEBHOOK_SECRETS", common::SECRET)
-        .env("COACH_POLL_INTERVAL_SECS", "0")
-        .env("COACH_MAX_CONCURRENCY", "2")
-        .env("RUST_LOG", "warn")
-        .env_remove("AIRTABLE_TOKEN")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("COACH_PROVIDER")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the worker")
+struct Worker {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+    client: reqwest::Client,
 }
 
-async fn wait_ready(client: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if client
-            .get(format!("{base}/readyz"))
+impl Worker {
+    fn new() -> Worker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Worker {
+            child: None,
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            client: common::client(),
+        }
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn store(&self) -> Store {
+        Store::sqlite(&self.dir.path().join("store.db")).unwrap()
+    }
+
+    async fn start(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_coach-worker"))
+            .arg("serve")
+            .env("COACH_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("COACH_DATA_DIR", self.dir.path())
+            .env("COACH_WEBHOOK_SECRETS", common::SECRET)
+            .env("COACH_POLL_INTERVAL_SECS", "0")
+            .env("COACH_MAX_CONCURRENCY", "2")
+            .env("COACH_DRAIN_SECS", "10")
+            .env("RUST_LOG", "warn")
+            .env_remove("AIRTABLE_TOKEN")
+            .env_remove("OPENAI_API_KEY")
+            .env_remove("COACH_PROVIDER")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the worker");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if self
+                .client
+                .get(format!("{}/readyz", self.base()))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("worker not ready");
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    fn sigterm(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        child.wait().unwrap()
+    }
+
+    async fn post(
+        &self,
+        scenario: &str,
+        id: &str,
+        body: &Value,
+    ) -> Result<(u16, Value), reqwest::Error> {
+        let bytes = serde_json::to_vec(body).unwrap();
+        let mut req = self
+            .client
+            .post(format!("{}/v1/hooks/{scenario}", self.base()))
+            .body(bytes.clone());
+        for (k, v) in common::standard_headers(id, common::now(), &bytes) {
+            req = req.header(k, v);
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().await.unwrap_or(Value::Null)))
+    }
+
+    async fn run(&self, run_id: &str) -> Value {
+        self.client
+            .get(format!("{}/v1/runs/{run_id}", self.base()))
             .send()
             .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
-    panic!("worker not ready");
+
+    /// Waits for runs (and what they chained) to succeed.
+    async fn wait_succeeded(&self, run_ids: &[String]) {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let mut pending: Vec<String> = run_ids.to_vec();
+        while let Some(id) = pending.pop() {
+            loop {
+                let run = self.run(&id).await;
+                assert_ne!(run["status"], "failed", "{run}");
+                if run["status"] == "succeeded" {
+                    for f in run["follow_ups"].as_array().into_iter().flatten() {
+                        pending.push(f["run_id"].as_str().unwrap().to_owned());
+                    }
+                    break;
+                }
+                assert!(Instant::now() < deadline, "run {id} did not finish: {run}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill9();
+    }
 }
 
-#[tokio::test]
-async fn kill_9_while_jobs_run_loses_nothing_and_duplicates_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let client = common::client();
+fn sample(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/samples/transcripts/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
 
-    // Seed the embedded store the worker will open.
-    let store = Store::sqlite(&dir.path().join("store.db")).unwrap();
-    let user = store
+async fn seed_user(store: &Store, name: &str) -> String {
+    store
         .create(
             tables::USERS,
             vec![
                 tables::User {
-                    name: Some("Maya Chen".into()),
+                    name: Some(name.into()),
                     ..Default::default()
                 }
                 .to_fields(),
@@ -75,30 +175,33 @@ async fn kill_9_while_jobs_run_loses_nothing_and_duplicates_nothing() {
         .await
         .unwrap()[0]
         .id
-        .clone();
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/samples/transcripts/followup-2-one-on-one.txt"
-    ))
-    .unwrap();
-    let transcript = store
-        .create(
-            tables::TRANSCRIPTS,
-            vec![
-                tables::Transcript {
-                    title: Some("1:1".into()),
-                    user: vec![user.clone()],
-                    transcript: Some(text),
-                    coachee_speaker: Some("Maya Chen".into()),
-                    ..Default::default()
-                }
-                .to_fields(),
-            ],
-        )
+        .clone()
+}
+
+async fn seed_transcript(store: &Store, user: &str, file: &str, date: &str) -> String {
+    let t = tables::Transcript {
+        title: Some(file.into()),
+        user: vec![user.into()],
+        meeting_date: Some(date.into()),
+        transcript: Some(sample(file)),
+        coachee_speaker: Some("Maya Chen".into()),
+        ..Default::default()
+    };
+    store
+        .create(tables::TRANSCRIPTS, vec![t.to_fields()])
         .await
         .unwrap()[0]
         .id
-        .clone();
+        .clone()
+}
+
+#[tokio::test]
+async fn crash_loop_kill_9_ten_times_every_request_done_exactly_once() {
+    let mut w = Worker::new();
+    let store = w.store();
+    let user = seed_user(&store, "Maya Chen").await;
+    let transcript =
+        seed_transcript(&store, &user, "followup-2-one-on-one.txt", "2099-01-01").await;
     const N: usize = 200;
     let mut requests = Vec::new();
     for i in 0..N {
@@ -119,84 +222,215 @@ async fn kill_9_while_jobs_run_loses_nothing_and_duplicates_nothing() {
         );
     }
 
-    let mut child = start(dir.path(), port);
-    wait_ready(&client, &base).await;
+    w.start().await;
     let mut run_ids = Vec::new();
     for (i, id) in requests.iter().enumerate() {
-        let body = serde_json::to_vec(&json!({ "run_request_id": id })).unwrap();
-        let mut req = client
-            .post(format!("{base}/v1/hooks/r1"))
-            .body(body.clone());
-        for (k, v) in common::standard_headers(&format!("crash-{i}"), common::now(), &body) {
-            req = req.header(k, v);
-        }
-        let resp = req.send().await.unwrap();
-        assert_eq!(resp.status(), 202);
-        run_ids.push(
-            resp.json::<Value>().await.unwrap()["run_id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        let (status, body) = w
+            .post(
+                "r1",
+                &format!("crash-{i}"),
+                &json!({ "run_request_id": id }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 202);
+        run_ids.push(body["run_id"].as_str().unwrap().to_owned());
     }
-    // Kill it several times while the queue drains; the first kill must find work unfinished.
-    let last: Value = client
-        .get(format!("{base}/v1/runs/{}", run_ids[N - 1]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let last = w.run(&run_ids[N - 1]).await;
     assert_ne!(
         last["status"], "succeeded",
-        "the kill must happen while jobs are pending"
+        "the first kill must happen while jobs are pending"
     );
-    for round in 0..3 {
-        tokio::time::sleep(Duration::from_millis(40 + round * 60)).await;
-        child.kill().unwrap(); // SIGKILL
-        child.wait().unwrap();
-        child = start(dir.path(), port);
-        wait_ready(&client, &base).await;
+    let mut rng = rand::rng();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(5..120))).await;
+        w.kill9();
+        w.start().await;
     }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    for run_id in &run_ids {
-        loop {
-            let run: Value = client
-                .get(format!("{base}/v1/runs/{run_id}"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if run["status"] == "succeeded" {
-                break;
-            }
-            assert_ne!(run["status"], "failed", "{run}");
-            assert!(
-                Instant::now() < deadline,
-                "run {run_id} did not finish: {run}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    w.wait_succeeded(&run_ids).await;
+    w.kill9();
 
-    let all_requests = store
+    let all = store
         .list(tables::RUN_REQUESTS, &ListQuery::new())
         .await
         .unwrap();
     assert!(
-        all_requests
-            .iter()
+        all.iter()
             .all(|r| r.fields.get("Status") == Some(&json!("Done")))
     );
     let runs = store.list(tables::RUNS, &ListQuery::new()).await.unwrap();
     assert_eq!(runs.len(), N, "exactly one Run per request");
-    let mut linked: Vec<&Value> = all_requests.iter().map(|r| &r.fields["Run"][0]).collect();
-    linked.sort_by_key(|v| v.as_str().map(str::to_owned));
+    let mut linked: Vec<String> = all
+        .iter()
+        .map(|r| r.fields["Run"][0].as_str().unwrap().to_owned())
+        .collect();
+    linked.sort();
     linked.dedup();
     assert_eq!(linked.len(), N, "each request links its own Run");
+}
+
+#[tokio::test]
+async fn baseline_builds_killed_mid_way_leave_one_run_experiment_and_event_per_pack() {
+    let mut w = Worker::new();
+    let store = w.store();
+    const PACKS: usize = 12;
+    let mut bodies = Vec::new();
+    for p in 0..PACKS {
+        let user = seed_user(&store, &format!("Maya Chen {p}")).await;
+        let mut ids = Vec::new();
+        for (file, date) in [
+            ("baseline-1-sprint-planning.vtt", "2026-10-01"),
+            ("baseline-2-incident-review.srt", "2026-10-08"),
+            ("baseline-3-roadmap-sync.md", "2026-10-15"),
+        ] {
+            ids.push(seed_transcript(&store, &user, file, date).await);
+        }
+        bodies.push(json!({ "user_id": user, "transcript_ids": ids, "build": true }));
+    }
+    w.start().await;
+    let mut run_ids = Vec::new();
+    for (p, body) in bodies.iter().enumerate() {
+        let (status, answer) = w.post("a1", &format!("pack-{p}"), body).await.unwrap();
+        assert_eq!(status, 201, "{answer}");
+        run_ids.push(answer["run_id"].as_str().unwrap().to_owned());
+    }
+    let last = w.run(&run_ids[PACKS - 1]).await;
+    assert_ne!(
+        last["status"], "succeeded",
+        "the first kill must happen while builds are pending"
+    );
+    for delay in [10, 40, 25] {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        w.kill9();
+        w.start().await;
+    }
+    // A repeated A1 delivery after the crash: the same answer, no second pack.
+    let (status, _) = w.post("a1", "pack-0", &bodies[0]).await.unwrap();
+    assert_eq!(status, 201);
+    w.wait_succeeded(&run_ids).await;
+    w.kill9();
+
+    let packs = store
+        .list(tables::BASELINE_PACKS, &ListQuery::new())
+        .await
+        .unwrap();
+    assert_eq!(packs.len(), PACKS);
+    assert!(
+        packs
+            .iter()
+            .all(|p| p.fields.get("Status") == Some(&json!("Ready")))
+    );
+    let runs = store.list(tables::RUNS, &ListQuery::new()).await.unwrap();
+    assert_eq!(runs.len(), PACKS, "one Run per pack");
+    assert_eq!(
+        store
+            .list(tables::EXPERIMENTS, &ListQuery::new())
+            .await
+            .unwrap()
+            .len(),
+        PACKS,
+        "one Experiment per baseline run"
+    );
+    let events = store
+        .list(tables::EXPERIMENT_EVENTS, &ListQuery::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        events.len(),
+        PACKS,
+        "one instantiated event per baseline run"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_under_load_loses_no_acknowledged_delivery() {
+    let mut w = Worker::new();
+    let store = w.store();
+    let user = seed_user(&store, "Maya Chen").await;
+    let transcript =
+        seed_transcript(&store, &user, "followup-1-design-review.json", "2099-01-01").await;
+    let mut requests = Vec::new();
+    for i in 0..300 {
+        let r = tables::RunRequest {
+            key: Some(format!("term:{i}")),
+            user: vec![user.clone()],
+            transcript: vec![transcript.clone()],
+            status: Some(tables::RunRequestStatus::Queued),
+            ..Default::default()
+        };
+        requests.push(
+            store
+                .upsert(tables::RUN_REQUESTS, vec![r.to_fields()])
+                .await
+                .unwrap()[0]
+                .id
+                .clone(),
+        );
+    }
+    w.start().await;
+
+    // Four senders deliver as fast as they can; SIGTERM arrives in the middle.
+    let w = std::sync::Arc::new(tokio::sync::Mutex::new(w));
+    let (base, client) = {
+        let g = w.lock().await;
+        (g.base(), g.client.clone())
+    };
+    let mut senders = Vec::new();
+    for s in 0..4 {
+        let (base, client, requests) = (base.clone(), client.clone(), requests.clone());
+        senders.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for (i, id) in requests.iter().enumerate().filter(|(i, _)| i % 4 == s) {
+                let bytes = serde_json::to_vec(&json!({ "run_request_id": id })).unwrap();
+                let mut req = client
+                    .post(format!("{base}/v1/hooks/r1"))
+                    .body(bytes.clone());
+                for (k, v) in common::standard_headers(&format!("term-{i}"), common::now(), &bytes)
+                {
+                    req = req.header(k, v);
+                }
+                match req.send().await {
+                    Ok(resp) if resp.status() == 202 => {
+                        let body: Value = resp.json().await.unwrap();
+                        acknowledged.push(body["run_id"].as_str().unwrap().to_owned());
+                    }
+                    // Refused or cut off during shutdown: not acknowledged, the sender would retry.
+                    _ => {}
+                }
+            }
+            acknowledged
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let exit = w.lock().await.sigterm();
+    assert!(exit.success(), "a SIGTERM stop exits cleanly: {exit:?}");
+    let mut acknowledged = Vec::new();
+    for s in senders {
+        acknowledged.extend(s.await.unwrap());
+    }
+    assert!(
+        !acknowledged.is_empty() && acknowledged.len() < 300,
+        "the stop happened under load ({} acknowledged)",
+        acknowledged.len()
+    );
+
+    let mut w = std::sync::Arc::try_unwrap(w)
+        .ok()
+        .expect("only owner")
+        .into_inner();
+    w.start().await;
+    for id in &acknowledged {
+        let run = w.run(id).await;
+        assert!(
+            run["run_id"] == json!(id),
+            "acknowledged delivery {id} is in the journal: {run}"
+        );
+    }
+    w.wait_succeeded(&acknowledged).await;
+    let runs = store.list(tables::RUNS, &ListQuery::new()).await.unwrap();
+    assert_eq!(
+        runs.len(),
+        acknowledged.len(),
+        "one Run per acknowledged delivery"
+    );
 }
