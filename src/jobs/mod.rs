@@ -189,9 +189,11 @@ impl Runner {
                 running_ids.remove(&id);
             }
             let free = self.config.concurrency.saturating_sub(running.len());
+            let mut next_due = None;
             if free > 0 {
                 match self.journal.claim_due(free).await {
-                    Ok(jobs) => {
+                    Ok((jobs, next)) => {
+                        next_due = next;
                         for job in jobs {
                             let job_id = job.id.clone();
                             let handle = running.spawn(run_one(
@@ -207,13 +209,11 @@ impl Runner {
                     Err(e) => tracing::error!(error = %e, "claiming jobs failed"),
                 }
             }
-            let sleep_for = if running.len() >= self.config.concurrency {
-                Duration::from_secs(5)
-            } else {
-                match self.journal.next_due_at().await {
-                    Ok(Some(at)) => Duration::from_millis((at - now_ms()).clamp(0, 5_000) as u64),
-                    _ => Duration::from_secs(5),
+            let sleep_for = match next_due {
+                Some(at) if running.len() < self.config.concurrency => {
+                    Duration::from_millis((at - now_ms()).clamp(0, 5_000) as u64)
                 }
+                _ => Duration::from_secs(5),
             };
             if sleep_for.is_zero() && running.len() < self.config.concurrency {
                 continue;

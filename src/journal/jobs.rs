@@ -225,8 +225,9 @@ impl Journal {
         self.call(move |conn| insert_job(conn, &job)).await
     }
 
-    /// Claims up to `limit` jobs that are due, marking them running and starting an attempt.
-    pub async fn claim_due(&self, limit: usize) -> Result<Vec<Job>, JournalError> {
+    /// Claims up to `limit` jobs that are due, marking them running and starting an attempt, and
+    /// tells when the next waiting job becomes due (one round trip for the runner's loop).
+    pub async fn claim_due(&self, limit: usize) -> Result<(Vec<Job>, Option<i64>), JournalError> {
         self.call(move |conn| {
             let now = now_ms();
             let ids: Vec<String> = conn
@@ -250,19 +251,7 @@ impl Journal {
                 .execute(params![id, now])?;
                 jobs.push(get_job(conn, &id)?);
             }
-            Ok(jobs)
-        })
-        .await
-    }
-
-    /// Earliest time (ms) at which a waiting job becomes due, if any.
-    pub async fn next_due_at(&self) -> Result<Option<i64>, JournalError> {
-        self.call(|conn| {
-            Ok(conn.query_row(
-                "SELECT MIN(next_attempt_at) FROM jobs WHERE status IN ('queued', 'retry_scheduled')",
-                [],
-                |r| r.get::<_, Option<i64>>(0),
-            )?)
+            Ok((jobs, next_due(conn)?))
         })
         .await
     }
@@ -533,6 +522,14 @@ fn sql_value(v: &Value) -> rusqlite::types::Value {
         Value::String(s) => rusqlite::types::Value::Text(s.clone()),
         other => rusqlite::types::Value::Text(other.to_string()),
     }
+}
+
+fn next_due(conn: &Connection) -> Result<Option<i64>, JournalError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT MIN(next_attempt_at) FROM jobs WHERE status IN ('queued', 'retry_scheduled')",
+        )?
+        .query_row([], |r| r.get::<_, Option<i64>>(0))?)
 }
 
 fn get_job(conn: &Connection, id: &str) -> Result<Job, JournalError> {
