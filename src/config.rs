@@ -88,6 +88,11 @@ pub struct ServeConfig {
     )]
     pub retry_base_ms: u64,
 
+    /// Accept and journal deliveries but run no jobs (for maintenance of the base: the queue is kept
+    /// and runs when the worker starts without it).
+    #[arg(long = "pause-jobs", env = "COACH_PAUSE_JOBS", default_value_t = false)]
+    pub pause_jobs: bool,
+
     /// Seconds between two polls of Run Requests with Status = Queued (0 = no polling).
     #[arg(
         long = "poll-interval-secs",

@@ -81,6 +81,7 @@ impl Application {
         let mut runner = Runner::new(
             journal.clone(),
             RunnerConfig {
+                paused: config.pause_jobs,
                 concurrency: config.max_concurrency,
                 max_attempts: config.max_attempts,
                 retry_base: Duration::from_millis(config.retry_base_ms),

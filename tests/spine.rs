@@ -451,3 +451,21 @@ async fn journal_unavailable_is_503_with_retry_after() {
     );
     assert_eq!(app.get_json("/readyz").await.0, 503);
 }
+
+#[tokio::test]
+async fn paused_jobs_are_journaled_and_left_queued() {
+    let (registry, counters) = registry();
+    let app = spawn_app_with(registry, |c| c.pause_jobs = true).await;
+    let resp: Value = app
+        .post_signed("echo", "p1", &json!({"value": 1}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (_, run) = app
+        .get_json(&format!("/v1/runs/{}", resp["run_id"].as_str().unwrap()))
+        .await;
+    assert_eq!(run["status"], "queued");
+    assert_eq!(counters.echo.load(Ordering::SeqCst), 0);
+}

@@ -111,6 +111,8 @@ pub trait JobHandler: Send + Sync + 'static {
 /// Runner settings.
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
+    /// Run no jobs at all (they stay queued).
+    pub paused: bool,
     pub concurrency: usize,
     pub max_attempts: u32,
     pub retry_base: Duration,
@@ -177,6 +179,16 @@ impl Runner {
         let mut stop = self.stop_rx.clone();
         let mut running: JoinSet<()> = JoinSet::new();
         let mut running_ids: HashMap<tokio::task::Id, String> = HashMap::new();
+        if self.config.paused {
+            tracing::warn!(
+                "jobs are paused (COACH_PAUSE_JOBS): deliveries are journaled, nothing runs"
+            );
+            while !*stop.borrow() {
+                if stop.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
         loop {
             if *stop.borrow() {
                 break;
