@@ -24,6 +24,8 @@ const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 struct Args {
     worker: String,
+    /// Run with the job runner paused (intake alone) and/or running (intake while R1 jobs run).
+    modes: Vec<bool>,
     connections: Vec<usize>,
     seconds: u64,
     runs: usize,
@@ -32,6 +34,7 @@ struct Args {
 fn parse_args() -> Args {
     let mut args = Args {
         worker: "target/release/coach-worker".into(),
+        modes: vec![true, false],
         connections: vec![1, 16, 64, 256],
         seconds: 10,
         runs: 3,
@@ -46,6 +49,16 @@ fn parse_args() -> Args {
             }
             "--seconds" => args.seconds = value.parse().unwrap_or(10),
             "--runs" => args.runs = value.parse().unwrap_or(3),
+            "--jobs" => {
+                args.modes = value
+                    .split(',')
+                    .filter_map(|m| match m {
+                        "paused" => Some(true),
+                        "running" => Some(false),
+                        _ => None,
+                    })
+                    .collect()
+            }
             other => {
                 eprintln!("unknown flag {other}");
                 std::process::exit(2);
@@ -66,7 +79,7 @@ struct RunResult {
     errors: u64,
 }
 
-fn start_worker(path: &str, data_dir: &std::path::Path, port: u16) -> (Child, f64) {
+fn start_worker(path: &str, data_dir: &std::path::Path, port: u16, paused: bool) -> (Child, f64) {
     let started = Instant::now();
     let child = Command::new(path)
         .arg("serve")
@@ -75,6 +88,7 @@ fn start_worker(path: &str, data_dir: &std::path::Path, port: u16) -> (Child, f6
         .env("COACH_WEBHOOK_SECRETS", SECRET)
         .env("COACH_POLL_INTERVAL_SECS", "0")
         .env("COACH_MAX_CONCURRENCY", "2")
+        .env("COACH_PAUSE_JOBS", paused.to_string())
         .env("RUST_LOG", "warn")
         .env_remove("AIRTABLE_TOKEN")
         .env_remove("OPENAI_API_KEY")
@@ -184,9 +198,9 @@ fn count_journal(data_dir: &std::path::Path) -> u64 {
     .unwrap_or(0) as u64
 }
 
-fn run_once(args: &Args, connections: usize, port: u16) -> RunResult {
+fn run_once(args: &Args, connections: usize, port: u16, paused: bool) -> RunResult {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut child, ready_ms) = start_worker(&args.worker, dir.path(), port);
+    let (mut child, ready_ms) = start_worker(&args.worker, dir.path(), port, paused);
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let handles: Vec<_> = (0..connections)
@@ -236,35 +250,40 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() {
     let args = parse_args();
     println!(
-        "| connections | deliveries/s | p50 ms | p99 ms | peak RSS MB | start→ready ms | acknowledged = journaled |"
+        "| jobs | connections | deliveries/s | p50 ms | p99 ms | peak RSS MB | start→ready ms | acknowledged = journaled |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     let mut port = 18_500;
-    for &connections in &args.connections {
-        let mut results = Vec::new();
-        for _ in 0..args.runs {
-            port += 1;
-            results.push(run_once(&args, connections, port));
-        }
-        let all_journaled = results
-            .iter()
-            .all(|r| r.journaled == r.acknowledged && r.errors == 0);
-        println!(
-            "| {connections} | {:.0} | {:.2} | {:.2} | {:.1} | {:.0} | {} |",
-            median(results.iter().map(|r| r.rate).collect()),
-            median(results.iter().map(|r| r.p50_ms).collect()),
-            median(results.iter().map(|r| r.p99_ms).collect()),
-            median(results.iter().map(|r| r.peak_rss_mb).collect()),
-            median(results.iter().map(|r| r.ready_ms).collect()),
-            if all_journaled {
-                "yes".to_string()
-            } else {
-                results
-                    .iter()
-                    .map(|r| format!("{}/{} (errors {})", r.journaled, r.acknowledged, r.errors))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+    for &paused in &args.modes {
+        for &connections in &args.connections {
+            let mut results = Vec::new();
+            for _ in 0..args.runs {
+                port += 1;
+                results.push(run_once(&args, connections, port, paused));
             }
-        );
+            let all_journaled = results
+                .iter()
+                .all(|r| r.journaled == r.acknowledged && r.errors == 0);
+            println!(
+                "| {} | {connections} | {:.0} | {:.2} | {:.2} | {:.1} | {:.0} | {} |",
+                if paused { "paused" } else { "running" },
+                median(results.iter().map(|r| r.rate).collect()),
+                median(results.iter().map(|r| r.p50_ms).collect()),
+                median(results.iter().map(|r| r.p99_ms).collect()),
+                median(results.iter().map(|r| r.peak_rss_mb).collect()),
+                median(results.iter().map(|r| r.ready_ms).collect()),
+                if all_journaled {
+                    "yes".to_string()
+                } else {
+                    results
+                        .iter()
+                        .map(|r| {
+                            format!("{}/{} (errors {})", r.journaled, r.acknowledged, r.errors)
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            );
+        }
     }
 }
