@@ -20,10 +20,16 @@ use tokio::time::Instant;
 /// Spacing multiplier: 5 % slower than the nominal rate.
 const SAFETY: f64 = 1.05;
 
+/// The sliding window the limiter also enforces: at most `rate` requests in any `WINDOW`. It is longer
+/// than Airtable's second so that requests delayed on their way (a busy machine, a slow scheduler)
+/// cannot arrive bunched into one server-side second.
+const WINDOW: Duration = Duration::from_millis(1080);
+
 #[derive(Debug)]
 pub(crate) struct RateLimiter {
     interval: Duration,
-    next: Mutex<Option<Instant>>,
+    burst: usize,
+    sent: Mutex<std::collections::VecDeque<Instant>>,
 }
 
 impl RateLimiter {
@@ -35,23 +41,38 @@ impl RateLimiter {
         };
         RateLimiter {
             interval: Duration::from_secs_f64(SAFETY / rate),
-            next: Mutex::new(None),
+            burst: (rate.floor() as usize).max(1),
+            sent: Mutex::new(std::collections::VecDeque::new()),
         }
     }
 
-    /// Waits for this caller's slot. Slots are handed out in call order, so no task starves.
+    /// Waits until a request may leave: `interval` after the previous one actually left, and no more
+    /// than `burst` in the last `WINDOW`. Times are taken when a caller is let through, not when it
+    /// was scheduled, so a caller that wakes late pushes the next ones back instead of bunching them.
     pub(crate) async fn acquire(&self) {
-        let slot = {
-            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
-            let now = Instant::now();
-            let slot = match *next {
-                Some(t) if t > now => t,
-                _ => now,
+        loop {
+            let wait_until = {
+                let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
+                let now = Instant::now();
+                while sent
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= WINDOW)
+                {
+                    sent.pop_front();
+                }
+                let after_last = sent.back().map(|t| *t + self.interval).filter(|t| *t > now);
+                let after_window =
+                    (sent.len() >= self.burst).then(|| sent[sent.len() - self.burst] + WINDOW);
+                match after_last.into_iter().chain(after_window).max() {
+                    None => {
+                        sent.push_back(now);
+                        return;
+                    }
+                    Some(t) => t,
+                }
             };
-            *next = Some(slot + self.interval);
-            slot
-        };
-        tokio::time::sleep_until(slot).await;
+            tokio::time::sleep_until(wait_until).await;
+        }
     }
 }
 
@@ -80,8 +101,9 @@ mod tests {
             l.acquire().await;
         }
         let elapsed = start.elapsed().as_secs_f64();
-        // 10 intervals of 0.21 s.
-        assert!((elapsed - 2.1).abs() < 0.01, "{elapsed}");
+        // 10 intervals of 0.21 s, and never 5 in 1.08 s: the 6th waits for the window (1.08 s after
+        // the 1st) and the 11th for 1.08 s after the 6th.
+        assert!((elapsed - 2.16).abs() < 0.02, "{elapsed}");
         assert!(Arc::ptr_eq(
             &for_base("u", "b", 5.0),
             &for_base("u", "b", 5.0)
