@@ -1166,6 +1166,9 @@ fn check_answer(
     }
 }
 
+/// For a raw case: any stable code will do, only the status and the body's shape are checked.
+const ANY_CODE: &str = "";
+
 /// Sends a request over a raw TCP connection (for what reqwest will not send: chunked bodies
 /// without a length, a lying Content-Length, header bytes that are not UTF-8) and returns the
 /// status and body of the answer.
@@ -1313,6 +1316,22 @@ async fn hostile_requests_get_stable_4xx_codes_and_write_nothing() {
                 small.clone(),
                 "SIGNATURE_MALFORMED",
             ),
+            // BUG: requests that match no route get actix's default answer: a 404 with an empty
+            // body, not the contract's error body (ARCHITECTURE §2: "every error body is
+            // {"error": {...}}"). Measured: `GET /v1/hooks/a1` → 404 "", `POST /v1/hooks/a1/extra` →
+            // 404 "". A JSON `default_service` (e.g. 404 NOT_FOUND / 405 METHOD_NOT_ALLOWED) fixes it.
+            (
+                "GET on a hook",
+                b"GET /v1/hooks/a1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
+                Vec::new(),
+                ANY_CODE,
+            ),
+            (
+                "a path below a hook",
+                b"POST /v1/hooks/a1/extra HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n".to_vec(),
+                b"{}".to_vec(),
+                ANY_CODE,
+            ),
             (
                 "a valid signature with chunked garbage appended",
                 format!("POST /v1/hooks/d1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n{signed}\r\n").into_bytes(),
@@ -1327,7 +1346,8 @@ async fn hostile_requests_get_stable_4xx_codes_and_write_nothing() {
         match check_answer(label, status, &answer, None) {
             // The non-UTF-8 header reads as absent; which 401 that is depends on what else is there.
             Ok(got)
-                if got == code
+                if code == ANY_CODE
+                    || got == code
                     || (code.starts_with("SIGNATURE") && got.starts_with("SIGNATURE_")) =>
             {
                 *codes.entry(got).or_default() += 1;
@@ -1342,23 +1362,30 @@ async fn hostile_requests_get_stable_4xx_codes_and_write_nothing() {
         );
     }
 
-    assert!(
-        failures.is_empty(),
-        "{} of the hostile requests were not answered as they must be:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    // Everything is checked before anything is asserted, so one wrong answer does not hide a write.
     assert_eq!(w.app.get_json("/readyz").await.0, 200);
-    assert_eq!(w.counts().await, before, "a refused request wrote a record");
-    assert_eq!(
-        w.app.journal.count_jobs(Default::default()).await.unwrap(),
-        jobs_before,
-        "a refused request queued a job"
-    );
+    let after = w.counts().await;
+    if after != before {
+        failures.push(format!(
+            "a refused request wrote a record: {before:?} → {after:?}"
+        ));
+    }
+    let jobs_after = w.app.journal.count_jobs(Default::default()).await.unwrap();
+    if jobs_after != jobs_before {
+        failures.push(format!(
+            "a refused request queued a job: {jobs_before} → {jobs_after}"
+        ));
+    }
     let total = cases.len() + raw_count;
-    assert!(total >= 200, "the corpus has {total} cases");
     println!(
         "bad input corpus: {total} cases in {:.1} s; codes: {codes:?}",
         started.elapsed().as_secs_f64()
+    );
+    assert!(total >= 200, "the corpus has {total} cases");
+    assert!(
+        failures.is_empty(),
+        "{} problems with the answers to hostile requests:\n{}",
+        failures.len(),
+        failures.join("\n")
     );
 }
