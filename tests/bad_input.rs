@@ -477,11 +477,12 @@ fn invalid_json() -> Vec<(&'static str, Vec<u8>)> {
     ]
 }
 
-/// `depth` nested arrays, optionally as the value of `field`.
+/// `depth` nested empty arrays (serde_json refuses more than 128 levels).
 fn nested_arrays(depth: usize) -> String {
     format!("{}{}", "[".repeat(depth), "]".repeat(depth))
 }
 
+/// `depth` nested objects around a number.
 fn nested_objects(depth: usize) -> String {
     format!("{}1{}", r#"{"a":"#.repeat(depth), "}".repeat(depth))
 }
