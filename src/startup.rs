@@ -116,7 +116,7 @@ impl Application {
                 let route = route.clone();
                 app = app.configure(move |cfg| route(cfg));
             }
-            app
+            app.default_service(web::to(crate::http::no_route))
         })
         .disable_signals()
         .shutdown_timeout(10)

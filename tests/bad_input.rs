@@ -1317,21 +1317,19 @@ async fn hostile_requests_get_stable_4xx_codes_and_write_nothing() {
                 small.clone(),
                 "SIGNATURE_MALFORMED",
             ),
-            // BUG: requests that match no route get actix's default answer: a 404 with an empty
-            // body, not the contract's error body (ARCHITECTURE §2: "every error body is
-            // {"error": {...}}"). Measured: `GET /v1/hooks/a1` → 404 "", `POST /v1/hooks/a1/extra` →
-            // 404 "". A JSON `default_service` (e.g. 404 NOT_FOUND / 405 METHOD_NOT_ALLOWED) fixes it.
+            // Requests that match no route get the contract's error body too (405
+            // METHOD_NOT_ALLOWED on a hook path, 404 NO_ROUTE elsewhere), not an empty 404.
             (
                 "GET on a hook",
                 b"GET /v1/hooks/a1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
                 Vec::new(),
-                ANY_CODE,
+                "METHOD_NOT_ALLOWED",
             ),
             (
                 "a path below a hook",
                 b"POST /v1/hooks/a1/extra HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n".to_vec(),
                 b"{}".to_vec(),
-                ANY_CODE,
+                "NO_ROUTE",
             ),
             (
                 "a valid signature with chunked garbage appended",

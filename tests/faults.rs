@@ -260,18 +260,25 @@ async fn airtable_storm_every_request_done_once_without_passing_the_rate_limit()
     let request_ids = w.queue(&keys, &user, &transcripts).await;
     fake.reset_counters();
 
-    // The storm: one call in five fails, the status turning over 500 → 502 → 503, and bursts of
-    // 429 (the last one longer than the client's five 429 waits for one call, which must then fall
-    // back to the job's own retry if a single call draws them all).
+    // The storm: one call in five fails, the status turning over 500 → 502 → 503; bursts of 429
+    // (one of 7, more than the client's five 429 waits, so a call that drew them all would fall
+    // back to the job's own retry); and one run of 14 straight 503s, long enough that some call
+    // may use up its five 5xx retries and the job layer has to run the request again.
     let stop = AtomicBool::new(false);
     let storm = async {
         let statuses = [500u16, 502, 503];
-        let bursts = [(5usize, 3usize), (15, 4), (30, 7), (45, 3)];
+        let bursts = [
+            (5usize, 3usize, 429u16),
+            (15, 4, 429),
+            (30, 7, 429),
+            (45, 3, 429),
+            (60, 14, 503),
+        ];
         let mut tick = 0usize;
         while !stop.load(Ordering::Relaxed) {
             fake.set_failure_ratio(0.2, statuses[tick % statuses.len()]);
-            if let Some((_, n)) = bursts.iter().find(|(at, _)| *at == tick) {
-                fake.fail_next(*n, 429);
+            if let Some((_, n, status)) = bursts.iter().find(|(at, _, _)| *at == tick) {
+                fake.fail_next(*n, *status);
             }
             tick += 1;
             tokio::time::sleep(Duration::from_millis(100)).await;

@@ -603,11 +603,8 @@ async fn logs_hold_no_secret_or_transcript_and_metrics_cover_the_story() {
         started.elapsed().as_secs_f64()
     );
 
-    // BUG: A1 with `"build": true` enqueues the baseline job (src/scenarios/baseline.rs, `respond` →
-    // `journal.enqueue`) without waking the job runner — only asynchronous hooks call
-    // `runner.wake()` in src/http/hooks.rs — so an idle worker starts the build at its next idle
-    // poll, 5 s later (measured: the A1 answer at t, the first OpenAI call of the build at t + 5.0 s).
-    // The build itself takes ~40 ms here.
+    // A job queued by a synchronous hook (A1 with `"build": true`) starts at once: the journal wakes
+    // the runner after every commit that queues a job (it once waited for the runner's 5 s idle poll).
     assert!(
         build_latency < Duration::from_secs(3),
         "the A1 build took {:?} to finish after the A1 answer",

@@ -109,7 +109,10 @@ pub async fn receive(
         return Err(ApiError::unauthorized(e.code(), e.to_string()));
     }
 
-    let json: Value = serde_json::from_slice(&body).map_err(|e| json_error(&body, &e))?;
+    let json: Value = serde_json::from_slice(&body).map_err(|e| {
+        metrics::counter!("deliveries_total", "scenario" => scenario.clone(), "outcome" => "invalid").increment(1);
+        json_error(&body, &e)
+    })?;
     let job_payload = hook.validate(&json).inspect_err(|_| {
         metrics::counter!("deliveries_total", "scenario" => scenario.clone(), "outcome" => "invalid").increment(1);
     })?;
@@ -142,7 +145,6 @@ pub async fn receive(
                 .accept_delivery(delivery, job, 202, queued_answer)
                 .await?;
             answered(&scenario, &key, outcome, || {
-                state.runner.wake();
                 tracing::info!(scenario = %scenario, delivery_key = %key, run_id = %run_id, "delivery accepted");
                 HttpResponse::Accepted().json(queued_answer(&run_id))
             })
@@ -164,6 +166,8 @@ pub async fn receive(
                     Ok(HttpResponse::build(status).json(body))
                 }
                 Err(e) if e.status.is_client_error() => {
+                    metrics::counter!("deliveries_total", "scenario" => scenario.clone(), "outcome" => "rejected")
+                        .increment(1);
                     state
                         .journal
                         .complete_delivery(key, e.status.as_u16(), e.body())

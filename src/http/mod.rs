@@ -46,6 +46,36 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(prometheus_metrics));
 }
 
+/// The answer for a path or method no route serves, in the same error shape as every other answer.
+pub async fn no_route(req: actix_web::HttpRequest) -> HttpResponse {
+    use actix_web::ResponseError;
+    no_route_error(&req).error_response()
+}
+
+fn no_route_error(req: &actix_web::HttpRequest) -> ApiError {
+    let path = req.path();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    if segments.len() == 3 && segments[0] == "v1" && segments[1] == "hooks" {
+        let mut e = ApiError::new(
+            actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            format!(
+                "{} is not served on {path}; webhooks take POST",
+                req.method()
+            ),
+        );
+        e.details = json!({ "allow": ["POST"] });
+        return e;
+    }
+    ApiError::not_found(
+        "NO_ROUTE",
+        format!(
+            "nothing is served at {} {path}; see the README for the endpoints",
+            req.method()
+        ),
+    )
+}
+
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }

@@ -151,11 +151,13 @@ pub struct Runner {
 impl Runner {
     pub fn new(journal: Journal, config: RunnerConfig) -> Runner {
         let (stop_tx, stop_rx) = watch::channel(false);
+        // The journal pokes this whenever it queues a job, whoever queued it.
+        let wake = journal.job_notify();
         Runner {
             journal,
             handlers: Arc::new(HashMap::new()),
             config,
-            wake: Arc::new(Notify::new()),
+            wake,
             stop_tx,
             stop_rx,
         }

@@ -56,7 +56,7 @@ impl Journal {
         status: u16,
         answer: impl FnOnce(&str) -> Value + Send + 'static,
     ) -> Result<DeliveryOutcome, JournalError> {
-        self.call(move |conn| {
+        let outcome = self.call(move |conn| {
             if let Some(outcome) = existing(conn, &delivery)? {
                 return Ok(outcome);
             }
@@ -83,7 +83,11 @@ impl Journal {
                 Ok(DeliveryOutcome::Replayed { status, body: answer })
             }
         })
-        .await
+        .await?;
+        if outcome == DeliveryOutcome::New {
+            self.jobs_queued();
+        }
+        Ok(outcome)
     }
 
     /// Reserves a key for a synchronous hook. `New` means the caller must do the work and then call

@@ -222,7 +222,11 @@ impl Journal {
     /// Enqueues a job. Returns its id and whether it was created (false: an active job with the same
     /// dedupe key already exists, and its id is returned).
     pub async fn enqueue(&self, job: NewJob) -> Result<(String, bool), JournalError> {
-        self.call(move |conn| insert_job(conn, &job)).await
+        let queued = self.call(move |conn| insert_job(conn, &job)).await?;
+        if queued.1 {
+            self.jobs_queued();
+        }
+        Ok(queued)
     }
 
     /// Claims up to `limit` jobs that are due, marking them running and starting an attempt, and

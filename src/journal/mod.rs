@@ -73,6 +73,8 @@ pub struct Journal {
     tx: mpsc::UnboundedSender<Op>,
     alive: Arc<AtomicBool>,
     closed: Arc<AtomicBool>,
+    /// Notified after a commit that queued a job, so the runner starts it at once.
+    jobs_queued: Arc<tokio::sync::Notify>,
 }
 
 /// Largest number of operations committed in one transaction.
@@ -177,6 +179,7 @@ impl Journal {
             tx,
             alive,
             closed: Arc::new(AtomicBool::new(false)),
+            jobs_queued: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -210,6 +213,15 @@ impl Journal {
             .map_err(|_| JournalError::Unavailable("the journal thread has stopped".into()))?;
         rx.await
             .map_err(|_| JournalError::Unavailable("the journal thread has stopped".into()))?
+    }
+
+    /// The notification the job runner waits on: poked after every commit that queued a job.
+    pub fn job_notify(&self) -> Arc<tokio::sync::Notify> {
+        self.jobs_queued.clone()
+    }
+
+    pub(crate) fn jobs_queued(&self) {
+        self.jobs_queued.notify_one();
     }
 
     /// True while the journal thread runs (for `/readyz`).
