@@ -262,7 +262,7 @@ async fn airtable_storm_every_request_done_once_without_passing_the_rate_limit()
 
     // The storm: one call in five fails, the status turning over 500 → 502 → 503; bursts of 429
     // (one of 7, more than the client's five 429 waits, so a call that drew them all would fall
-    // back to the job's own retry); and one run of 14 straight 503s, long enough that some call
+    // back to the job's own retry); and one run of 10 straight 503s, long enough that some call
     // may use up its five 5xx retries and the job layer has to run the request again.
     let stop = AtomicBool::new(false);
     let storm = async {
@@ -272,7 +272,7 @@ async fn airtable_storm_every_request_done_once_without_passing_the_rate_limit()
             (15, 4, 429),
             (30, 7, 429),
             (45, 3, 429),
-            (60, 14, 503),
+            (60, 10, 503),
         ];
         let mut tick = 0usize;
         while !stop.load(Ordering::Relaxed) {
