@@ -23,7 +23,7 @@ cargo bench -p coach-transcript --bench parse_metrics -- --noplot 2>/dev/null > 
 cargo bench -p coach-coaching --bench gate1 -- --noplot 2>/dev/null > "$tmp/coaching.txt"
 # criterion prints "name  time:   [low median high]"; keep the name and the median.
 medians() {
-  awk '/time:/ { name=prev; if ($1 != "time:") name=$1; gsub(/\[/, "", $0);
+  awk '/change:/ { next } /time:/ { name=prev; if ($1 != "time:") name=$1; gsub(/\[/, "", $0);
          for (i=1;i<=NF;i++) if ($i=="time:") { print "| " name " | " $(i+3) " " $(i+4) " |" } }
        { if ($0 !~ /time:/ && NF==1) prev=$1 }' "$1"
 }

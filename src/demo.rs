@@ -285,8 +285,9 @@ pub async fn run(deps: Arc<Deps>, port: u16, secret: Secret) -> anyhow::Result<(
         );
     }
     println!(
-        "demo: done. Look at the runs with `coach-worker runs list` (needs COACH_ADMIN_TOKEN) or GET {}/v1/runs/<run_id>; \
-         the records are in the embedded store ({} backend).",
+        "demo: done. Look at the runs with `coach-worker runs list` (with the admin token above), in a browser at \
+         {}/admin, or with GET {}/v1/runs/<run_id>; the records are in the embedded store ({} backend).",
+        client.base,
         client.base,
         deps.store.backend_name()
     );

@@ -145,6 +145,15 @@ fn serve(mut config: ServeConfig, demo: bool) -> i32 {
         );
         config.webhook_secrets = vec![secret.text().to_owned()];
     }
+    if demo && config.admin_token.is_none() {
+        let token = format!("demo-{}", uuid::Uuid::new_v4().simple());
+        println!("demo admin token (for /admin and `coach-worker runs`): {token}");
+        println!(
+            "  export COACH_URL=http://{} COACH_ADMIN_TOKEN={token}",
+            config.listen
+        );
+        config.admin_token = Some(token);
+    }
     let secrets = match config.validate() {
         Ok(secrets) => secrets,
         Err(e) => {
