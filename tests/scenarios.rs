@@ -4,190 +4,24 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use coach_coaching::fake::FakeOpenAi;
-use coach_coaching::{Analyzer, OpenAiClient};
-use coach_store::attachment::AttachmentPolicy;
-use coach_store::fake::FakeAirtable;
-use coach_store::tables::{self, TableRecord, TranscriptFormat};
-use coach_store::{ListQuery, Record, Store};
-use coach_worker::journal::Journal;
-use coach_worker::scenarios::{self, Deps};
-use coach_worker::startup::Application;
-use common::*;
+use coach_store::tables::{self, TableRecord};
+use common::world::{World, WorldBuilder};
 use serde_json::{Value, json};
 
-struct World {
-    app: TestApp,
-    deps: Arc<Deps>,
-    fake: Option<FakeAirtable>,
-    openai: FakeOpenAi,
-}
-
-impl World {
-    async fn start(airtable: bool) -> World {
-        World::start_with(airtable, Duration::ZERO).await
-    }
-
-    async fn start_with(airtable: bool, poll: Duration) -> World {
-        let openai = FakeOpenAi::start().await;
-        let data_dir = tempfile::tempdir().unwrap();
-        let mut config = test_config(data_dir.path().to_path_buf());
-        config.max_attempts = 2;
-        let secrets = config.validate().unwrap();
-        let journal = Journal::open(&config.journal_path()).unwrap();
-        let (store, fake) = if airtable {
-            let fake = FakeAirtable::start().await;
-            (Store::airtable(fake.config()).unwrap(), Some(fake))
-        } else {
-            (Store::sqlite(&config.store_path()).unwrap(), None)
-        };
-        let deps = Arc::new(Deps {
-            store,
-            analyzer: Analyzer::OpenAi(OpenAiClient::new(openai.config()).unwrap()),
-            journal: journal.clone(),
-            attachments: AttachmentPolicy::default(),
-        });
-        let registry = scenarios::registry(deps.clone(), poll, None);
-        let app = Application::build_with(&config, secrets, journal.clone(), registry)
-            .await
-            .unwrap();
-        let address = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run_until_stopped());
-        World {
-            app: TestApp {
-                address,
-                client: client(),
-                journal,
-                data_dir,
-            },
-            deps,
-            fake,
-            openai,
-        }
-    }
-
-    /// Every record of a table, read without going through the worker's client (so calls are not
-    /// counted twice and the rate limit is not spent on the test's own reads).
-    async fn records(&self, table: &str) -> Vec<Record> {
-        match &self.fake {
-            Some(fake) => fake.records(table),
-            None => self
-                .deps
-                .store
-                .list(table, &ListQuery::new())
-                .await
-                .unwrap(),
-        }
-    }
-
-    async fn record<T: TableRecord>(&self, id: &str) -> T {
-        let all = self.records(T::TABLE).await;
-        let r = all
-            .iter()
-            .find(|r| r.id == id)
-            .unwrap_or_else(|| panic!("{id} not in {}", T::TABLE));
-        T::from_record(r).unwrap()
-    }
-
-    fn calls(&self) -> usize {
-        self.fake.as_ref().map(|f| f.calls()).unwrap_or(0)
-    }
-
-    fn reset_calls(&self) {
-        if let Some(f) = &self.fake {
-            f.reset_counters();
-        }
-    }
-
-    async fn seed(&self) -> (String, Vec<String>) {
-        let user = tables::User {
-            name: Some("Maya Chen".into()),
-            role: Some(tables::Role::Coachee),
-            ..Default::default()
-        };
-        let user_id = self
-            .deps
-            .store
-            .create(tables::USERS, vec![user.to_fields()])
-            .await
-            .unwrap()[0]
-            .id
-            .clone();
-        let samples = [
-            (
-                "baseline-1-sprint-planning.vtt",
-                TranscriptFormat::Vtt,
-                "2026-10-01",
-            ),
-            (
-                "baseline-2-incident-review.srt",
-                TranscriptFormat::Srt,
-                "2026-10-08",
-            ),
-            (
-                "baseline-3-roadmap-sync.md",
-                TranscriptFormat::Text,
-                "2026-10-15",
-            ),
-            (
-                "followup-1-design-review.json",
-                TranscriptFormat::Json,
-                "2099-01-01",
-            ),
-            (
-                "followup-2-one-on-one.txt",
-                TranscriptFormat::Text,
-                "2099-01-02",
-            ),
-            (
-                "followup-3-team-retro.vtt",
-                TranscriptFormat::Vtt,
-                "2099-01-03",
-            ),
-        ];
-        let mut ids = Vec::new();
-        for (file, format, date) in samples {
-            let text = std::fs::read_to_string(format!(
-                "{}/samples/transcripts/{file}",
-                env!("CARGO_MANIFEST_DIR")
-            ))
-            .unwrap();
-            let t = tables::Transcript {
-                title: Some(file.into()),
-                user: vec![user_id.clone()],
-                meeting_date: Some(date.into()),
-                format: Some(format),
-                transcript: Some(text),
-                coachee_speaker: Some("Maya Chen".into()),
-                ..Default::default()
-            };
-            ids.push(
-                self.deps
-                    .store
-                    .create(tables::TRANSCRIPTS, vec![t.to_fields()])
-                    .await
-                    .unwrap()[0]
-                    .id
-                    .clone(),
-            );
-        }
-        (user_id, ids)
-    }
-
-    async fn wait_all(&self, run_id: &str) -> Value {
-        let run = self.app.wait_run(run_id).await;
-        for f in run["follow_ups"].as_array().cloned().unwrap_or_default() {
-            self.app.wait_run(f["run_id"].as_str().unwrap()).await;
-        }
-        self.app.get_json(&format!("/v1/runs/{run_id}")).await.1
+/// The OpenAI fake as the provider and two job attempts, on the Airtable fake or on SQLite.
+fn world(airtable: bool) -> WorldBuilder {
+    let builder = World::builder().openai().serve(|c| c.max_attempts = 2);
+    if airtable {
+        builder.airtable()
+    } else {
+        builder
     }
 }
 
 async fn story(airtable: bool) {
-    let w = World::start(airtable).await;
+    let w = world(airtable).start().await;
     let (user_id, transcripts) = w.seed().await;
 
     // A1 with build: the pack, then A2 → E1 in the worker.
@@ -245,22 +79,7 @@ async fn story(airtable: bool) {
     // R1 × 3, each chaining D1.
     let mut r1_calls = Vec::new();
     for (i, t) in transcripts[3..].iter().enumerate() {
-        let request = tables::RunRequest {
-            key: Some(format!("test:{i}")),
-            user: vec![user_id.clone()],
-            transcript: vec![t.clone()],
-            status: Some(tables::RunRequestStatus::Queued),
-            source: Some(tables::RunRequestSource::Make),
-            ..Default::default()
-        };
-        let request_id = w
-            .deps
-            .store
-            .upsert(tables::RUN_REQUESTS, vec![request.to_fields()])
-            .await
-            .unwrap()[0]
-            .id
-            .clone();
+        let request_id = w.run_request(&format!("test:{i}"), &user_id, t).await;
         w.reset_calls();
         let resp = w
             .app
@@ -347,7 +166,7 @@ async fn story(airtable: bool) {
     assert_eq!(w.records(tables::RUNS).await.len(), 4);
     if airtable {
         println!("Airtable calls: A1 {a1_calls}, A2+E1 {a2_calls}, R1+D1 {r1_calls:?}");
-        let fake = w.fake.as_ref().unwrap();
+        let fake = w.airtable();
         assert_eq!(
             fake.count_429(),
             0,
@@ -368,7 +187,7 @@ async fn whole_story_against_the_sqlite_store() {
 
 #[tokio::test]
 async fn bad_input_gets_stable_codes_and_writes_nothing() {
-    let w = World::start(false).await;
+    let w = world(false).start().await;
     let (user_id, transcripts) = w.seed().await;
     let other = w
         .deps
@@ -583,7 +402,7 @@ async fn bad_input_gets_stable_codes_and_writes_nothing() {
 
 #[tokio::test]
 async fn s1_reports_gate1_for_inline_and_stored_transcripts() {
-    let w = World::start(false).await;
+    let w = world(false).start().await;
     let (_, transcripts) = w.seed().await;
     let text = "Maya Chen: What do you think about the plan?\nTom Okafor: I like it.\nMaya Chen: Good, let's ship.\n";
     let output = json!({
@@ -636,22 +455,10 @@ async fn s1_reports_gate1_for_inline_and_stored_transcripts() {
     assert_eq!(report["coachee_speaker"], "Maya Chen");
 }
 
+/// A queued Run Request as an operator would add it in Airtable.
 async fn queue_request(w: &World, key: &str, user: &str, transcript: &str) -> String {
-    let r = tables::RunRequest {
-        key: Some(key.into()),
-        user: vec![user.into()],
-        transcript: vec![transcript.into()],
-        status: Some(tables::RunRequestStatus::Queued),
-        source: Some(tables::RunRequestSource::Airtable),
-        ..Default::default()
-    };
-    w.deps
-        .store
-        .upsert(tables::RUN_REQUESTS, vec![r.to_fields()])
+    w.run_request_from(tables::RunRequestSource::Airtable, key, user, transcript)
         .await
-        .unwrap()[0]
-        .id
-        .clone()
 }
 
 async fn wait_status(w: &World, id: &str, want: tables::RunRequestStatus) {
@@ -667,7 +474,7 @@ async fn wait_status(w: &World, id: &str, want: tables::RunRequestStatus) {
 
 #[tokio::test]
 async fn the_poller_runs_queued_requests_once_and_reruns_what_an_operator_requeues() {
-    let w = World::start_with(false, Duration::from_millis(200)).await;
+    let w = world(false).poll(Duration::from_millis(200)).start().await;
     let (user, transcripts) = w.seed().await;
     let id = queue_request(&w, "poll-1", &user, &transcripts[4]).await;
     wait_status(&w, &id, tables::RunRequestStatus::Done).await;
@@ -689,7 +496,7 @@ async fn the_poller_runs_queued_requests_once_and_reruns_what_an_operator_requeu
 
 #[tokio::test]
 async fn the_same_analysis_is_answered_from_the_cache_without_a_second_paid_call() {
-    let w = World::start(false).await;
+    let w = world(false).start().await;
     let (user, transcripts) = w.seed().await;
     for (i, key) in ["cache-1", "cache-2"].iter().enumerate() {
         let id = queue_request(&w, key, &user, &transcripts[4]).await;
@@ -704,7 +511,7 @@ async fn the_same_analysis_is_answered_from_the_cache_without_a_second_paid_call
         assert_eq!(run["result"]["cached"], i == 1, "{run}");
     }
     assert_eq!(
-        w.openai.request_count().await,
+        w.openai().request_count().await,
         1,
         "one paid call for two identical analyses"
     );

@@ -10,6 +10,8 @@ use coach_worker::startup::{Application, Registry};
 use coach_worker::webhook::{Secret, signature};
 use serde_json::Value;
 
+pub mod world;
+
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 pub const MAKE_SECRET: &str = "make-scenario-secret-0001";
 
