@@ -10,167 +10,34 @@
 //!   `insufficient_quota` (fails fast, the error written on the Run and the Run Request) and three
 //!   answers failing Gate-1 (the run fails and keeps the Gate-1 report).
 //!
-//! The world is built here rather than shared with `scenarios.rs` (integration tests cannot share
-//! code beyond `tests/common`); it differs in what it lets a test adjust: attempts, retry delays and
-//! the OpenAI client's timeouts and backoffs.
+//! The world is the shared one (`tests/common/world.rs`); what these tests adjust on it is the
+//! number of job attempts and the OpenAI client's timeouts and backoffs.
 
 mod common;
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use coach_coaching::fake::{FakeOpenAi, Scripted};
-use coach_coaching::{Analyzer, OpenAiClient, OpenAiConfig};
-use coach_store::attachment::AttachmentPolicy;
-use coach_store::fake::FakeAirtable;
-use coach_store::tables::{self, TableRecord, TranscriptFormat};
-use coach_store::{ListQuery, Record, Store};
-use coach_worker::journal::Journal;
-use coach_worker::scenarios::{self, Deps};
-use coach_worker::startup::Application;
-use common::*;
+use coach_coaching::OpenAiConfig;
+use coach_coaching::fake::Scripted;
+use coach_store::tables::{self, TableRecord};
+use common::world::{World, WorldBuilder, follow_ups};
 use serde_json::{Value, json};
 
-struct World {
-    app: TestApp,
-    deps: Arc<Deps>,
-    fake: Option<FakeAirtable>,
-    openai: FakeOpenAi,
+/// A worker on the OpenAI fake with `max_attempts` job attempts and 20 ms job retries (SQLite unless
+/// the caller adds `.airtable()`); `openai` adjusts the client settings.
+fn world(
+    max_attempts: u32,
+    openai: impl FnOnce(&mut OpenAiConfig) + Send + 'static,
+) -> WorldBuilder {
+    World::builder().openai_with(openai).serve(move |c| {
+        c.max_attempts = max_attempts;
+        c.retry_base_ms = 20;
+    })
 }
 
 impl World {
-    /// A worker with `max_attempts` job attempts and 20 ms job retries, on the Airtable fake when
-    /// `fake` is given (else SQLite); `openai` adjusts the fake-backed OpenAI client settings.
-    async fn start(
-        fake: Option<FakeAirtable>,
-        max_attempts: u32,
-        openai_tweak: impl FnOnce(&mut OpenAiConfig),
-    ) -> World {
-        let openai = FakeOpenAi::start().await;
-        let data_dir = tempfile::tempdir().unwrap();
-        let mut config = test_config(data_dir.path().to_path_buf());
-        config.max_attempts = max_attempts;
-        config.retry_base_ms = 20;
-        let secrets = config.validate().unwrap();
-        let journal = Journal::open(&config.journal_path()).unwrap();
-        let store = match &fake {
-            Some(fake) => Store::airtable(fake.config()).unwrap(),
-            None => Store::sqlite(&config.store_path()).unwrap(),
-        };
-        let mut oc = openai.config();
-        openai_tweak(&mut oc);
-        let deps = Arc::new(Deps {
-            store,
-            analyzer: Analyzer::OpenAi(OpenAiClient::new(oc).unwrap()),
-            journal: journal.clone(),
-            attachments: AttachmentPolicy::default(),
-        });
-        let registry = scenarios::registry(deps.clone(), Duration::ZERO, None);
-        let app = Application::build_with(&config, secrets, journal.clone(), registry)
-            .await
-            .unwrap();
-        let address = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run_until_stopped());
-        World {
-            app: TestApp {
-                address,
-                client: client(),
-                journal,
-                data_dir,
-            },
-            deps,
-            fake,
-            openai,
-        }
-    }
-
-    /// Every record of a table, read past the worker's client (the fake's own view, or SQLite), so
-    /// the test spends neither rate budget nor injected failures.
-    async fn records(&self, table: &str) -> Vec<Record> {
-        match &self.fake {
-            Some(fake) => fake.records(table),
-            None => self
-                .deps
-                .store
-                .list(table, &ListQuery::new())
-                .await
-                .unwrap(),
-        }
-    }
-
-    async fn record<T: TableRecord>(&self, id: &str) -> T {
-        let all = self.records(T::TABLE).await;
-        let r = all
-            .iter()
-            .find(|r| r.id == id)
-            .unwrap_or_else(|| panic!("{id} not in {}", T::TABLE));
-        T::from_record(r).unwrap()
-    }
-
-    /// A coachee and the three follow-up sample transcripts (the coachee speaks in each).
-    async fn seed(&self) -> (String, Vec<String>) {
-        let user = tables::User {
-            name: Some("Maya Chen".into()),
-            role: Some(tables::Role::Coachee),
-            ..Default::default()
-        };
-        let user_id = self
-            .deps
-            .store
-            .create(tables::USERS, vec![user.to_fields()])
-            .await
-            .unwrap()[0]
-            .id
-            .clone();
-        let samples = [
-            (
-                "followup-1-design-review.json",
-                TranscriptFormat::Json,
-                "2099-01-01",
-            ),
-            (
-                "followup-2-one-on-one.txt",
-                TranscriptFormat::Text,
-                "2099-01-02",
-            ),
-            (
-                "followup-3-team-retro.vtt",
-                TranscriptFormat::Vtt,
-                "2099-01-03",
-            ),
-        ];
-        let mut fields = Vec::new();
-        for (file, format, date) in samples {
-            let text = std::fs::read_to_string(format!(
-                "{}/samples/transcripts/{file}",
-                env!("CARGO_MANIFEST_DIR")
-            ))
-            .unwrap();
-            let t = tables::Transcript {
-                title: Some(file.into()),
-                user: vec![user_id.clone()],
-                meeting_date: Some(date.into()),
-                format: Some(format),
-                transcript: Some(text),
-                coachee_speaker: Some("Maya Chen".into()),
-                ..Default::default()
-            };
-            fields.push(t.to_fields());
-        }
-        let ids = self
-            .deps
-            .store
-            .create(tables::TRANSCRIPTS, fields)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| r.id)
-            .collect();
-        (user_id, ids)
-    }
-
     /// Queues Run Requests (one upsert per 10) and returns their ids in order.
     async fn queue(&self, keys: &[String], user: &str, transcripts: &[String]) -> Vec<String> {
         let fields = keys
@@ -231,7 +98,7 @@ impl World {
     /// One R1 on SQLite: seed, queue, deliver, wait; returns the job view, the request id and how
     /// long the job took from delivery to its end.
     async fn one_r1(&self) -> (Value, String, Duration) {
-        let (user, transcripts) = self.seed().await;
+        let (user, transcripts) = self.seed_samples_in_one_call(follow_ups()).await;
         let ids = self
             .queue(&["fault:1".to_owned()], &user, &transcripts[1..2])
             .await;
@@ -250,12 +117,11 @@ const STORM_REQUESTS: usize = 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn airtable_storm_every_request_done_once_without_passing_the_rate_limit() {
-    let fake = FakeAirtable::start().await;
-    let w = World::start(Some(fake), 8, |_| {}).await;
-    let fake = w.fake.as_ref().unwrap();
+    let w = world(8, |_| {}).airtable().start().await;
+    let fake = w.airtable();
 
-    // Seeded while Airtable is healthy.
-    let (user, transcripts) = w.seed().await;
+    // Seeded while Airtable is healthy: a coachee and the three follow-up samples.
+    let (user, transcripts) = w.seed_samples_in_one_call(follow_ups()).await;
     let keys: Vec<String> = (0..STORM_REQUESTS).map(|i| format!("storm:{i}")).collect();
     let request_ids = w.queue(&keys, &user, &transcripts).await;
     fake.reset_counters();
@@ -415,14 +281,14 @@ fn quick_openai(c: &mut OpenAiConfig) {
 
 #[tokio::test]
 async fn openai_timeouts_are_retried_by_the_client_and_the_run_succeeds() {
-    let w = World::start(None, 3, quick_openai).await;
-    w.openai
+    let w = world(3, quick_openai).start().await;
+    w.openai()
         .push_n(2, Scripted::Delay(Duration::from_millis(1500)));
     let (run, request_id, _) = w.one_r1().await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["attempts"], 1, "absorbed inside one job attempt");
     assert_eq!(
-        w.openai.request_count().await,
+        w.openai().request_count().await,
         3,
         "two timed out, one answered"
     );
@@ -432,8 +298,8 @@ async fn openai_timeouts_are_retried_by_the_client_and_the_run_succeeds() {
 
 #[tokio::test]
 async fn openai_429_waits_for_retry_after_ms_then_succeeds() {
-    let w = World::start(None, 3, quick_openai).await;
-    w.openai.push_n(
+    let w = world(3, quick_openai).start().await;
+    w.openai().push_n(
         2,
         Scripted::RateLimited {
             retry_after_ms: 400,
@@ -442,7 +308,7 @@ async fn openai_429_waits_for_retry_after_ms_then_succeeds() {
     let (run, request_id, took) = w.one_r1().await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["attempts"], 1);
-    assert_eq!(w.openai.request_count().await, 3);
+    assert_eq!(w.openai().request_count().await, 3);
     // The backoff alone is at most 2 × 20 ms; only honouring the hint takes 800 ms.
     assert!(
         took >= Duration::from_millis(800),
@@ -454,14 +320,14 @@ async fn openai_429_waits_for_retry_after_ms_then_succeeds() {
 
 #[tokio::test]
 async fn openai_5xx_a_few_times_then_succeeds() {
-    let w = World::start(None, 3, quick_openai).await;
-    w.openai.push(Scripted::Unavailable);
-    w.openai.push(Scripted::Status(500));
-    w.openai.push(Scripted::Status(502));
+    let w = world(3, quick_openai).start().await;
+    w.openai().push(Scripted::Unavailable);
+    w.openai().push(Scripted::Status(500));
+    w.openai().push(Scripted::Status(502));
     let (run, request_id, _) = w.one_r1().await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["attempts"], 1);
-    assert_eq!(w.openai.request_count().await, 4);
+    assert_eq!(w.openai().request_count().await, 4);
     let request: tables::RunRequest = w.record(&request_id).await;
     assert_eq!(request.status, Some(tables::RunRequestStatus::Done));
     let run: tables::Run = w.record(&request.run[0]).await;
@@ -471,13 +337,17 @@ async fn openai_5xx_a_few_times_then_succeeds() {
 #[tokio::test]
 async fn openai_insufficient_quota_fails_fast_with_a_clear_error_on_run_and_request() {
     // Many attempts allowed: the failure must still be final on the first.
-    let w = World::start(None, 8, quick_openai).await;
-    w.openai.push_n(5, Scripted::InsufficientQuota);
+    let w = world(8, quick_openai).start().await;
+    w.openai().push_n(5, Scripted::InsufficientQuota);
     let (run, request_id, took) = w.one_r1().await;
     assert_eq!(run["status"], "failed", "{run}");
     assert_eq!(run["attempts"], 1, "not retried: {run}");
     assert_eq!(run["error"]["code"], "OPENAI_INSUFFICIENT_QUOTA", "{run}");
-    assert_eq!(w.openai.request_count().await, 1, "one paid call, no retry");
+    assert_eq!(
+        w.openai().request_count().await,
+        1,
+        "one paid call, no retry"
+    );
     assert!(took < Duration::from_secs(5), "fails fast: {took:?}");
 
     let request: tables::RunRequest = w.record(&request_id).await;
@@ -498,8 +368,8 @@ async fn openai_insufficient_quota_fails_fast_with_a_clear_error_on_run_and_requ
 
 #[tokio::test]
 async fn three_answers_failing_gate1_fail_the_run_and_keep_the_report() {
-    let w = World::start(None, 3, quick_openai).await;
-    w.openai.push_n(3, Scripted::InventedQuote);
+    let w = world(3, quick_openai).start().await;
+    w.openai().push_n(3, Scripted::InventedQuote);
     let (run, request_id, _) = w.one_r1().await;
     assert_eq!(run["status"], "failed", "{run}");
     assert_eq!(run["error"]["code"], "GATE1_FAILED", "{run}");
@@ -508,7 +378,7 @@ async fn three_answers_failing_gate1_fail_the_run_and_keep_the_report() {
         "a Gate-1 failure is not retried by the job"
     );
     assert_eq!(
-        w.openai.request_count().await,
+        w.openai().request_count().await,
         3,
         "the first answer and two repairs"
     );
