@@ -19,15 +19,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use coach_coaching::fake::{FakeOpenAi, Scripted};
-use coach_coaching::{Analyzer, OpenAiClient};
-use coach_store::Store;
-use coach_store::attachment::AttachmentPolicy;
-use coach_store::fake::FakeAirtable;
-use coach_store::tables::{self, TableRecord, TranscriptFormat};
-use coach_worker::journal::Journal;
-use coach_worker::scenarios::{self, Deps};
-use coach_worker::startup::Application;
+use coach_coaching::fake::Scripted;
+use coach_store::tables;
+use common::world::{SAMPLES, World, sample_text};
 use common::*;
 use serde_json::{Value, json};
 use tracing_subscriber::fmt::MakeWriter;
@@ -93,90 +87,21 @@ fn capture_logs() -> Capture {
     capture
 }
 
-struct World {
-    app: TestApp,
-    deps: Arc<Deps>,
-    airtable: FakeAirtable,
-    openai: FakeOpenAi,
+/// The story's world: the Airtable fake without its rate limit (the 5 requests/s pacing is the
+/// benchmarks' business; here it would only make the story slow), the OpenAI fake under a key of
+/// this test's, two job attempts and the admin API.
+async fn start_world() -> World {
+    World::builder()
+        .airtable_unlimited()
+        .openai_with(|c| c.api_key = OPENAI_KEY.into())
+        .serve(|c| c.max_attempts = 2)
+        .admin_token(ADMIN_TOKEN)
+        .start()
+        .await
 }
 
 impl World {
-    async fn start() -> World {
-        let openai = FakeOpenAi::start().await;
-        // The 5 requests/s pacing is the benchmarks' business; here it would only make the story slow.
-        let airtable = FakeAirtable::builder().rate_limit(None).start().await;
-        let mut airtable_config = airtable.config();
-        airtable_config.rate_per_sec = 500.0;
-        let data_dir = tempfile::tempdir().unwrap();
-        let mut config = test_config(data_dir.path().to_path_buf());
-        config.max_attempts = 2;
-        config.admin_token = Some(ADMIN_TOKEN.into());
-        let secrets = config.validate().unwrap();
-        let journal = Journal::open(&config.journal_path()).unwrap();
-        let mut openai_config = openai.config();
-        openai_config.api_key = OPENAI_KEY.into();
-        let deps = Arc::new(Deps {
-            store: Store::airtable(airtable_config).unwrap(),
-            analyzer: Analyzer::OpenAi(OpenAiClient::new(openai_config).unwrap()),
-            journal: journal.clone(),
-            attachments: AttachmentPolicy::default(),
-        });
-        let mut registry = scenarios::registry(deps.clone(), Duration::ZERO, None);
-        registry
-            .routes
-            .push(coach_worker::admin::routes(ADMIN_TOKEN.into()));
-        let app = Application::build_with(&config, secrets, journal.clone(), registry)
-            .await
-            .unwrap();
-        let address = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run_until_stopped());
-        World {
-            app: TestApp {
-                address,
-                client: client(),
-                journal,
-                data_dir,
-            },
-            deps,
-            airtable,
-            openai,
-        }
-    }
-
-    async fn create<T: TableRecord>(&self, record: &T) -> String {
-        self.deps
-            .store
-            .create(T::TABLE, vec![record.to_fields()])
-            .await
-            .unwrap()[0]
-            .id
-            .clone()
-    }
-
-    async fn seed(&self) -> (String, Vec<String>) {
-        let user_id = self
-            .create(&tables::User {
-                name: Some("Maya Chen".into()),
-                role: Some(tables::Role::Coachee),
-                ..Default::default()
-            })
-            .await;
-        let mut ids = Vec::new();
-        for (file, format, date) in SAMPLES {
-            let t = tables::Transcript {
-                title: Some(file.into()),
-                user: vec![user_id.clone()],
-                meeting_date: Some(date.into()),
-                format: Some(format),
-                transcript: Some(sample(file)),
-                coachee_speaker: Some("Maya Chen".into()),
-                ..Default::default()
-            };
-            ids.push(self.create(&t).await);
-        }
-        (user_id, ids)
-    }
-
+    /// A queued Run Request from Make, created through the worker's store client.
     async fn queue_request(&self, key: &str, user: &str, transcript: &str) -> String {
         self.create(&tables::RunRequest {
             key: Some(key.into()),
@@ -189,15 +114,7 @@ impl World {
         .await
     }
 
-    /// Waits for a run and its follow-ups; returns the run as `/v1/runs` shows it.
-    async fn wait_all(&self, run_id: &str) -> Value {
-        let run = self.app.wait_run(run_id).await;
-        for f in run["follow_ups"].as_array().cloned().unwrap_or_default() {
-            self.app.wait_run(f["run_id"].as_str().unwrap()).await;
-        }
-        self.app.get_json(&format!("/v1/runs/{run_id}")).await.1
-    }
-
+    /// Delivers R1 for a request and waits for it and its D1.
     async fn r1(&self, delivery: &str, request_id: &str) -> Value {
         let resp = self
             .app
@@ -209,54 +126,13 @@ impl World {
     }
 }
 
-const SAMPLES: [(&str, TranscriptFormat, &str); 6] = [
-    (
-        "baseline-1-sprint-planning.vtt",
-        TranscriptFormat::Vtt,
-        "2026-10-01",
-    ),
-    (
-        "baseline-2-incident-review.srt",
-        TranscriptFormat::Srt,
-        "2026-10-08",
-    ),
-    (
-        "baseline-3-roadmap-sync.md",
-        TranscriptFormat::Text,
-        "2026-10-15",
-    ),
-    (
-        "followup-1-design-review.json",
-        TranscriptFormat::Json,
-        "2099-01-01",
-    ),
-    (
-        "followup-2-one-on-one.txt",
-        TranscriptFormat::Text,
-        "2099-01-02",
-    ),
-    (
-        "followup-3-team-retro.vtt",
-        TranscriptFormat::Vtt,
-        "2099-01-03",
-    ),
-];
-
-fn sample(file: &str) -> String {
-    std::fs::read_to_string(format!(
-        "{}/samples/transcripts/{file}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
-}
-
 /// Six-word phrases from the sample transcripts: the last six words of every sentence of eight
 /// words or more (the end of a sentence is never a speaker label or a timestamp), kept only when
 /// they are plain words, so that JSON escaping in the logs cannot hide them.
 fn transcript_phrases() -> Vec<String> {
     let mut phrases = Vec::new();
-    for (file, _, _) in SAMPLES {
-        let text = sample(file);
+    for sample in SAMPLES {
+        let text = sample_text(sample.file);
         for sentence in text.split(['.', '?', '!', '\n', '"', '<', '>', '*']) {
             let words: Vec<&str> = sentence.split_whitespace().collect();
             if words.len() < 8 {
@@ -302,11 +178,11 @@ fn metric_sum(metrics: &str, name: &str) -> f64 {
 async fn logs_hold_no_secret_or_transcript_and_metrics_cover_the_story() {
     let logs = capture_logs();
     let started = std::time::Instant::now();
-    let w = World::start().await;
+    let w = start_world().await;
     let (user_id, transcripts) = w.seed().await;
 
     // A1 with build (A2 and E1 run in the worker). The first OpenAI call gets a 503 and is retried.
-    w.openai.push(Scripted::Unavailable);
+    w.openai().push(Scripted::Unavailable);
     let resp = w
         .app
         .post_signed(
@@ -329,9 +205,9 @@ async fn logs_hold_no_secret_or_transcript_and_metrics_cover_the_story() {
     let done = w.r1("obs-r1-1", &request).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["follow_ups"][0]["kind"], "d1");
-    w.openai.push(Scripted::InventedQuote);
+    w.openai().push(Scripted::InventedQuote);
     let request = w.queue_request("obs:2", &user_id, &transcripts[4]).await;
-    w.airtable.fail_next(1, 503);
+    w.airtable().fail_next(1, 503);
     let body = serde_json::to_vec(&json!({ "run_request_id": request })).unwrap();
     let resp = w
         .app
@@ -347,7 +223,7 @@ async fn logs_hold_no_secret_or_transcript_and_metrics_cover_the_story() {
     assert_eq!(done["status"], "succeeded", "{done}");
 
     // D1 and E1 by hand, S1 over an inline transcript.
-    let runs = w.airtable.records(tables::RUNS);
+    let runs = w.airtable().records(tables::RUNS);
     let single = runs
         .iter()
         .find(|r| r.fields.get("Type") == Some(&json!("single_meeting")))
@@ -435,7 +311,7 @@ async fn logs_hold_no_secret_or_transcript_and_metrics_cover_the_story() {
     let failed = w.r1("obs-r1-bad", &request).await;
     assert_eq!(failed["status"], "failed");
     assert_eq!(failed["error"]["code"], "NO_SPEAKER_LABELS");
-    w.openai.push_n(10, Scripted::InsufficientQuota);
+    w.openai().push_n(10, Scripted::InsufficientQuota);
     let request = w
         .queue_request("obs:quota", &user_id, &transcripts[5])
         .await;
@@ -567,7 +443,7 @@ async fn logs_hold_no_secret_or_transcript_and_metrics_cover_the_story() {
         (MAKE_SECRET.into(), "the Make secret"),
         (ADMIN_TOKEN.into(), "the admin token"),
         (WRONG_ADMIN_TOKEN.into(), "a presented admin token"),
-        (w.airtable.config().token, "the Airtable token"),
+        (w.airtable().config().token, "the Airtable token"),
         (OPENAI_KEY.into(), "the OpenAI key"),
     ];
     let phrases = transcript_phrases();
