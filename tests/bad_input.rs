@@ -17,17 +17,12 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use coach_coaching::Analyzer;
-use coach_store::attachment::AttachmentPolicy;
-use coach_store::tables::{self, TableRecord, TranscriptFormat};
-use coach_store::{ListQuery, Store};
-use coach_worker::journal::Journal;
-use coach_worker::scenarios::{self, Deps};
-use coach_worker::startup::Application;
+use coach_store::ListQuery;
+use coach_store::tables;
 use coach_worker::webhook::{Secret, signature};
+use common::world::{Sample, World, baselines};
 use common::*;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -88,86 +83,18 @@ impl Case {
     }
 }
 
-struct World {
-    app: TestApp,
-    deps: Arc<Deps>,
-}
-
 impl World {
-    async fn start() -> World {
-        let data_dir = tempfile::tempdir().unwrap();
-        let config = test_config(data_dir.path().to_path_buf());
-        let secrets = config.validate().unwrap();
-        let journal = Journal::open(&config.journal_path()).unwrap();
-        let deps = Arc::new(Deps {
-            store: Store::sqlite(&config.store_path()).unwrap(),
-            analyzer: Analyzer::Rules,
-            journal: journal.clone(),
-            attachments: AttachmentPolicy::default(),
-        });
-        let registry = scenarios::registry(deps.clone(), Duration::ZERO, None);
-        let app = Application::build_with(&config, secrets, journal.clone(), registry)
-            .await
-            .unwrap();
-        let address = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run_until_stopped());
-        World {
-            app: TestApp {
-                address,
-                client: client(),
-                journal,
-                data_dir,
-            },
-            deps,
-        }
-    }
-
-    /// A coachee and three of her transcripts, written straight to the store.
-    async fn seed(&self) -> (String, Vec<String>) {
-        let user = tables::User {
-            name: Some("Maya Chen".into()),
-            role: Some(tables::Role::Coachee),
-            ..Default::default()
-        };
-        let user_id = self
-            .deps
-            .store
-            .create(tables::USERS, vec![user.to_fields()])
-            .await
-            .unwrap()[0]
-            .id
-            .clone();
-        let mut ids = Vec::new();
-        for (file, format) in [
-            ("baseline-1-sprint-planning.vtt", TranscriptFormat::Vtt),
-            ("baseline-2-incident-review.srt", TranscriptFormat::Srt),
-            ("baseline-3-roadmap-sync.md", TranscriptFormat::Text),
-        ] {
-            let text = std::fs::read_to_string(format!(
-                "{}/samples/transcripts/{file}",
-                env!("CARGO_MANIFEST_DIR")
-            ))
-            .unwrap();
-            let t = tables::Transcript {
-                title: Some(file.into()),
-                user: vec![user_id.clone()],
-                meeting_date: Some("2026-10-01".into()),
-                format: Some(format),
-                transcript: Some(text),
-                coachee_speaker: Some("Maya Chen".into()),
-                ..Default::default()
-            };
-            ids.push(
-                self.deps
-                    .store
-                    .create(tables::TRANSCRIPTS, vec![t.to_fields()])
-                    .await
-                    .unwrap()[0]
-                    .id
-                    .clone(),
-            );
-        }
-        (user_id, ids)
+    /// A coachee and the three baseline samples, all dated the same day, written straight to the
+    /// store.
+    async fn seed_baselines(&self) -> (String, Vec<String>) {
+        let samples: Vec<Sample> = baselines()
+            .iter()
+            .map(|s| Sample {
+                date: "2026-10-01",
+                ..*s
+            })
+            .collect();
+        self.seed_samples(&samples).await
     }
 
     async fn counts(&self) -> Vec<(&'static str, usize)> {
@@ -1236,8 +1163,8 @@ fn chunked(body: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_requests_get_stable_4xx_codes_and_write_nothing() {
     let started = Instant::now();
-    let w = World::start().await;
-    let (user, transcripts) = w.seed().await;
+    let w = World::builder().start().await;
+    let (user, transcripts) = w.seed_baselines().await;
     let before = w.counts().await;
     let jobs_before = w.app.journal.count_jobs(Default::default()).await.unwrap();
 
