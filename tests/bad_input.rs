@@ -19,7 +19,6 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use coach_store::ListQuery;
 use coach_store::tables;
 use coach_worker::webhook::{Secret, signature};
 use common::world::{Sample, World, baselines};
@@ -100,14 +99,7 @@ impl World {
     async fn counts(&self) -> Vec<(&'static str, usize)> {
         let mut out = Vec::new();
         for table in ALL_TABLES {
-            let n = self
-                .deps
-                .store
-                .list(table, &ListQuery::new())
-                .await
-                .unwrap()
-                .len();
-            out.push((table, n));
+            out.push((table, self.records(table).await.len()));
         }
         out
     }
