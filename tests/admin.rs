@@ -4,78 +4,26 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use coach_coaching::Analyzer;
-use coach_store::attachment::AttachmentPolicy;
-use coach_store::tables::{self, TableRecord};
-use coach_store::{ListQuery, Record, Store};
-use coach_worker::config::ServeConfig;
-use coach_worker::journal::{JobFilter, JobStatus, Journal, NewJob};
-use coach_worker::scenarios::{self, Deps};
-use coach_worker::startup::Application;
-use coach_worker::webhook::Secret;
-use common::*;
+use coach_store::tables;
+use coach_worker::journal::{JobFilter, JobStatus, NewJob};
+use coach_worker::scenarios;
+use common::world::{World, WorldBuilder};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "admin-token-for-tests-0123456789";
 
-struct World {
-    app: TestApp,
-    deps: Arc<Deps>,
-    /// Settings of a prepared worker not yet launched.
-    pending: Option<(ServeConfig, Vec<Secret>)>,
+/// The real wiring of `serve` over SQLite and the rules analyzer, with `token` as the admin token.
+fn world(token: Option<&str>) -> WorldBuilder {
+    let builder = World::builder().wired_as_serve();
+    match token {
+        Some(token) => builder.admin_token(token),
+        None => builder,
+    }
 }
 
 impl World {
-    async fn start(token: Option<&str>) -> World {
-        let mut w = World::prepare(token).await;
-        w.launch().await;
-        w
-    }
-
-    /// The journal and the store, without the worker: jobs seeded now are due when it starts, so the
-    /// runner takes them at once instead of at its next idle wake-up.
-    async fn prepare(token: Option<&str>) -> World {
-        World::prepare_with(token, false).await
-    }
-
-    async fn prepare_with(token: Option<&str>, cookie_secure: bool) -> World {
-        let data_dir = tempfile::tempdir().unwrap();
-        let mut config = test_config(data_dir.path().to_path_buf());
-        config.admin_token = token.map(String::from);
-        config.cookie_secure = cookie_secure;
-        let secrets = config.validate().unwrap();
-        let journal = Journal::open(&config.journal_path()).unwrap();
-        let deps = Arc::new(Deps {
-            store: Store::sqlite(&config.store_path()).unwrap(),
-            analyzer: Analyzer::Rules,
-            journal: journal.clone(),
-            attachments: AttachmentPolicy::default(),
-        });
-        World {
-            app: TestApp {
-                address: String::new(),
-                client: client(),
-                journal,
-                data_dir,
-            },
-            deps,
-            pending: Some((config, secrets)),
-        }
-    }
-
-    async fn launch(&mut self) {
-        let (config, secrets) = self.pending.take().unwrap();
-        let registry = coach_worker::serve::worker_registry(&config, self.deps.clone());
-        let app = Application::build_with(&config, secrets, self.app.journal.clone(), registry)
-            .await
-            .unwrap();
-        self.app.address = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run_until_stopped());
-    }
-
     async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         self.call(method, path, body, Some(&format!("Bearer {TOKEN}")))
             .await
@@ -104,86 +52,6 @@ impl World {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
-    async fn records(&self, table: &str) -> Vec<Record> {
-        self.deps
-            .store
-            .list(table, &ListQuery::new())
-            .await
-            .unwrap()
-    }
-
-    async fn record<T: TableRecord>(&self, id: &str) -> T {
-        T::from_record(&self.deps.store.get(T::TABLE, id).await.unwrap()).unwrap()
-    }
-
-    async fn user(&self) -> String {
-        let user = tables::User {
-            name: Some("Maya Chen".into()),
-            role: Some(tables::Role::Coachee),
-            ..Default::default()
-        };
-        self.deps
-            .store
-            .create(tables::USERS, vec![user.to_fields()])
-            .await
-            .unwrap()[0]
-            .id
-            .clone()
-    }
-
-    /// A transcript whose text has no speaker labels, so R1 fails on it with `NO_SPEAKER_LABELS`.
-    async fn unlabelled_transcript(&self, user: &str) -> String {
-        let t = tables::Transcript {
-            title: Some("no speakers".into()),
-            user: vec![user.into()],
-            transcript: Some("WEBVTT\n\n00:00:01.000 --> 00:00:02.000\n>> HELLO THERE\n".into()),
-            coachee_speaker: Some("Maya Chen".into()),
-            ..Default::default()
-        };
-        self.deps
-            .store
-            .create(tables::TRANSCRIPTS, vec![t.to_fields()])
-            .await
-            .unwrap()[0]
-            .id
-            .clone()
-    }
-
-    /// The fix an operator makes: put a properly labelled transcript in the record.
-    async fn fix_transcript(&self, id: &str) {
-        let text = std::fs::read_to_string(format!(
-            "{}/samples/transcripts/followup-2-one-on-one.txt",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
-        let mut fields = serde_json::Map::new();
-        fields.insert("Transcript".into(), json!(text));
-        fields.insert("Format".into(), json!("text"));
-        self.deps
-            .store
-            .update(tables::TRANSCRIPTS, vec![(id.into(), fields)])
-            .await
-            .unwrap();
-    }
-
-    async fn run_request(&self, key: &str, user: &str, transcript: &str) -> String {
-        let request = tables::RunRequest {
-            key: Some(key.into()),
-            user: vec![user.into()],
-            transcript: vec![transcript.into()],
-            status: Some(tables::RunRequestStatus::Queued),
-            source: Some(tables::RunRequestSource::Make),
-            ..Default::default()
-        };
-        self.deps
-            .store
-            .upsert(tables::RUN_REQUESTS, vec![request.to_fields()])
-            .await
-            .unwrap()[0]
-            .id
-            .clone()
-    }
-
     /// Waits until no job is queued, running or waiting for a retry (ignoring `parked` ones).
     async fn settle(&self, parked: u64) {
         let active = JobFilter {
@@ -203,14 +71,6 @@ impl World {
         panic!("jobs did not settle");
     }
 
-    async fn job_count(&self) -> u64 {
-        self.app
-            .journal
-            .count_jobs(JobFilter::default())
-            .await
-            .unwrap()
-    }
-
     /// A job that stays queued for an hour (nothing runs it during the test).
     async fn parked_job(&self, scenario: &str) -> String {
         let mut job = NewJob::new("parked", scenario, json!({"n": 1}));
@@ -227,14 +87,14 @@ impl World {
 
 #[tokio::test]
 async fn without_a_token_configured_the_admin_routes_do_not_exist() {
-    let w = World::start(None).await;
+    let w = world(None).start().await;
     let (status, _) = w.admin("GET", "/v1/admin/runs", None).await;
     assert_eq!(status, 404);
 }
 
 #[tokio::test]
 async fn no_token_or_a_wrong_token_gets_401_and_changes_nothing() {
-    let mut w = World::prepare(Some(TOKEN)).await;
+    let mut w = world(Some(TOKEN)).prepare().await;
     let queued = w.parked_job("x").await;
     let failed = w.failing_job("y").await;
     w.launch().await;
@@ -290,7 +150,7 @@ async fn no_token_or_a_wrong_token_gets_401_and_changes_nothing() {
 
 #[tokio::test]
 async fn list_filters_by_status_scenario_and_time_and_pages() {
-    let mut w = World::prepare(Some(TOKEN)).await;
+    let mut w = world(Some(TOKEN)).prepare().await;
     for _ in 0..7 {
         w.parked_job("x").await;
     }
@@ -389,7 +249,7 @@ async fn list_filters_by_status_scenario_and_time_and_pages() {
 
 #[tokio::test]
 async fn show_gives_attempts_and_the_delivery_with_secrets_redacted() {
-    let w = World::start(Some(TOKEN)).await;
+    let w = world(Some(TOKEN)).start().await;
     // A Run Request id that does not exist: the job fails at once, with the delivery journaled.
     let body = json!({
         "run_request_id": "recAAAAAAAAAAAAAA",
@@ -434,7 +294,7 @@ async fn show_gives_attempts_and_the_delivery_with_secrets_redacted() {
 
 #[tokio::test]
 async fn replaying_a_fixed_r1_run_succeeds_links_the_run_and_duplicates_nothing() {
-    let w = World::start(Some(TOKEN)).await;
+    let w = world(Some(TOKEN)).start().await;
     let user = w.user().await;
     let transcript = w.unlabelled_transcript(&user).await;
     let request = w.run_request("req-1", &user, &transcript).await;
@@ -551,7 +411,7 @@ async fn replaying_a_fixed_r1_run_succeeds_links_the_run_and_duplicates_nothing(
 
 #[tokio::test]
 async fn bulk_replay_by_filter_and_by_ids_and_cancel_are_audited() {
-    let mut w = World::prepare(Some(TOKEN)).await;
+    let mut w = world(Some(TOKEN)).prepare().await;
     let mut failed = Vec::new();
     for _ in 0..6 {
         failed.push(w.failing_job("y").await);
@@ -725,7 +585,7 @@ async fn the_cli_replays_every_failed_run_with_a_progress_bar_and_a_summary() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(60);
-    let mut w = World::prepare(Some(TOKEN)).await;
+    let mut w = world(Some(TOKEN)).prepare().await;
     let user = w.user().await;
     let transcript = w.unlabelled_transcript(&user).await;
     let mut requests = Vec::new();
@@ -957,7 +817,7 @@ fn csrf_of(html: &str) -> String {
 
 #[tokio::test]
 async fn admin_page_login_sets_a_strict_httponly_session_and_refuses_forms_without_csrf() {
-    let w = World::start(Some(TOKEN)).await;
+    let w = world(Some(TOKEN)).start().await;
     let mut b = Browser::new(&w.app.address);
 
     let login = b.get("/admin").await;
@@ -1018,7 +878,10 @@ async fn admin_page_login_sets_a_strict_httponly_session_and_refuses_forms_witho
     assert!(b.get("/admin").await.body.contains("name=\"token\""));
 
     // With COACH_COOKIE_SECURE the cookie is Secure.
-    let mut secure = World::prepare_with(Some(TOKEN), true).await;
+    let mut secure = world(Some(TOKEN))
+        .serve(|c| c.cookie_secure = true)
+        .prepare()
+        .await;
     secure.launch().await;
     let mut b = Browser::new(&secure.app.address);
     let page = b.get("/admin").await;
@@ -1037,7 +900,7 @@ async fn admin_page_login_sets_a_strict_httponly_session_and_refuses_forms_witho
 
 #[tokio::test]
 async fn admin_page_shows_escaped_errors_and_replays_a_fixed_run_after_confirmation() {
-    let mut w = World::prepare(Some(TOKEN)).await;
+    let mut w = world(Some(TOKEN)).prepare().await;
     let script = "<script>alert(1)</script>";
     let evil = {
         let job = NewJob::new(script, "y", json!({}));
