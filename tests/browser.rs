@@ -21,19 +21,12 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use coach_coaching::Analyzer;
-use coach_store::Store;
-use coach_store::attachment::AttachmentPolicy;
 use coach_store::tables::{self, TableRecord};
-use coach_worker::config::ServeConfig;
-use coach_worker::journal::{JobFilter, Journal, NewJob};
-use coach_worker::scenarios::{self, Deps};
-use coach_worker::startup::Application;
-use coach_worker::webhook::Secret;
-use common::*;
+use coach_worker::journal::NewJob;
+use coach_worker::scenarios;
+use common::world::World;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "admin-token-for-browser-tests-0123456789";
@@ -364,130 +357,34 @@ impl Browser {
 
 // ---- the worker ----
 
-struct World {
-    address: String,
-    journal: Journal,
-    deps: Arc<Deps>,
-    /// The worker's settings until it is launched.
-    pending: Option<(ServeConfig, Vec<Secret>)>,
-    _data_dir: tempfile::TempDir,
-}
-
 impl World {
-    /// The journal and the store without the worker: jobs seeded before [`World::launch`] are due
-    /// when the runner starts, so it takes them at once instead of at its next idle wake-up (5 s).
-    fn prepare() -> World {
-        let data_dir = tempfile::tempdir().unwrap();
-        let mut config = test_config(data_dir.path().to_path_buf());
-        config.admin_token = Some(TOKEN.into());
-        let secrets = config.validate().unwrap();
-        let journal = Journal::open(&config.journal_path()).unwrap();
-        let deps = Arc::new(Deps {
-            store: Store::sqlite(&config.store_path()).unwrap(),
-            analyzer: Analyzer::Rules,
-            journal: journal.clone(),
-            attachments: AttachmentPolicy::default(),
-        });
-        World {
-            address: String::new(),
-            journal,
-            deps,
-            pending: Some((config, secrets)),
-            _data_dir: data_dir,
-        }
-    }
-
-    async fn launch(&mut self) {
-        let (config, secrets) = self.pending.take().unwrap();
-        let registry = coach_worker::serve::worker_registry(&config, self.deps.clone());
-        let app = Application::build_with(&config, secrets, self.journal.clone(), registry)
+    /// The real wiring of `serve` over SQLite and the rules analyzer, with the admin token, not yet
+    /// launched: jobs seeded before [`World::launch`] are due when the runner starts, so it takes
+    /// them at once instead of at its next idle wake-up (5 s).
+    async fn prepare_for_browser() -> World {
+        World::builder()
+            .wired_as_serve()
+            .admin_token(TOKEN)
+            .prepare()
             .await
-            .unwrap();
-        self.address = format!("http://127.0.0.1:{}", app.port());
-        tokio::spawn(app.run_until_stopped());
-    }
-
-    /// A user and a transcript with no speaker labels: R1 fails on it with `NO_SPEAKER_LABELS`.
-    async fn unlabelled_transcript(&self) -> (String, String) {
-        let user = tables::User {
-            name: Some("Maya Chen".into()),
-            role: Some(tables::Role::Coachee),
-            ..Default::default()
-        };
-        let user = self
-            .deps
-            .store
-            .create(tables::USERS, vec![user.to_fields()])
-            .await
-            .unwrap()[0]
-            .id
-            .clone();
-        let t = tables::Transcript {
-            title: Some("no speakers".into()),
-            user: vec![user.clone()],
-            transcript: Some("WEBVTT\n\n00:00:01.000 --> 00:00:02.000\n>> HELLO THERE\n".into()),
-            coachee_speaker: Some("Maya Chen".into()),
-            ..Default::default()
-        };
-        let transcript = self
-            .deps
-            .store
-            .create(tables::TRANSCRIPTS, vec![t.to_fields()])
-            .await
-            .unwrap()[0]
-            .id
-            .clone();
-        (user, transcript)
-    }
-
-    /// The operator's fix: a properly labelled transcript in the record.
-    async fn fix_transcript(&self, id: &str) {
-        let text = std::fs::read_to_string(format!(
-            "{}/samples/transcripts/followup-2-one-on-one.txt",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
-        let mut fields = serde_json::Map::new();
-        fields.insert("Transcript".into(), json!(text));
-        fields.insert("Format".into(), json!("text"));
-        self.deps
-            .store
-            .update(tables::TRANSCRIPTS, vec![(id.into(), fields)])
-            .await
-            .unwrap();
     }
 
     /// An R1 job for a Run Request on `transcript`, enqueued as the webhook would.
     async fn r1_job(&self, user: &str, transcript: &str) -> (String, String) {
-        let request = tables::RunRequest {
-            key: Some("browser-1".into()),
-            user: vec![user.into()],
-            transcript: vec![transcript.into()],
-            status: Some(tables::RunRequestStatus::Queued),
-            source: Some(tables::RunRequestSource::Make),
-            ..Default::default()
-        };
-        let request = self
-            .deps
-            .store
-            .upsert(tables::RUN_REQUESTS, vec![request.to_fields()])
-            .await
-            .unwrap()[0]
-            .id
-            .clone();
+        let request = self.run_request("browser-1", user, transcript).await;
         let mut job = NewJob::new(
             scenarios::JOB_SINGLE,
             "r1",
             json!({"run_request_id": request}),
         );
         job.dedupe_key = Some(scenarios::single::dedupe_key(&request));
-        (self.journal.enqueue(job).await.unwrap().0, request)
+        (self.app.journal.enqueue(job).await.unwrap().0, request)
     }
 
     async fn wait_finished(&self, id: &str) -> String {
         let deadline = Instant::now() + WAIT;
         loop {
-            let job = self.journal.get_job(id.into()).await.unwrap();
+            let job = self.app.journal.get_job(id.into()).await.unwrap();
             if job.status.is_finished() {
                 return job.status.as_str().to_owned();
             }
@@ -495,21 +392,19 @@ impl World {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
-
-    async fn job_count(&self) -> u64 {
-        self.journal.count_jobs(JobFilter::default()).await.unwrap()
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_logs_in_sees_a_failed_run_replays_it_and_forms_and_errors_are_safe() {
     let started = Instant::now();
-    let mut w = World::prepare();
-    let (user, transcript) = w.unlabelled_transcript().await;
+    let mut w = World::prepare_for_browser().await;
+    let user = w.user().await;
+    let transcript = w.unlabelled_transcript(&user).await;
     let (failed_r1, request) = w.r1_job(&user, &transcript).await;
     // A kind no handler knows fails at once with `no handler for job kind `…``: the error text
     // carries the script tag verbatim.
     let evil = w
+        .app
         .journal
         .enqueue(NewJob::new(&format!("evil{SCRIPT}"), "y", json!({})))
         .await
@@ -520,7 +415,7 @@ async fn an_admin_logs_in_sees_a_failed_run_replays_it_and_forms_and_errors_are_
     assert_eq!(w.wait_finished(&evil).await, "failed");
 
     let mut driver = Driver::start().await;
-    let b = driver.session(&w.address).await;
+    let b = driver.session(&w.app.address).await;
 
     // 1. Log in through the form.
     b.goto("/admin").await;
@@ -623,7 +518,7 @@ async fn an_admin_logs_in_sees_a_failed_run_replays_it_and_forms_and_errors_are_
         .wait_for(&format!("a[href='/admin/runs/{failed_r1}']"))
         .await;
     assert_eq!(b.text(&original).await, failed_r1, "links the replayed run");
-    let replayed = w.journal.get_job(new_id.clone()).await.unwrap();
+    let replayed = w.app.journal.get_job(new_id.clone()).await.unwrap();
     assert_eq!(replayed.replay_of.as_deref(), Some(failed_r1.as_str()));
     let done: tables::RunRequest = tables::RunRequest::from_record(
         &w.deps
@@ -660,7 +555,8 @@ async fn an_admin_logs_in_sees_a_failed_run_replays_it_and_forms_and_errors_are_
     assert!(why.contains("CSRF token is missing or wrong"), "{why}");
     assert_eq!(w.job_count().await, jobs_before, "no job was created");
     assert_eq!(
-        w.journal
+        w.app
+            .journal
             .get_job(evil.clone())
             .await
             .unwrap()
