@@ -228,12 +228,7 @@ async fn airtable_storm_every_request_done_once_without_passing_the_rate_limit()
     );
 
     // Every request Done, linked to its own Run; exactly one Run per request.
-    let runs: Vec<tables::Run> = w
-        .records(tables::RUNS)
-        .await
-        .iter()
-        .map(|r| tables::Run::from_record(r).unwrap())
-        .collect();
+    let runs: Vec<tables::Run> = w.all().await;
     assert_eq!(
         runs.len(),
         STORM_REQUESTS,

@@ -113,12 +113,7 @@ async fn story(airtable: bool) {
             .await;
         assert_eq!(again.json::<Value>().await.unwrap(), queued);
     }
-    let events: Vec<tables::ExperimentEvent> = w
-        .records(tables::EXPERIMENT_EVENTS)
-        .await
-        .iter()
-        .map(|r| tables::ExperimentEvent::from_record(r).unwrap())
-        .collect();
+    let events: Vec<tables::ExperimentEvent> = w.all().await;
     let attempts = events
         .iter()
         .filter(|e| e.event_type == Some(tables::EventType::Attempt))
@@ -515,12 +510,7 @@ async fn the_same_analysis_is_answered_from_the_cache_without_a_second_paid_call
         1,
         "one paid call for two identical analyses"
     );
-    let runs: Vec<tables::Run> = w
-        .records(tables::RUNS)
-        .await
-        .iter()
-        .map(|r| tables::Run::from_record(r).unwrap())
-        .collect();
+    let runs: Vec<tables::Run> = w.all().await;
     assert_eq!(runs.len(), 2);
     assert!(
         runs.iter().any(|r| r.cost_usd == Some(0.0)),

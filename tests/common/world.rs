@@ -354,6 +354,15 @@ impl World {
         T::from_record(r).unwrap()
     }
 
+    /// Every record of `T`'s table, typed, read as [`World::records`] reads.
+    pub async fn all<T: TableRecord>(&self) -> Vec<T> {
+        self.records(T::TABLE)
+            .await
+            .iter()
+            .map(|r| T::from_record(r).unwrap())
+            .collect()
+    }
+
     /// Airtable calls the fake has answered since the last reset (0 on SQLite).
     pub fn calls(&self) -> usize {
         self.airtable.as_ref().map(|f| f.calls()).unwrap_or(0)
