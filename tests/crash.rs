@@ -17,6 +17,8 @@ use serde_json::{Value, json};
 
 struct Worker {
     child: Option<Child>,
+    /// Start with `COACH_PAUSE_JOBS`: deliveries are journaled, nothing runs until a start without it.
+    paused: bool,
     port: u16,
     dir: tempfile::TempDir,
     client: reqwest::Client,
@@ -31,6 +33,7 @@ impl Worker {
             .port();
         Worker {
             child: None,
+            paused: false,
             port,
             dir: tempfile::tempdir().unwrap(),
             client: common::client(),
@@ -54,6 +57,7 @@ impl Worker {
             .env("COACH_POLL_INTERVAL_SECS", "0")
             .env("COACH_MAX_CONCURRENCY", "2")
             .env("COACH_DRAIN_SECS", "10")
+            .env("COACH_PAUSE_JOBS", self.paused.to_string())
             .env("RUST_LOG", "warn")
             .env_remove("AIRTABLE_TOKEN")
             .env_remove("OPENAI_API_KEY")
@@ -222,6 +226,7 @@ async fn crash_loop_kill_9_ten_times_every_request_done_exactly_once() {
         );
     }
 
+    w.paused = true;
     w.start().await;
     let mut run_ids = Vec::new();
     for (i, id) in requests.iter().enumerate() {
@@ -236,14 +241,22 @@ async fn crash_loop_kill_9_ten_times_every_request_done_exactly_once() {
         assert_eq!(status, 202);
         run_ids.push(body["run_id"].as_str().unwrap().to_owned());
     }
-    let last = w.run(&run_ids[N - 1]).await;
-    assert_ne!(
-        last["status"], "succeeded",
-        "the first kill must happen while jobs are pending"
-    );
+    // Everything was acknowledged while jobs were paused: the first kill finds all 200 pending, and the
+    // next ones land while the restarted worker works through them.
+    assert_eq!(w.run(&run_ids[N - 1]).await["status"], "queued");
+    w.kill9();
+    w.paused = false;
+    w.start().await;
     let mut rng = rand::rng();
-    for _ in 0..10 {
+    for round in 0..10 {
         tokio::time::sleep(Duration::from_millis(rng.random_range(5..120))).await;
+        if round == 0 {
+            let last = w.run(&run_ids[N - 1]).await;
+            assert_ne!(
+                last["status"], "succeeded",
+                "the first running kill must find work pending"
+            );
+        }
         w.kill9();
         w.start().await;
     }
@@ -287,6 +300,7 @@ async fn baseline_builds_killed_mid_way_leave_one_run_experiment_and_event_per_p
         }
         bodies.push(json!({ "user_id": user, "transcript_ids": ids, "build": true }));
     }
+    w.paused = true;
     w.start().await;
     let mut run_ids = Vec::new();
     for (p, body) in bodies.iter().enumerate() {
@@ -294,11 +308,10 @@ async fn baseline_builds_killed_mid_way_leave_one_run_experiment_and_event_per_p
         assert_eq!(status, 201, "{answer}");
         run_ids.push(answer["run_id"].as_str().unwrap().to_owned());
     }
-    let last = w.run(&run_ids[PACKS - 1]).await;
-    assert_ne!(
-        last["status"], "succeeded",
-        "the first kill must happen while builds are pending"
-    );
+    assert_eq!(w.run(&run_ids[PACKS - 1]).await["status"], "queued");
+    w.kill9();
+    w.paused = false;
+    w.start().await;
     for delay in [10, 40, 25] {
         tokio::time::sleep(Duration::from_millis(delay)).await;
         w.kill9();
@@ -349,22 +362,30 @@ async fn sigterm_under_load_loses_no_acknowledged_delivery() {
     let user = seed_user(&store, "Maya Chen").await;
     let transcript =
         seed_transcript(&store, &user, "followup-1-design-review.json", "2099-01-01").await;
+    // More requests than the senders can deliver before the SIGTERM, so the stop lands under load.
+    const REQUESTS: usize = 3000;
     let mut requests = Vec::new();
-    for i in 0..300 {
-        let r = tables::RunRequest {
-            key: Some(format!("term:{i}")),
-            user: vec![user.clone()],
-            transcript: vec![transcript.clone()],
-            status: Some(tables::RunRequestStatus::Queued),
-            ..Default::default()
-        };
-        requests.push(
+    for chunk in (0..REQUESTS).collect::<Vec<_>>().chunks(100) {
+        let batch = chunk
+            .iter()
+            .map(|i| {
+                tables::RunRequest {
+                    key: Some(format!("term:{i}")),
+                    user: vec![user.clone()],
+                    transcript: vec![transcript.clone()],
+                    status: Some(tables::RunRequestStatus::Queued),
+                    ..Default::default()
+                }
+                .to_fields()
+            })
+            .collect();
+        requests.extend(
             store
-                .upsert(tables::RUN_REQUESTS, vec![r.to_fields()])
+                .upsert(tables::RUN_REQUESTS, batch)
                 .await
-                .unwrap()[0]
-                .id
-                .clone(),
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id),
         );
     }
     w.start().await;
@@ -401,7 +422,7 @@ async fn sigterm_under_load_loses_no_acknowledged_delivery() {
             acknowledged
         }));
     }
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let exit = w.lock().await.sigterm();
     assert!(exit.success(), "a SIGTERM stop exits cleanly: {exit:?}");
     let mut acknowledged = Vec::new();
@@ -409,7 +430,7 @@ async fn sigterm_under_load_loses_no_acknowledged_delivery() {
         acknowledged.extend(s.await.unwrap());
     }
     assert!(
-        !acknowledged.is_empty() && acknowledged.len() < 300,
+        !acknowledged.is_empty() && acknowledged.len() < REQUESTS,
         "the stop happened under load ({} acknowledged)",
         acknowledged.len()
     );
