@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use super::input::{object, record_id_field};
 use super::transcripts::typed;
-use super::{Deps, HookResult, JOB_D1, JOB_E1, Scenario, ScenarioError, fields};
+use super::{Deps, HookResult, Scenario, ScenarioError, fields};
 use crate::error::ApiError;
 use crate::http::Hook;
 use crate::jobs::{JobContext, JobOutcome};
@@ -511,6 +511,3 @@ impl Scenario for E1Job {
         })
     }
 }
-
-/// Job kinds, for the registry's documentation.
-pub const KINDS: [&str; 2] = [JOB_D1, JOB_E1];
