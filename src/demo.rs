@@ -236,14 +236,18 @@ pub async fn run(deps: Arc<Deps>, port: u16, secret: Secret) -> anyhow::Result<(
                 .context("A1 did not queue the build")?,
         )
         .await?;
+    let experiment = match build["follow_ups"][0]["run_id"].as_str() {
+        Some(e1) => client.wait(e1).await?["result"]["experiment_id"]
+            .as_str()
+            .unwrap_or("not created")
+            .to_owned(),
+        None => "not started".to_owned(),
+    };
     println!(
-        "demo: A1 → A2 → E1: baseline pack {} built, run {} {}; experiment {}",
+        "demo: A1 → A2 → E1: baseline pack {} built by run {} ({}); experiment {experiment} is active",
         pack["baseline_pack_id"].as_str().unwrap_or("?"),
         build["run_id"].as_str().unwrap_or("?"),
         build["status"].as_str().unwrap_or("?"),
-        build["follow_ups"][0]["run_id"]
-            .as_str()
-            .unwrap_or("not started"),
     );
 
     for (i, transcript_id) in transcript_ids[3..].iter().enumerate() {
