@@ -4,11 +4,8 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::http::runs::time_or_null;
 use crate::journal::{Delivery, Job, JobAttempt, rfc3339};
-
-fn time_or_null(ms: Option<i64>) -> Value {
-    ms.map(|t| Value::String(rfc3339(t))).unwrap_or(Value::Null)
-}
 
 /// One job as the admin list shows it.
 pub fn run_view(job: &Job) -> Value {

@@ -26,7 +26,8 @@ pub async fn show(
     Ok(HttpResponse::Ok().json(run_view(&job, &children)))
 }
 
-fn time_or_null(ms: Option<i64>) -> Value {
+/// RFC 3339 text of an optional millisecond timestamp, `null` when absent.
+pub fn time_or_null(ms: Option<i64>) -> Value {
     ms.map(|t| Value::String(rfc3339(t))).unwrap_or(Value::Null)
 }
 

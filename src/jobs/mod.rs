@@ -196,11 +196,7 @@ impl Runner {
                 break;
             }
             while let Some(done) = running.try_join_next_with_id() {
-                let id = match done {
-                    Ok((id, ())) => id,
-                    Err(e) => e.id(),
-                };
-                running_ids.remove(&id);
+                running_ids.remove(&finished_task(done));
             }
             let free = self.config.concurrency.saturating_sub(running.len());
             let mut next_due = None;
@@ -236,8 +232,7 @@ impl Runner {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(sleep_for) => {}
                 Some(done) = running.join_next_with_id(), if !running.is_empty() => {
-                    let id = match done { Ok((id, ())) => id, Err(e) => e.id() };
-                    running_ids.remove(&id);
+                    running_ids.remove(&finished_task(done));
                 }
                 _ = stop.changed() => {}
             }
@@ -248,11 +243,7 @@ impl Runner {
         while !running.is_empty() {
             match tokio::time::timeout_at(deadline, running.join_next_with_id()).await {
                 Ok(Some(done)) => {
-                    let id = match done {
-                        Ok((id, ())) => id,
-                        Err(e) => e.id(),
-                    };
-                    running_ids.remove(&id);
+                    running_ids.remove(&finished_task(done));
                 }
                 Ok(None) => break,
                 Err(_) => {
@@ -269,6 +260,14 @@ impl Runner {
                 }
             }
         }
+    }
+}
+
+/// The task id of a finished job task, whether it returned or panicked.
+fn finished_task(done: Result<(tokio::task::Id, ()), tokio::task::JoinError>) -> tokio::task::Id {
+    match done {
+        Ok((id, ())) => id,
+        Err(e) => e.id(),
     }
 }
 

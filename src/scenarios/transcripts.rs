@@ -72,11 +72,7 @@ pub async fn parse_record(
 /// Parses transcript text, mapping parser errors to 422s with the parser's code.
 pub fn parse_bytes(bytes: &[u8], format: Format) -> Result<Transcript, ScenarioError> {
     coach_transcript::parse(bytes, format)
-        .map_err(|e| ScenarioError::unprocessable(transcript_code(&e), e.to_string()))
-}
-
-fn transcript_code(e: &coach_transcript::TranscriptError) -> &'static str {
-    e.code()
+        .map_err(|e| ScenarioError::unprocessable(e.code(), e.to_string()))
 }
 
 /// Reads and parses several transcript records (in order).
