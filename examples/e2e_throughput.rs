@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use coach_coaching::Analyzer;
-use coach_store::attachment::AttachmentPolicy;
 use coach_store::fake::FakeAirtable;
 use coach_store::tables::{self, TableRecord};
 use coach_store::{ListQuery, Store};
@@ -75,12 +74,7 @@ async fn main() -> anyhow::Result<()> {
     }
     fake.reset_counters();
 
-    let deps = Arc::new(Deps {
-        store: store.clone(),
-        analyzer: Analyzer::Rules,
-        journal: journal.clone(),
-        attachments: AttachmentPolicy::default(),
-    });
+    let deps = Arc::new(Deps::new(store.clone(), Analyzer::Rules, journal.clone()));
     let started = Instant::now();
     let enqueued = scenarios::poller::poll_once(&deps).await?;
     // Run the jobs with the worker's own runner and handlers.

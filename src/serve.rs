@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use coach_coaching::{Analyzer, OpenAiClient, OpenAiConfig};
-use coach_store::attachment::AttachmentPolicy;
 use coach_store::{AirtableConfig, Store};
 
 use crate::config::{ProviderChoice, ServeConfig};
@@ -69,12 +68,11 @@ pub struct Built {
 pub async fn build(config: &ServeConfig, secrets: Vec<Secret>) -> anyhow::Result<Built> {
     let journal =
         Journal::open(&config.journal_path()).context("COACH_DATA_DIR: cannot open the journal")?;
-    let deps = Arc::new(Deps {
-        store: store(config)?,
-        analyzer: analyzer(config)?,
-        journal: journal.clone(),
-        attachments: AttachmentPolicy::default(),
-    });
+    let deps = Arc::new(Deps::new(
+        store(config)?,
+        analyzer(config)?,
+        journal.clone(),
+    ));
     let registry = worker_registry(config, deps.clone());
     let app = Application::build_with(config, secrets, journal, registry).await?;
     Ok(Built { app, deps })

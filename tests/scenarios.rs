@@ -41,6 +41,7 @@ async fn story(airtable: bool) {
     w.reset_calls();
     let build = w.wait_all(a1["run_id"].as_str().unwrap()).await;
     let a2_calls = w.calls();
+    let a2_trace = w.call_trace();
     assert_eq!(build["status"], "succeeded", "{build}");
     assert_eq!(build["follow_ups"][0]["kind"], "e1");
 
@@ -78,6 +79,7 @@ async fn story(airtable: bool) {
 
     // R1 × 3, each chaining D1.
     let mut r1_calls = Vec::new();
+    let mut r1_traces = Vec::new();
     for (i, t) in transcripts[3..].iter().enumerate() {
         let request_id = w.run_request(&format!("test:{i}"), &user_id, t).await;
         w.reset_calls();
@@ -93,6 +95,7 @@ async fn story(airtable: bool) {
         let queued: Value = resp.json().await.unwrap();
         let done = w.wait_all(queued["run_id"].as_str().unwrap()).await;
         r1_calls.push(w.calls());
+        r1_traces.push(w.call_trace());
         assert_eq!(done["status"], "succeeded", "{done}");
         let request: tables::RunRequest = w.record(&request_id).await;
         assert_eq!(request.status, Some(tables::RunRequestStatus::Done));
@@ -153,6 +156,18 @@ async fn story(airtable: bool) {
         .await;
     assert_eq!(e1.status(), 201);
     assert_eq!(w.records(tables::EXPERIMENTS).await.len(), 1);
+    let after: tables::Experiment = w.record(&experiment.id).await;
+    assert_eq!(
+        after.status, experiment.status,
+        "E1 again leaves a completed experiment completed"
+    );
+    let user: tables::User = w.record(&user_id).await;
+    if experiment.status == Some(tables::ExperimentStatus::Completed) {
+        assert!(
+            user.active_experiment.is_empty(),
+            "and does not make it active again"
+        );
+    }
     assert_eq!(
         w.records(tables::EXPERIMENT_EVENTS).await.len(),
         events.len(),
@@ -161,6 +176,17 @@ async fn story(airtable: bool) {
     assert_eq!(w.records(tables::RUNS).await.len(), 4);
     if airtable {
         println!("Airtable calls: A1 {a1_calls}, A2+E1 {a2_calls}, R1+D1 {r1_calls:?}");
+        println!("A2+E1: {}", a2_trace.join(", "));
+        for (i, t) in r1_traces.iter().enumerate() {
+            println!("R1+D1 #{}: {}", i + 1, t.join(", "));
+        }
+        // The budgets: A2 with E1 at most 12 calls; R1 with D1 at most 8 (the D1 that
+        // completes the experiment writes three records more).
+        assert!(a2_calls <= 12, "A2+E1 made {a2_calls} calls");
+        for (i, n) in r1_calls.iter().enumerate() {
+            let budget = if i + 1 == r1_calls.len() { 11 } else { 8 };
+            assert!(*n <= budget, "R1+D1 #{} made {n} calls", i + 1);
+        }
         let fake = w.airtable();
         assert_eq!(
             fake.count_429(),

@@ -1,5 +1,5 @@
 //! The journal: the worker's own SQLite database (WAL) of deliveries, jobs, attempts, the admin audit
-//! log and the analysis cache.
+//! log, the analysis cache and the experiment attempt tally.
 //!
 //! One OS thread owns the connection and every operation is a closure sent to it over a channel. The
 //! thread drains whatever has queued up, runs the batch inside one transaction (each operation in a
@@ -14,6 +14,7 @@
 mod audit;
 mod deliveries;
 mod jobs;
+mod tally;
 
 pub use audit::{AuditEntry, NewAudit};
 pub use deliveries::{Delivery, DeliveryOutcome, NewDelivery};
@@ -140,6 +141,15 @@ const MIGRATIONS: &[&str] = &[
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL,
         created_at INTEGER NOT NULL
+    );
+    "#,
+    // 2: finished jobs looked up by dedupe key; the runs each experiment has an attempt event for.
+    r#"
+    CREATE INDEX jobs_dedupe ON jobs(dedupe_key) WHERE dedupe_key IS NOT NULL;
+    CREATE TABLE experiment_attempts (
+        experiment_id TEXT PRIMARY KEY,
+        runs TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
     );
     "#,
 ];

@@ -178,6 +178,36 @@ fn evidence_text(attempt: &Value) -> String {
     out.trim().to_owned()
 }
 
+/// The runs of the experiment's `attempt` events in the store (an event without a run counts once,
+/// under its own id).
+async fn listed_attempt_runs(
+    deps: &Deps,
+    experiment: &ExperimentFacts,
+) -> Result<Vec<String>, ScenarioError> {
+    let events = deps
+        .store
+        .list(
+            tables::EXPERIMENT_EVENTS,
+            &ListQuery::new()
+                .filter(Filter::and([
+                    Filter::link_contains("Experiment", &experiment.key),
+                    Filter::eq("Type", EventType::Attempt.as_str()),
+                ]))
+                .fields(["Run"]),
+        )
+        .await?;
+    Ok(events
+        .iter()
+        .map(|e| {
+            e.fields
+                .get("Run")
+                .and_then(|r| r.get(0))
+                .and_then(Value::as_str)
+                .map_or_else(|| format!("event:{}", e.id), str::to_owned)
+        })
+        .collect())
+}
+
 /// D1: one `attempt` event per (experiment, run) for a succeeded single-meeting run on or after the
 /// experiment's start; completes the experiment when the attempts reach its target.
 pub async fn record_attempt(
@@ -233,36 +263,29 @@ pub async fn record_attempt(
         occurred_at: facts.finished_at.clone(),
         ..Default::default()
     };
-    let written = deps
-        .store
-        .upsert(tables::EXPERIMENT_EVENTS, vec![event.to_fields()])
-        .await?;
-    let event_id = written.first().map(|r| r.id.clone()).unwrap_or_default();
-
-    let attempts = deps
-        .store
-        .list(
-            tables::EXPERIMENT_EVENTS,
-            &ListQuery::new()
-                .filter(Filter::and([
-                    Filter::link_contains("Experiment", &experiment.key),
-                    Filter::eq("Type", EventType::Attempt.as_str()),
-                ]))
-                .fields(["Key"]),
-        )
+    // D1s of one experiment count one at a time, so two meetings finishing together cannot both
+    // miss (or both pass) the target.
+    let lock = deps.experiment_lock(&experiment.id);
+    let _serial = lock.lock().await;
+    let target = usize::try_from(experiment.target_meetings).unwrap_or(1);
+    // The journal's tally answers "not yet at the target" without a read; reaching the target, or
+    // not knowing the experiment, is decided on the events Airtable holds.
+    let known = deps
+        .journal
+        .attempt_tally(experiment.id.clone())
         .await?
-        .len();
-    let completed = attempts as i64 >= experiment.target_meetings;
+        .filter(|runs| runs.len() + usize::from(!runs.iter().any(|r| r == run_id)) < target);
+    let mut runs = match known {
+        Some(runs) => runs,
+        None => listed_attempt_runs(deps, &experiment).await?,
+    };
+    if !runs.iter().any(|r| r == run_id) {
+        runs.push(run_id.to_owned());
+    }
+    let attempts = runs.len();
+    let completed = attempts >= target;
+    let mut events = vec![event.to_fields()];
     if completed {
-        deps.store
-            .update(
-                tables::EXPERIMENTS,
-                vec![(
-                    experiment.id.clone(),
-                    fields(json!({ "Status": ExperimentStatus::Completed.as_str() })),
-                )],
-            )
-            .await?;
         let done = tables::ExperimentEvent {
             key: Some(format!("d1:{}:completed", experiment.id)),
             experiment: vec![experiment.id.clone()],
@@ -275,8 +298,19 @@ pub async fn record_attempt(
             occurred_at: facts.finished_at.clone(),
             ..Default::default()
         };
+        events.push(done.to_fields());
+    }
+    let written = deps.store.upsert(tables::EXPERIMENT_EVENTS, events).await?;
+    let event_id = written.first().map(|r| r.id.clone()).unwrap_or_default();
+    if completed {
         deps.store
-            .upsert(tables::EXPERIMENT_EVENTS, vec![done.to_fields()])
+            .update(
+                tables::EXPERIMENTS,
+                vec![(
+                    experiment.id.clone(),
+                    fields(json!({ "Status": ExperimentStatus::Completed.as_str() })),
+                )],
+            )
             .await?;
         if let Some(uid) = &facts.user_id {
             deps.store
@@ -287,6 +321,9 @@ pub async fn record_attempt(
                 .await?;
         }
     }
+    deps.journal
+        .set_attempt_tally(experiment.id.clone(), runs)
+        .await?;
     Ok(D1Outcome::Recorded {
         event_id,
         experiment_id: experiment.id,
@@ -332,10 +369,15 @@ async fn read_e1_facts(deps: &Deps, run_id: &str) -> Result<E1Facts, ScenarioErr
 
 /// E1: creates the Experiment from the run's `experiment_proposal`, makes it the user's active one
 /// (completing a previous active one first) and records an `instantiated` event.
+///
+/// `fresh` is true for the first E1 job of a baseline run. Anything else (the hook, a replay, a job
+/// after one that succeeded) first looks the experiment up by its Key, and leaves one that has been
+/// completed or abandoned since as it is instead of making it active again.
 pub async fn instantiate(
     deps: &Deps,
     run_id: &str,
     known: Option<&Value>,
+    fresh: bool,
 ) -> Result<Value, ScenarioError> {
     let facts = match known.and_then(|k| serde_json::from_value::<E1Facts>(k.clone()).ok()) {
         Some(f) => f,
@@ -354,58 +396,62 @@ pub async fn instantiate(
         })?;
     let key = format!("e1:{run_id}");
     let user_id = facts.user.first().cloned();
+    let existing = match fresh {
+        true => None,
+        false => deps
+            .store
+            .list(
+                tables::EXPERIMENTS,
+                &ListQuery::new()
+                    .filter(Filter::eq("Key", key.as_str()))
+                    .max_records(1),
+            )
+            .await?
+            .first()
+            .map(typed::<tables::Experiment>)
+            .transpose()?,
+    };
+    let settled = existing
+        .as_ref()
+        .filter(|e| e.status != Some(ExperimentStatus::Active));
     let mut completed_previous = None;
-    if let Some(uid) = &user_id {
-        let user: tables::User = typed(&deps.store.get(tables::USERS, uid).await?)?;
-        if let Some(prev) = user.active_experiment.first() {
-            let previous: tables::Experiment =
-                typed(&deps.store.get(tables::EXPERIMENTS, prev).await?)?;
-            if previous.key.as_deref() != Some(key.as_str())
-                && previous.status == Some(ExperimentStatus::Active)
-            {
-                deps.store
-                    .update(
-                        tables::EXPERIMENTS,
-                        vec![(
-                            prev.clone(),
-                            fields(json!({ "Status": ExperimentStatus::Completed.as_str() })),
-                        )],
-                    )
-                    .await?;
-                completed_previous = Some(prev.clone());
+    let experiment_id = match settled {
+        Some(e) => e.id.clone(),
+        None => {
+            if let Some(uid) = &user_id {
+                completed_previous = complete_previous(deps, uid, &key).await?;
             }
+            let experiment = tables::Experiment {
+                key: Some(key.clone()),
+                title: proposal_text(&proposal, "title"),
+                user: user_id.iter().cloned().collect(),
+                baseline_pack: facts.baseline_pack.iter().cloned().collect(),
+                source_run: vec![run_id.to_owned()],
+                behavior: proposal_text(&proposal, "behavior"),
+                success_signal: proposal_text(&proposal, "success_signal"),
+                target_meetings: proposal.get("target_meetings").and_then(Value::as_i64),
+                status: Some(ExperimentStatus::Active),
+                started_at: facts.finished_at.clone(),
+                ..Default::default()
+            };
+            let written = deps
+                .store
+                .upsert(tables::EXPERIMENTS, vec![experiment.to_fields()])
+                .await?;
+            let id = written.first().map(|r| r.id.clone()).unwrap_or_default();
+            if existing.is_none() {
+                // A new experiment has no attempts yet: D1 can count from zero without a read.
+                deps.journal.start_attempt_tally(id.clone()).await?;
+            }
+            id
         }
-    }
-    let text = |field: &str| {
-        proposal
-            .get(field)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
     };
-    let experiment = tables::Experiment {
-        key: Some(key.clone()),
-        title: text("title"),
-        user: user_id.iter().cloned().collect(),
-        baseline_pack: facts.baseline_pack.iter().cloned().collect(),
-        source_run: vec![run_id.to_owned()],
-        behavior: text("behavior"),
-        success_signal: text("success_signal"),
-        target_meetings: proposal.get("target_meetings").and_then(Value::as_i64),
-        status: Some(ExperimentStatus::Active),
-        started_at: facts.finished_at.clone(),
-        ..Default::default()
-    };
-    let written = deps
-        .store
-        .upsert(tables::EXPERIMENTS, vec![experiment.to_fields()])
-        .await?;
-    let experiment_id = written.first().map(|r| r.id.clone()).unwrap_or_default();
     let event = tables::ExperimentEvent {
         key: Some(format!("{key}:instantiated")),
         experiment: vec![experiment_id.clone()],
         run: vec![run_id.to_owned()],
         event_type: Some(EventType::Instantiated),
-        evidence: text("behavior"),
+        evidence: proposal_text(&proposal, "behavior"),
         occurred_at: facts.finished_at.clone(),
         ..Default::default()
     };
@@ -414,7 +460,7 @@ pub async fn instantiate(
         .upsert(tables::EXPERIMENT_EVENTS, vec![event.to_fields()])
         .await?;
     let event_id = written.first().map(|r| r.id.clone()).unwrap_or_default();
-    if let Some(uid) = &user_id {
+    if let (Some(uid), None) = (&user_id, settled) {
         deps.store
             .update(
                 tables::USERS,
@@ -436,9 +482,48 @@ pub async fn instantiate(
             )
             .await?;
     }
-    Ok(
-        json!({ "experiment_id": experiment_id, "event_id": event_id, "completed_previous": completed_previous }),
-    )
+    let status = settled
+        .and_then(|e| e.status)
+        .unwrap_or(ExperimentStatus::Active);
+    Ok(json!({
+        "experiment_id": experiment_id,
+        "event_id": event_id,
+        "experiment_status": status.as_str(),
+        "completed_previous": completed_previous,
+    }))
+}
+
+fn proposal_text(proposal: &Value, field: &str) -> Option<String> {
+    proposal
+        .get(field)
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// Completes the user's active experiment unless it is the one with `key`; returns its id if it did.
+async fn complete_previous(
+    deps: &Deps,
+    user_id: &str,
+    key: &str,
+) -> Result<Option<String>, ScenarioError> {
+    let user: tables::User = typed(&deps.store.get(tables::USERS, user_id).await?)?;
+    let Some(prev) = user.active_experiment.first() else {
+        return Ok(None);
+    };
+    let previous: tables::Experiment = typed(&deps.store.get(tables::EXPERIMENTS, prev).await?)?;
+    if previous.key.as_deref() == Some(key) || previous.status != Some(ExperimentStatus::Active) {
+        return Ok(None);
+    }
+    deps.store
+        .update(
+            tables::EXPERIMENTS,
+            vec![(
+                prev.clone(),
+                fields(json!({ "Status": ExperimentStatus::Completed.as_str() })),
+            )],
+        )
+        .await?;
+    Ok(Some(prev.clone()))
 }
 
 fn run_id_body(body: &Value) -> Result<Value, ApiError> {
@@ -476,7 +561,7 @@ impl Hook for E1Hook {
     }
     async fn respond(&self, _key: &str, payload: Value) -> HookResult {
         let run_id = payload["run_id"].as_str().unwrap_or_default();
-        super::created(instantiate(&self.0, run_id, None).await?)
+        super::created(instantiate(&self.0, run_id, None, false).await?)
     }
 }
 
@@ -504,7 +589,18 @@ pub struct E1Job(pub Arc<Deps>);
 impl Scenario for E1Job {
     async fn run(&self, ctx: &JobContext) -> Result<JobOutcome, ScenarioError> {
         let run_id = ctx.job.payload["run_id"].as_str().unwrap_or_default();
-        let result = instantiate(&self.0, run_id, ctx.job.payload.get("run")).await?;
+        let fresh = ctx.job.replay_of.is_none()
+            && match &ctx.job.dedupe_key {
+                Some(key) => {
+                    !self
+                        .0
+                        .journal
+                        .succeeded_before(key.clone(), ctx.job.id.clone())
+                        .await?
+                }
+                None => false,
+            };
+        let result = instantiate(&self.0, run_id, ctx.job.payload.get("run"), fresh).await?;
         Ok(JobOutcome {
             result,
             follow_ups: vec![],

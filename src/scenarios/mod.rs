@@ -24,6 +24,7 @@ pub mod poller;
 pub mod single;
 pub mod transcripts;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
@@ -45,6 +46,8 @@ pub struct Deps {
     pub analyzer: Analyzer,
     pub journal: Journal,
     pub attachments: AttachmentPolicy,
+    /// One lock per experiment, so that D1s for the same experiment count its attempts one at a time.
+    experiment_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// An error of a scenario, typed so that HTTP and jobs can each answer it properly.
@@ -175,6 +178,26 @@ impl From<ScenarioError> for JobError {
 }
 
 impl Deps {
+    pub fn new(store: Store, analyzer: Analyzer, journal: Journal) -> Deps {
+        Deps {
+            store,
+            analyzer,
+            journal,
+            attachments: AttachmentPolicy::default(),
+            experiment_locks: Default::default(),
+        }
+    }
+
+    /// The lock of one experiment (locks nobody holds are dropped on the way).
+    pub(crate) fn experiment_lock(&self, experiment_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .experiment_locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        locks.entry(experiment_id.to_owned()).or_default().clone()
+    }
+
     /// Runs the analysis, answering from the journal's cache when the same input (transcripts,
     /// run type, prompt version, provider, model, experiment) was answered before.
     pub async fn analyze(

@@ -96,22 +96,53 @@ impl Scenario for SingleJob {
     }
 }
 
+/// Sets the request `Processing` and returns it as written, in one call: Airtable answers an update
+/// with the whole record (the official airtable.js client's `Record.patchUpdate` replaces the record's
+/// fields with that answer). Read again only if the answer lacks the transcript link.
+async fn claim(
+    deps: &Deps,
+    id: &str,
+    processing: coach_store::Fields,
+) -> Result<coach_store::Record, ScenarioError> {
+    let written = deps
+        .store
+        .update(tables::RUN_REQUESTS, vec![(id.to_owned(), processing)])
+        .await?;
+    match written.into_iter().next() {
+        Some(record) if record.fields.contains_key("Transcript") => Ok(record),
+        _ => Ok(deps.store.get(tables::RUN_REQUESTS, id).await?),
+    }
+}
+
 /// Runs one request end to end.
 pub async fn run_request(deps: &Deps, ctx: &JobContext) -> Result<JobOutcome, ScenarioError> {
     let started = std::time::Instant::now();
     let id = request_id(ctx);
-    let request: tables::RunRequest = typed(&deps.store.get(tables::RUN_REQUESTS, &id).await?)?;
     let replay = ctx.job.replay_of.is_some();
-    if request.status == Some(RunRequestStatus::Done) && !replay {
-        // A second delivery for a request that is already done: nothing to do, nothing written.
-        return Ok(JobOutcome {
-            result: json!({ "run_request_id": id, "skipped": "the run request is already Done", "run_record_id": request.run.first() }),
-            follow_ups: vec![],
-        });
-    }
-    deps.store
-        .update(tables::RUN_REQUESTS, vec![(id.clone(), fields(json!({ "Status": RunRequestStatus::Processing.as_str(), "Error": Value::Null })))])
-        .await?;
+    let processing =
+        || fields(json!({ "Status": RunRequestStatus::Processing.as_str(), "Error": Value::Null }));
+    let done_before = !replay
+        && deps
+            .journal
+            .succeeded_before(dedupe_key(&id), ctx.job.id.clone())
+            .await?;
+    let request: tables::RunRequest = if done_before {
+        // An R1 for this request succeeded already: a second delivery changes nothing unless an
+        // operator set the request back to `Queued` since.
+        let request: tables::RunRequest = typed(&deps.store.get(tables::RUN_REQUESTS, &id).await?)?;
+        if request.status == Some(RunRequestStatus::Done) {
+            return Ok(JobOutcome {
+                result: json!({ "run_request_id": id, "skipped": "the run request is already Done", "run_record_id": request.run.first() }),
+                follow_ups: vec![],
+            });
+        }
+        deps.store
+            .update(tables::RUN_REQUESTS, vec![(id.clone(), processing())])
+            .await?;
+        request
+    } else {
+        typed(&claim(deps, &id, processing()).await?)?
+    };
 
     let transcript_id = request.transcript.first().cloned().ok_or_else(|| {
         ScenarioError::unprocessable(

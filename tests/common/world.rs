@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use coach_coaching::fake::FakeOpenAi;
 use coach_coaching::{Analyzer, OpenAiClient, OpenAiConfig};
-use coach_store::attachment::AttachmentPolicy;
 use coach_store::fake::FakeAirtable;
 use coach_store::tables::{self, TableRecord, TranscriptFormat};
 use coach_store::{Fields, ListQuery, Record, Store};
@@ -230,12 +229,7 @@ impl WorldBuilder {
             ),
             None => (Analyzer::Rules, None),
         };
-        let deps = Arc::new(Deps {
-            store,
-            analyzer,
-            journal: journal.clone(),
-            attachments: AttachmentPolicy::default(),
-        });
+        let deps = Arc::new(Deps::new(store, analyzer, journal.clone()));
         World {
             app: TestApp {
                 address: String::new(),
@@ -366,6 +360,21 @@ impl World {
     /// Airtable calls the fake has answered since the last reset (0 on SQLite).
     pub fn calls(&self) -> usize {
         self.airtable.as_ref().map(|f| f.calls()).unwrap_or(0)
+    }
+
+    /// The Airtable calls since the last reset, one `METHOD table[/record]` line each (empty on SQLite).
+    pub fn call_trace(&self) -> Vec<String> {
+        let Some(f) = &self.airtable else {
+            return Vec::new();
+        };
+        let prefix = f.table_path("");
+        f.requests()
+            .iter()
+            .map(|c| {
+                let path = c.path.strip_prefix(&prefix).unwrap_or(&c.path);
+                format!("{} {path}", c.method)
+            })
+            .collect()
     }
 
     /// Resets the Airtable fake's counters (nothing on SQLite).
