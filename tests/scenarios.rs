@@ -543,3 +543,57 @@ async fn the_same_analysis_is_answered_from_the_cache_without_a_second_paid_call
         "the cached run records no new cost"
     );
 }
+
+#[tokio::test]
+async fn a_new_delivery_for_a_done_request_changes_nothing_until_an_operator_requeues_it() {
+    let w = World::builder().airtable_unlimited().start().await;
+    let (user, transcripts) = w.seed().await;
+    let id = w.run_request("done-1", &user, &transcripts[4]).await;
+    let deliver = |n: &'static str| {
+        let w = &w;
+        let id = id.clone();
+        async move {
+            let queued: Value = w
+                .app
+                .post_signed("r1", n, &json!({"run_request_id": id}))
+                .await
+                .json()
+                .await
+                .unwrap();
+            w.wait_all(queued["run_id"].as_str().unwrap()).await
+        }
+    };
+    let first = deliver("done-a").await;
+    assert_eq!(first["status"], "succeeded", "{first}");
+    assert!(
+        w.call_trace()
+            .iter()
+            .all(|c| !c.starts_with("GET Run Requests")),
+        "a first run claims the request with its Processing update, without reading it first"
+    );
+
+    // Another delivery (Make ran the scenario again): one read, nothing written.
+    w.reset_calls();
+    let second = deliver("done-b").await;
+    assert_eq!(
+        second["result"]["skipped"],
+        "the run request is already Done"
+    );
+    assert_eq!(w.call_trace(), vec![format!("GET Run Requests/{id}")]);
+    assert_eq!(w.records(tables::RUNS).await.len(), 1);
+
+    // An operator sets it back to Queued: the next delivery runs it again, as a new Run.
+    let mut f = coach_store::Fields::new();
+    f.insert("Status".into(), json!("Queued"));
+    w.deps
+        .store
+        .update(tables::RUN_REQUESTS, vec![(id.clone(), f)])
+        .await
+        .unwrap();
+    let third = deliver("done-c").await;
+    assert_eq!(third["status"], "succeeded", "{third}");
+    assert!(third["result"]["skipped"].is_null(), "{third}");
+    assert_eq!(w.records(tables::RUNS).await.len(), 2);
+    let request: tables::RunRequest = w.record(&id).await;
+    assert_eq!(request.status, Some(tables::RunRequestStatus::Done));
+}

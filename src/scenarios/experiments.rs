@@ -284,8 +284,11 @@ pub async fn record_attempt(
     }
     let attempts = runs.len();
     let completed = attempts >= target;
+    // This run's attempt is the one that reaches the target (also when this D1 runs again after a
+    // crash); attempts after it are recorded without completing the experiment a second time.
+    let completes = completed && attempts - 1 < target;
     let mut events = vec![event.to_fields()];
-    if completed {
+    if completes {
         let done = tables::ExperimentEvent {
             key: Some(format!("d1:{}:completed", experiment.id)),
             experiment: vec![experiment.id.clone()],
@@ -302,7 +305,7 @@ pub async fn record_attempt(
     }
     let written = deps.store.upsert(tables::EXPERIMENT_EVENTS, events).await?;
     let event_id = written.first().map(|r| r.id.clone()).unwrap_or_default();
-    if completed {
+    if completes {
         deps.store
             .update(
                 tables::EXPERIMENTS,
