@@ -1,0 +1,126 @@
+//! The README's run command, `coach-worker serve --demo`, as a user runs it: the real binary on a
+//! fresh data dir with no configuration at all. The story it prints must finish, `coach-worker runs
+//! list` must show it with the admin token the demo printed, and the embedded store must hold what
+//! the story wrote.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use coach_store::Store;
+use coach_store::tables::{self, EventType, ExperimentStatus, TableRecord};
+use serde_json::Value;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn serve_demo_runs_the_whole_story_on_embedded_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coach-worker"))
+        .args(["serve", "--demo"])
+        .env("COACH_LISTEN", format!("127.0.0.1:{port}"))
+        .env("COACH_DATA_DIR", dir.path())
+        .env("RUST_LOG", "warn")
+        .env_remove("COACH_WEBHOOK_SECRETS")
+        .env_remove("COACH_ADMIN_TOKEN")
+        .env_remove("AIRTABLE_TOKEN")
+        .env_remove("AIRTABLE_BASE_ID")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("COACH_PROVIDER")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the worker");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let finished = loop {
+        match rx.recv_timeout(Duration::from_secs(90)) {
+            Ok(line) => {
+                let done = line.starts_with("demo: done");
+                lines.push(line);
+                if done {
+                    break true;
+                }
+            }
+            Err(_) => break false,
+        }
+    };
+    assert!(finished, "the demo did not finish: {lines:#?}");
+    let r1_lines: Vec<&String> = lines.iter().filter(|l| l.starts_with("demo: R1")).collect();
+    assert_eq!(r1_lines.len(), 3, "{lines:#?}");
+    for l in &r1_lines {
+        assert!(l.contains(" succeeded, attempt event succeeded"), "{l}");
+    }
+    let token = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("demo admin token (for /admin and `coach-worker runs`): "))
+        .expect("the demo prints an admin token")
+        .to_owned();
+
+    // The CLI from the README, with the printed token.
+    let out = Command::new(env!("CARGO_BIN_EXE_coach-worker"))
+        .args(["runs", "list", "--json", "--per-page", "100"])
+        .env("COACH_URL", format!("http://127.0.0.1:{port}"))
+        .env("COACH_ADMIN_TOKEN", &token)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs = listed["runs"].as_array().unwrap();
+    // The build, E1, three R1 and three D1 jobs.
+    assert_eq!(runs.len(), 8, "{listed}");
+    assert!(runs.iter().all(|r| r["status"] == "succeeded"), "{listed}");
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // What the story wrote to the embedded store.
+    let store = Store::sqlite(&dir.path().join("store.db")).unwrap();
+    let all = |table: &'static str| {
+        let store = store.clone();
+        async move { store.list(table, &Default::default()).await.unwrap() }
+    };
+    assert_eq!(all(tables::RUNS).await.len(), 4);
+    let experiments = all(tables::EXPERIMENTS).await;
+    assert_eq!(experiments.len(), 1);
+    let experiment = tables::Experiment::from_record(&experiments[0]).unwrap();
+    let events: Vec<tables::ExperimentEvent> = all(tables::EXPERIMENT_EVENTS)
+        .await
+        .iter()
+        .map(|r| tables::ExperimentEvent::from_record(r).unwrap())
+        .collect();
+    let count = |t: EventType| events.iter().filter(|e| e.event_type == Some(t)).count();
+    assert_eq!(count(EventType::Instantiated), 1);
+    assert_eq!(count(EventType::Attempt), 3);
+    if experiment.target_meetings == Some(3) {
+        assert_eq!(experiment.status, Some(ExperimentStatus::Completed));
+        assert_eq!(count(EventType::Completed), 1);
+    }
+    for r in all(tables::RUN_REQUESTS).await {
+        let request = tables::RunRequest::from_record(&r).unwrap();
+        assert_eq!(request.status, Some(tables::RunRequestStatus::Done));
+        assert_eq!(request.run.len(), 1);
+    }
+}
