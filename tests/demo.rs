@@ -3,8 +3,6 @@
 //! list` must show it with the admin token the demo printed, and the embedded store must hold what
 //! the story wrote.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
