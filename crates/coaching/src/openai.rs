@@ -11,7 +11,7 @@
 //!   409, 429 and 5xx are retried up to `max_retries` times with exponential backoff (base 0.5 s,
 //!   doubling, capped at 8 s) and "equal jitter" (a random 50–100 % of the step, so concurrent
 //!   runs spread out but never retry instantly). A server hint wins: `retry-after-ms`, then
-//!   `retry-after` in seconds (the HTTP-date form is ignored and backoff used). A hint above
+//!   `retry-after` in seconds or as an HTTP date. A hint above
 //!   `max_retry_after` (120 s) is not slept on: the call fails as transient with the hint, and the
 //!   worker's job scheduler, which persists across restarts, waits instead. 429 with
 //!   `insufficient_quota` or a billing code, and every other 4xx, are permanent: retrying cannot
@@ -810,19 +810,27 @@ fn transport_failure(e: &reqwest::Error) -> TryOutcome {
     }
 }
 
-/// The server's retry hint: `retry-after-ms` (milliseconds), then `retry-after` (seconds).
+/// The server's retry hint: `retry-after-ms` (milliseconds), then `retry-after` (seconds, or an
+/// HTTP date such as `Sun, 06 Nov 1994 08:49:37 GMT`, RFC 9110 §10.2.3; a date in the past means now).
 pub fn retry_hint(headers: &HeaderMap) -> Option<Duration> {
-    let num = |name: &str| {
+    let text = |name: &str| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|v| v.is_finite() && *v >= 0.0)
+            .map(str::trim)
     };
-    if let Some(ms) = num("retry-after-ms") {
+    let num = |v: &str| v.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0);
+    if let Some(ms) = text("retry-after-ms").and_then(num) {
         return Some(Duration::from_secs_f64(ms / 1000.0));
     }
-    num("retry-after").map(Duration::from_secs_f64)
+    let value = text("retry-after")?;
+    if let Some(secs) = num(value) {
+        return Some(Duration::from_secs_f64(secs));
+    }
+    let at =
+        time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
+    let wait = at - time::OffsetDateTime::now_utc();
+    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
 }
 
 /// `error.code` / `error.type` / `error.message` / `error.param` of an error body.
@@ -907,6 +915,44 @@ fn classify_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_hints_in_milliseconds_seconds_and_http_dates() {
+        let hint = |pairs: &[(&'static str, String)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, v.parse().unwrap());
+            }
+            retry_hint(&h)
+        };
+        assert_eq!(
+            hint(&[
+                ("retry-after-ms", "250".into()),
+                ("retry-after", "9".into())
+            ]),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            hint(&[("retry-after", "2".into())]),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            hint(&[("retry-after", "Sun, 06 Nov 1994 08:49:37 GMT".into())]),
+            Some(Duration::ZERO),
+            "a date in the past means retry now"
+        );
+        let later = (time::OffsetDateTime::now_utc() + time::Duration::seconds(30))
+            .format(&time::format_description::well_known::Rfc2822)
+            .unwrap();
+        let later = later.replace("+0000", "GMT");
+        let wait = hint(&[("retry-after", later)]).unwrap();
+        assert!(
+            wait > Duration::from_secs(25) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        assert_eq!(hint(&[("retry-after", "soon".into())]), None);
+        assert_eq!(hint(&[("retry-after", "-3".into())]), None);
+    }
 
     #[test]
     fn prices_match_snapshots_by_prefix() {
