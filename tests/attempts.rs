@@ -186,3 +186,80 @@ async fn meetings_finishing_together_complete_the_experiment_once() {
     let e: tables::Experiment = w.record(&experiment).await;
     assert_eq!(e.status, Some(ExperimentStatus::Completed));
 }
+
+#[tokio::test]
+async fn replaying_a_meeting_updates_its_attempt_instead_of_counting_it_twice() {
+    const TOKEN: &str = "attempts-admin-token";
+    let w = World::builder().admin_token(TOKEN).start().await;
+    let (user, transcripts) = w.seed().await;
+    let experiment = w.hand_experiment(&user, 3).await;
+    let request = w.run_request("replayed", &user, &transcripts[3]).await;
+    let queued: Value = w
+        .app
+        .post_signed("r1", "replayed-1", &json!({ "run_request_id": request }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let first = w.wait_all(queued["run_id"].as_str().unwrap()).await;
+    assert_eq!(first["follow_ups"][0]["status"], "succeeded", "{first}");
+
+    // Replayed twice over (a replay of the replay), each with its own new Run.
+    let mut replayed = first["run_id"].as_str().unwrap().to_owned();
+    for _ in 0..2 {
+        let answer: Value = w
+            .app
+            .client
+            .post(format!("{}/v1/admin/runs/{replayed}/replay", w.app.address))
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .json(&json!({ "bypass_cache": true }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        replayed = answer["run_id"].as_str().unwrap().to_owned();
+        let run = w.wait_all(&replayed).await;
+        assert_eq!(run["follow_ups"][0]["status"], "succeeded", "{run}");
+        let (_, d1) = w
+            .app
+            .get_json(&format!(
+                "/v1/runs/{}",
+                run["follow_ups"][0]["run_id"].as_str().unwrap()
+            ))
+            .await;
+        assert_eq!(d1["result"]["attempts"], 1, "the same meeting: {d1}");
+    }
+
+    let runs: Vec<tables::Run> = w.all().await;
+    assert_eq!(runs.len(), 3);
+    let attempts = w.events_of(EventType::Attempt).await;
+    assert_eq!(attempts.len(), 1, "one attempt event for the meeting");
+    let newest = runs
+        .iter()
+        .find(|r| {
+            r.replay_of
+                .first()
+                .is_some_and(|p| runs.iter().any(|q| &q.id == p && !q.replay_of.is_empty()))
+        })
+        .expect("the replay of the replay");
+    assert_eq!(
+        attempts[0].run,
+        vec![newest.id.clone()],
+        "linked to the newest run"
+    );
+
+    // D1 asked by hand for the newest run finds the same attempt.
+    let d1: Value = w
+        .app
+        .post_signed("d1", "replayed-d1", &json!({ "run_id": newest.id }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(d1["attempts"], 1, "{d1}");
+    assert_eq!(w.events_of(EventType::Attempt).await.len(), 1);
+    let e: tables::Experiment = w.record(&experiment).await;
+    assert_eq!(e.status, Some(ExperimentStatus::Active));
+}

@@ -50,7 +50,19 @@ pub fn replay_job(old: &Job, bypass_cache: bool) -> NewJob {
         .filter(|v| v.is_string())
         .cloned()
         .unwrap_or(Value::Null);
-    job.options = json!({ "replay_of_record": old_record, "bypass_cache": bypass_cache });
+    // The first Run of a chain of replays: D1 keys a meeting's attempt on it, so replaying a run
+    // that succeeded updates its attempt event instead of counting the meeting twice.
+    let root_record = old
+        .options
+        .get("replay_root_record")
+        .filter(|v| v.is_string())
+        .cloned()
+        .unwrap_or_else(|| old_record.clone());
+    job.options = json!({
+        "replay_of_record": old_record,
+        "replay_root_record": root_record,
+        "bypass_cache": bypass_cache,
+    });
     job
 }
 

@@ -56,6 +56,9 @@ struct D1Facts {
     meeting_date: Option<String>,
     attempt: Value,
     finished_at: Option<String>,
+    /// The run the attempt is keyed on: the first Run of a chain of replays (else the run itself).
+    #[serde(default)]
+    attempt_run: Option<String>,
 }
 
 /// What D1 did.
@@ -139,10 +142,12 @@ async fn read_d1_facts(deps: &Deps, run_id: &str) -> Result<D1Facts, ScenarioErr
             .cloned()
             .unwrap_or(Value::Null),
         finished_at: run.finished_at.clone(),
+        attempt_run: None,
     };
     if run.status != Some(RunStatus::Succeeded) {
         return Ok(facts);
     }
+    facts.attempt_run = Some(replay_root(deps, &run).await?);
     if let Some(uid) = &facts.user_id {
         let user: tables::User = typed(&deps.store.get(tables::USERS, uid).await?)?;
         if let Some(eid) = user.active_experiment.first() {
@@ -157,6 +162,19 @@ async fn read_d1_facts(deps: &Deps, run_id: &str) -> Result<D1Facts, ScenarioErr
         facts.meeting_date = t.meeting_date;
     }
     Ok(facts)
+}
+
+/// The first Run of the chain of replays `run` ends (followed through `Replay Of`, at most 20 back).
+async fn replay_root(deps: &Deps, run: &tables::Run) -> Result<String, ScenarioError> {
+    let mut root = run.id.clone();
+    let mut previous = run.replay_of.first().cloned();
+    for _ in 0..20 {
+        let Some(id) = previous else { break };
+        let earlier: tables::Run = typed(&deps.store.get(tables::RUNS, &id).await?)?;
+        previous = earlier.replay_of.first().cloned();
+        root = id;
+    }
+    Ok(root)
 }
 
 /// The evidence text of an attempt judgement: each quote with its span id, then the note.
@@ -178,8 +196,13 @@ fn evidence_text(attempt: &Value) -> String {
     out.trim().to_owned()
 }
 
-/// The runs of the experiment's `attempt` events in the store (an event without a run counts once,
-/// under its own id).
+/// The Key of the attempt event of a run (the first run of its chain of replays) in an experiment.
+fn attempt_key(experiment_id: &str, attempt_run: &str) -> String {
+    format!("d1:{experiment_id}:{attempt_run}")
+}
+
+/// The runs the experiment's `attempt` events in the store are keyed on (an event made by hand,
+/// with another Key, counts once under its own id).
 async fn listed_attempt_runs(
     deps: &Deps,
     experiment: &ExperimentFacts,
@@ -193,16 +216,16 @@ async fn listed_attempt_runs(
                     Filter::link_contains("Experiment", &experiment.key),
                     Filter::eq("Type", EventType::Attempt.as_str()),
                 ]))
-                .fields(["Run"]),
+                .fields(["Key"]),
         )
         .await?;
+    let prefix = attempt_key(&experiment.id, "");
     Ok(events
         .iter()
         .map(|e| {
-            e.fields
-                .get("Run")
-                .and_then(|r| r.get(0))
-                .and_then(Value::as_str)
+            e.text("Key")
+                .and_then(|k| k.strip_prefix(&prefix))
+                .filter(|run| !run.is_empty())
                 .map_or_else(|| format!("event:{}", e.id), str::to_owned)
         })
         .collect())
@@ -253,8 +276,9 @@ pub async fn record_attempt(
     } else {
         evidence_text(&facts.attempt)
     };
+    let attempt_run = facts.attempt_run.as_deref().unwrap_or(run_id);
     let event = tables::ExperimentEvent {
-        key: Some(format!("d1:{}:{run_id}", experiment.id)),
+        key: Some(attempt_key(&experiment.id, attempt_run)),
         experiment: vec![experiment.id.clone()],
         run: vec![run_id.to_owned()],
         event_type: Some(EventType::Attempt),
@@ -274,13 +298,13 @@ pub async fn record_attempt(
         .journal
         .attempt_tally(experiment.id.clone())
         .await?
-        .filter(|runs| runs.len() + usize::from(!runs.iter().any(|r| r == run_id)) < target);
+        .filter(|runs| runs.len() + usize::from(!runs.iter().any(|r| r == attempt_run)) < target);
     let mut runs = match known {
         Some(runs) => runs,
         None => listed_attempt_runs(deps, &experiment).await?,
     };
-    if !runs.iter().any(|r| r == run_id) {
-        runs.push(run_id.to_owned());
+    if !runs.iter().any(|r| r == attempt_run) {
+        runs.push(attempt_run.to_owned());
     }
     let attempts = runs.len();
     let completed = attempts >= target;

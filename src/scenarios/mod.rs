@@ -323,6 +323,15 @@ pub fn replay_of_record(ctx: &JobContext) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The first Run record of the chain of replays this job belongs to, if it is a replay.
+pub fn replay_root_record(ctx: &JobContext) -> Option<String> {
+    ctx.job
+        .options
+        .get("replay_root_record")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
 /// The Key of the Run record a job writes: stable across the job's retries and restarts; a replay
 /// is a new job and so a new Run (linked to the old one through `Replay Of`).
 pub fn run_key(ctx: &JobContext) -> String {

@@ -228,6 +228,7 @@ pub async fn run_request(deps: &Deps, ctx: &JobContext) -> Result<JobOutcome, Sc
                     "meeting_date": parsed.record.meeting_date,
                     "attempt": analysis.output.get("experiment_attempt").cloned().unwrap_or(Value::Null),
                     "finished_at": run.finished_at,
+                    "attempt_run": super::replay_root_record(ctx).unwrap_or_else(|| run_record_id.clone()),
                 }
             }),
         );
