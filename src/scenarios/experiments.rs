@@ -616,17 +616,7 @@ pub struct E1Job(pub Arc<Deps>);
 impl Scenario for E1Job {
     async fn run(&self, ctx: &JobContext) -> Result<JobOutcome, ScenarioError> {
         let run_id = ctx.job.payload["run_id"].as_str().unwrap_or_default();
-        let fresh = ctx.job.replay_of.is_none()
-            && match &ctx.job.dedupe_key {
-                Some(key) => {
-                    !self
-                        .0
-                        .journal
-                        .succeeded_before(key.clone(), ctx.job.id.clone())
-                        .await?
-                }
-                None => false,
-            };
+        let fresh = super::earlier_success(&self.0, ctx).await? == Some(false);
         let result = instantiate(&self.0, run_id, ctx.job.payload.get("run"), fresh).await?;
         Ok(JobOutcome {
             result,

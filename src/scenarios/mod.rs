@@ -323,6 +323,19 @@ pub fn replay_of_record(ctx: &JobContext) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Whether another job doing this job's work (the same dedupe key) has already succeeded, by the
+/// journal; `None` for a replay or a job without a dedupe key, where the journal cannot tell.
+pub async fn earlier_success(deps: &Deps, ctx: &JobContext) -> Result<Option<bool>, ScenarioError> {
+    match (&ctx.job.replay_of, &ctx.job.dedupe_key) {
+        (None, Some(key)) => Ok(Some(
+            deps.journal
+                .succeeded_before(key.clone(), ctx.job.id.clone())
+                .await?,
+        )),
+        _ => Ok(None),
+    }
+}
+
 /// The first Run record of the chain of replays this job belongs to, if it is a replay.
 pub fn replay_root_record(ctx: &JobContext) -> Option<String> {
     ctx.job

@@ -118,15 +118,9 @@ async fn claim(
 pub async fn run_request(deps: &Deps, ctx: &JobContext) -> Result<JobOutcome, ScenarioError> {
     let started = std::time::Instant::now();
     let id = request_id(ctx);
-    let replay = ctx.job.replay_of.is_some();
     let processing =
         || fields(json!({ "Status": RunRequestStatus::Processing.as_str(), "Error": Value::Null }));
-    let done_before = !replay
-        && deps
-            .journal
-            .succeeded_before(dedupe_key(&id), ctx.job.id.clone())
-            .await?;
-    let request: tables::RunRequest = if done_before {
+    let request: tables::RunRequest = if super::earlier_success(deps, ctx).await? == Some(true) {
         // An R1 for this request succeeded already: a second delivery changes nothing unless an
         // operator set the request back to `Queued` since.
         let request: tables::RunRequest = typed(&deps.store.get(tables::RUN_REQUESTS, &id).await?)?;
