@@ -40,26 +40,10 @@ impl World {
     /// Sends R1 for a new request on `transcript` and waits for it and its D1; returns the D1's result.
     async fn meeting(&self, n: usize, user: &str, transcript: &str) -> Value {
         let request = self.run_request(&format!("m:{n}"), user, transcript).await;
-        let queued: Value = self
-            .app
-            .post_signed(
-                "r1",
-                &format!("m-{n}"),
-                &json!({ "run_request_id": request }),
-            )
-            .await
-            .json()
-            .await
-            .unwrap();
-        let run = self.wait_all(queued["run_id"].as_str().unwrap()).await;
+        let run = self.r1(&format!("m-{n}"), &request).await;
         assert_eq!(run["status"], "succeeded", "{run}");
-        let d1 = &run["follow_ups"][0];
-        assert_eq!(d1["kind"], "d1", "{run}");
-        self.app
-            .get_json(&format!("/v1/runs/{}", d1["run_id"].as_str().unwrap()))
-            .await
-            .1["result"]
-            .clone()
+        assert_eq!(run["follow_ups"][0]["kind"], "d1", "{run}");
+        self.follow_up_result(&run).await
     }
 
     async fn events_of(&self, kind: EventType) -> Vec<tables::ExperimentEvent> {
@@ -164,13 +148,8 @@ async fn meetings_finishing_together_complete_the_experiment_once() {
     for id in &sent {
         let run = w.wait_all(id).await;
         assert_eq!(run["status"], "succeeded", "{run}");
-        let d1 = &run["follow_ups"][0];
-        assert_eq!(d1["status"], "succeeded", "{run}");
-        let (_, d1) = w
-            .app
-            .get_json(&format!("/v1/runs/{}", d1["run_id"].as_str().unwrap()))
-            .await;
-        if d1["result"]["attempts"] == 3 {
+        assert_eq!(run["follow_ups"][0]["status"], "succeeded", "{run}");
+        if w.follow_up_result(&run).await["attempts"] == 3 {
             completing += 1;
         }
     }
@@ -194,14 +173,7 @@ async fn replaying_a_meeting_updates_its_attempt_instead_of_counting_it_twice() 
     let (user, transcripts) = w.seed().await;
     let experiment = w.hand_experiment(&user, 3).await;
     let request = w.run_request("replayed", &user, &transcripts[3]).await;
-    let queued: Value = w
-        .app
-        .post_signed("r1", "replayed-1", &json!({ "run_request_id": request }))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let first = w.wait_all(queued["run_id"].as_str().unwrap()).await;
+    let first = w.r1("replayed-1", &request).await;
     assert_eq!(first["follow_ups"][0]["status"], "succeeded", "{first}");
 
     // Replayed twice over (a replay of the replay), each with its own new Run.
@@ -222,14 +194,8 @@ async fn replaying_a_meeting_updates_its_attempt_instead_of_counting_it_twice() 
         replayed = answer["run_id"].as_str().unwrap().to_owned();
         let run = w.wait_all(&replayed).await;
         assert_eq!(run["follow_ups"][0]["status"], "succeeded", "{run}");
-        let (_, d1) = w
-            .app
-            .get_json(&format!(
-                "/v1/runs/{}",
-                run["follow_ups"][0]["run_id"].as_str().unwrap()
-            ))
-            .await;
-        assert_eq!(d1["result"]["attempts"], 1, "the same meeting: {d1}");
+        let d1 = w.follow_up_result(&run).await;
+        assert_eq!(d1["attempts"], 1, "the same meeting: {d1}");
     }
 
     let runs: Vec<tables::Run> = w.all().await;

@@ -113,17 +113,6 @@ impl World {
         })
         .await
     }
-
-    /// Delivers R1 for a request and waits for it and its D1.
-    async fn r1(&self, delivery: &str, request_id: &str) -> Value {
-        let resp = self
-            .app
-            .post_signed("r1", delivery, &json!({ "run_request_id": request_id }))
-            .await;
-        assert_eq!(resp.status(), 202);
-        let queued: Value = resp.json().await.unwrap();
-        self.wait_all(queued["run_id"].as_str().unwrap()).await
-    }
 }
 
 /// Six-word phrases from the sample transcripts: the last six words of every sentence of eight

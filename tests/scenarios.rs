@@ -521,14 +521,7 @@ async fn the_same_analysis_is_answered_from_the_cache_without_a_second_paid_call
     let (user, transcripts) = w.seed().await;
     for (i, key) in ["cache-1", "cache-2"].iter().enumerate() {
         let id = queue_request(&w, key, &user, &transcripts[4]).await;
-        let queued: Value = w
-            .app
-            .post_signed("r1", &format!("cache-{i}"), &json!({"run_request_id": id}))
-            .await
-            .json()
-            .await
-            .unwrap();
-        let run = w.wait_all(queued["run_id"].as_str().unwrap()).await;
+        let run = w.r1(&format!("cache-{i}"), &id).await;
         assert_eq!(run["result"]["cached"], i == 1, "{run}");
     }
     assert_eq!(
@@ -549,21 +542,7 @@ async fn a_new_delivery_for_a_done_request_changes_nothing_until_an_operator_req
     let w = World::builder().airtable_unlimited().start().await;
     let (user, transcripts) = w.seed().await;
     let id = w.run_request("done-1", &user, &transcripts[4]).await;
-    let deliver = |n: &'static str| {
-        let w = &w;
-        let id = id.clone();
-        async move {
-            let queued: Value = w
-                .app
-                .post_signed("r1", n, &json!({"run_request_id": id}))
-                .await
-                .json()
-                .await
-                .unwrap();
-            w.wait_all(queued["run_id"].as_str().unwrap()).await
-        }
-    };
-    let first = deliver("done-a").await;
+    let first = w.r1("done-a", &id).await;
     assert_eq!(first["status"], "succeeded", "{first}");
     assert!(
         w.call_trace()
@@ -574,7 +553,7 @@ async fn a_new_delivery_for_a_done_request_changes_nothing_until_an_operator_req
 
     // Another delivery (Make ran the scenario again): one read, nothing written.
     w.reset_calls();
-    let second = deliver("done-b").await;
+    let second = w.r1("done-b", &id).await;
     assert_eq!(
         second["result"]["skipped"],
         "the run request is already Done"
@@ -590,7 +569,7 @@ async fn a_new_delivery_for_a_done_request_changes_nothing_until_an_operator_req
         .update(tables::RUN_REQUESTS, vec![(id.clone(), f)])
         .await
         .unwrap();
-    let third = deliver("done-c").await;
+    let third = w.r1("done-c", &id).await;
     assert_eq!(third["status"], "succeeded", "{third}");
     assert!(third["result"]["skipped"].is_null(), "{third}");
     assert_eq!(w.records(tables::RUNS).await.len(), 2);

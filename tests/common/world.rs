@@ -506,6 +506,24 @@ impl World {
         self.app.get_json(&format!("/v1/runs/{run_id}")).await.1
     }
 
+    /// Sends R1 for a Run Request (signed, as delivery `delivery`) and waits for the run and its
+    /// follow-ups; returns the run as `/v1/runs` shows it then.
+    pub async fn r1(&self, delivery: &str, request_id: &str) -> Value {
+        let resp = self
+            .app
+            .post_signed("r1", delivery, &json!({ "run_request_id": request_id }))
+            .await;
+        assert_eq!(resp.status(), 202);
+        let queued: Value = resp.json().await.unwrap();
+        self.wait_all(queued["run_id"].as_str().unwrap()).await
+    }
+
+    /// The result of a finished run's first follow-up (the D1 after an R1, the E1 after a build).
+    pub async fn follow_up_result(&self, run: &Value) -> Value {
+        let id = run["follow_ups"][0]["run_id"].as_str().unwrap();
+        self.app.get_json(&format!("/v1/runs/{id}")).await.1["result"].clone()
+    }
+
     /// Jobs in the journal, whatever their state.
     pub async fn job_count(&self) -> u64 {
         self.app
