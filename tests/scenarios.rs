@@ -211,22 +211,11 @@ async fn bad_input_gets_stable_codes_and_writes_nothing() {
     let w = world(false).start().await;
     let (user_id, transcripts) = w.seed().await;
     let other = w
-        .deps
-        .store
-        .create(
-            tables::USERS,
-            vec![
-                tables::User {
-                    name: Some("Someone Else".into()),
-                    ..Default::default()
-                }
-                .to_fields(),
-            ],
-        )
-        .await
-        .unwrap()[0]
-        .id
-        .clone();
+        .create(&tables::User {
+            name: Some("Someone Else".into()),
+            ..Default::default()
+        })
+        .await;
     let cases: Vec<(&str, Value, u16, &str)> = vec![
         (
             "a1",
@@ -320,24 +309,13 @@ async fn bad_input_gets_stable_codes_and_writes_nothing() {
 
     // D1 on an unfinished run, E1 on a single-meeting run.
     let queued_run = w
-        .deps
-        .store
-        .upsert(
-            tables::RUNS,
-            vec![
-                tables::Run {
-                    key: Some("k1".into()),
-                    run_type: Some(tables::RunType::SingleMeeting),
-                    status: Some(tables::RunStatus::Running),
-                    ..Default::default()
-                }
-                .to_fields(),
-            ],
-        )
-        .await
-        .unwrap()[0]
-        .id
-        .clone();
+        .create(&tables::Run {
+            key: Some("k1".into()),
+            run_type: Some(tables::RunType::SingleMeeting),
+            status: Some(tables::RunStatus::Running),
+            ..Default::default()
+        })
+        .await;
     let resp = w
         .app
         .post_signed("d1", "d1-unfinished", &json!({"run_id": queued_run}))
@@ -359,55 +337,9 @@ async fn bad_input_gets_stable_codes_and_writes_nothing() {
     assert!(w.records(tables::EXPERIMENT_EVENTS).await.is_empty());
 
     // An unparseable transcript: the error lands on the Transcript and on the Run Request.
-    let bad = w
-        .deps
-        .store
-        .create(
-            tables::TRANSCRIPTS,
-            vec![
-                tables::Transcript {
-                    title: Some("no speakers".into()),
-                    user: vec![user_id.clone()],
-                    transcript: Some(
-                        "WEBVTT\n\n00:00:01.000 --> 00:00:02.000\n>> HELLO THERE\n".into(),
-                    ),
-                    ..Default::default()
-                }
-                .to_fields(),
-            ],
-        )
-        .await
-        .unwrap()[0]
-        .id
-        .clone();
-    let request_id = w
-        .deps
-        .store
-        .upsert(
-            tables::RUN_REQUESTS,
-            vec![
-                tables::RunRequest {
-                    key: Some("bad".into()),
-                    user: vec![user_id],
-                    transcript: vec![bad.clone()],
-                    status: Some(tables::RunRequestStatus::Queued),
-                    ..Default::default()
-                }
-                .to_fields(),
-            ],
-        )
-        .await
-        .unwrap()[0]
-        .id
-        .clone();
-    let queued: Value = w
-        .app
-        .post_signed("r1", "r1-bad", &json!({"run_request_id": request_id}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let run = w.app.wait_run(queued["run_id"].as_str().unwrap()).await;
+    let bad = w.unlabelled_transcript(&user_id).await;
+    let request_id = w.run_request("bad", &user_id, &bad).await;
+    let run = w.r1("r1-bad", &request_id).await;
     assert_eq!(run["status"], "failed");
     assert_eq!(run["error"]["code"], "NO_SPEAKER_LABELS");
     assert_eq!(run["attempts"], 1, "a bad transcript is not retried");
