@@ -714,18 +714,19 @@ impl State {
         Ok(fields)
     }
 
+    /// The fields of every record of a create or upsert body, each checked against the table.
+    fn new_fields(&self, t: &TableSchema, body: &Value) -> Result<Vec<Fields>, Reply> {
+        Self::write_records(body)?
+            .iter()
+            .map(|rec| self.fields_of(t, rec))
+            .collect()
+    }
+
     fn create(&mut self, t: &TableSchema, body: Value) -> Reply {
-        let recs = match Self::write_records(&body) {
-            Ok(r) => r,
+        let all = match self.new_fields(t, &body) {
+            Ok(all) => all,
             Err(e) => return e,
         };
-        let mut all = Vec::new();
-        for rec in &recs {
-            match self.fields_of(t, rec) {
-                Ok(f) => all.push(f),
-                Err(e) => return e,
-            }
-        }
         let out: Vec<Record> = all.into_iter().map(|f| self.insert_record(t, f)).collect();
         (200, json!({ "records": out }))
     }
@@ -805,17 +806,10 @@ impl State {
                 );
             }
         }
-        let recs = match Self::write_records(&body) {
-            Ok(r) => r,
+        let all = match self.new_fields(t, &body) {
+            Ok(all) => all,
             Err(e) => return e,
         };
-        let mut all = Vec::new();
-        for rec in &recs {
-            match self.fields_of(t, rec) {
-                Ok(f) => all.push(f),
-                Err(e) => return e,
-            }
-        }
         // Resolve every match before writing, as one request is applied atomically.
         let mut plan = Vec::new();
         for f in &all {
