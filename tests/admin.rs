@@ -29,29 +29,6 @@ impl World {
             .await
     }
 
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-        auth: Option<&str>,
-    ) -> (u16, Value) {
-        let url = format!("{}{path}", self.app.address);
-        let mut req = match method {
-            "GET" => self.app.client.get(url),
-            _ => self.app.client.post(url),
-        };
-        if let Some(a) = auth {
-            req = req.header("authorization", a);
-        }
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
     /// Waits until no job is queued, running or waiting for a retry (ignoring `parked` ones).
     async fn settle(&self, parked: u64) {
         let active = JobFilter {

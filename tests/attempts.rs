@@ -179,18 +179,15 @@ async fn replaying_a_meeting_updates_its_attempt_instead_of_counting_it_twice() 
     // Replayed twice over (a replay of the replay), each with its own new Run.
     let mut replayed = first["run_id"].as_str().unwrap().to_owned();
     for _ in 0..2 {
-        let answer: Value = w
-            .app
-            .client
-            .post(format!("{}/v1/admin/runs/{replayed}/replay", w.app.address))
-            .header("authorization", format!("Bearer {TOKEN}"))
-            .json(&json!({ "bypass_cache": true }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let (status, answer) = w
+            .call(
+                "POST",
+                &format!("/v1/admin/runs/{replayed}/replay"),
+                Some(json!({ "bypass_cache": true })),
+                Some(&format!("Bearer {TOKEN}")),
+            )
+            .await;
+        assert_eq!(status, 202, "{answer}");
         replayed = answer["run_id"].as_str().unwrap().to_owned();
         let run = w.wait_all(&replayed).await;
         assert_eq!(run["follow_ups"][0]["status"], "succeeded", "{run}");

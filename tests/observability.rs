@@ -306,24 +306,11 @@ async fn logs_hold_no_secret_or_transcript_and_metrics_cover_the_story() {
         .await;
     let failed = w.r1("obs-r1-quota", &request).await;
     assert_eq!(failed["status"], "failed", "{failed}");
-    let resp = w
-        .app
-        .client
-        .get(format!("{}/v1/admin/runs", w.app.address))
-        .bearer_auth(WRONG_ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 401);
-    let resp = w
-        .app
-        .client
-        .get(format!("{}/v1/admin/runs", w.app.address))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    for (token, status) in [(WRONG_ADMIN_TOKEN, 401), (ADMIN_TOKEN, 200)] {
+        let bearer = format!("Bearer {token}");
+        let (got, _) = w.call("GET", "/v1/admin/runs", None, Some(&bearer)).await;
+        assert_eq!(got, status);
+    }
 
     // /metrics after the story.
     let metrics = w

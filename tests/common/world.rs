@@ -506,6 +506,31 @@ impl World {
         self.app.get_json(&format!("/v1/runs/{run_id}")).await.1
     }
 
+    /// A GET (or, for any other method, a POST with `body` as JSON) to the worker, with an optional
+    /// `Authorization` header; returns the status and the JSON answer (`null` when not JSON).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        auth: Option<&str>,
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.app.address);
+        let mut req = match method {
+            "GET" => self.app.client.get(url),
+            _ => self.app.client.post(url),
+        };
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
     /// Sends R1 for a Run Request (signed, as delivery `delivery`) and waits for the run and its
     /// follow-ups; returns the run as `/v1/runs` shows it then.
     pub async fn r1(&self, delivery: &str, request_id: &str) -> Value {
