@@ -1,17 +1,27 @@
-//! The Make blueprints in `blueprints/`: structure, endpoint, routing on the worker's status codes, and
-//! the signature they compute.
+//! The Make blueprints in `blueprints/`, checked against how Make runs them rather than against
+//! themselves.
 //!
-//! The signature check is end to end on the files themselves: a small interpreter for the subset of
-//! Make's expression language the blueprints use (templates with `{{…}}`, module references such as
-//! `2.body`, string literals with `""` escapes, `+` concatenation, and the functions `sha256`,
-//! `formatDate(now; "X")`, `join`, `if`, `ifempty`) evaluates the request exactly as Make would build
-//! it from a sample trigger bundle — the body variable, the timestamp, the `sha256(…; "hex"; key)`
-//! signature (HMAC-SHA256 when a key is given, per Make's function reference) and the header
-//! templates — and the worker's own verifier must accept the result with the Make scheme. Nothing about
-//! the expressions is hard-coded here: change the signing expression in a file and this test evaluates
-//! the new one.
+//! A small interpreter for the subset of Make's expression language the blueprints use (templates
+//! with `{{…}}`, module references such as `2.body`, string literals with `""` escapes, `+`
+//! concatenation, and the functions `sha256`, `formatDate(…; "X")`, `addSeconds`, `min`, `max`, `join`,
+//! `if`, `ifempty`) evaluates each file's own mappings from a sample trigger bundle, the way Make
+//! would, and the worker's verifier must accept what comes out. On top of that the tests model the
+//! parts of Make's runtime the blueprints depend on:
+//!
+//! - **System variables.** The only `var.*` names an expression may use are the system variables
+//!   that real exports in `../shared/data/make/` use (`var.scenario.executionId`, …) and the custom
+//!   variables this project's README asks for, at organization or team level. A name Make does not
+//!   define (such as `var.execution.id`) would evaluate to nothing in Make, so it fails the test.
+//! - **Executions and retries.** Each run has its own execution id and its own clock. Make stores
+//!   the outputs of the modules before a failing one and retries from the failing module with those
+//!   stored outputs, re-evaluating that module's own mapping (Make help, "Break error handler" and
+//!   "Automatic retry of incomplete executions"). A retry here is therefore a new run whose earlier
+//!   module outputs are the stored ones.
+//! - **Time.** `now` is read from a controllable clock each time an expression reads it, so a
+//!   module's mapping can straddle a second boundary, and a retry can come hours later.
 
-use std::collections::HashMap;
+use std::cell::Cell;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use coach_worker::webhook::signature::{SignedHeaders, verify};
@@ -20,12 +30,25 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-const NOW: i64 = 1_760_000_000;
+/// Unix milliseconds of the first attempt in these tests.
+const T0_MS: i64 = 1_760_000_000_000;
 const SECRET: &str = "make-scenario-secret-0123456789";
 const WORKER_URL: &str = "https://coach-worker.example.com";
-const EXECUTION_ID: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
-/// The worker's default timestamp tolerance (ARCHITECTURE §3).
+const EXECUTION_A: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
+const EXECUTION_B: &str = "0f9e8d7c6b5a49382716051f2e3d4c5b";
+/// Make may run a retry as an execution of its own; the stored values must not depend on that.
+const EXECUTION_RETRY: &str = "77777777777777777777777777777777";
+/// The worker's default timestamp tolerance (ARCHITECTURE §3), which the README keeps for Make.
 const TOLERANCE_SECS: u64 = 300;
+/// The HTTP modules' timeout: the longest Make waits for an answer before the attempt fails.
+const HTTP_TIMEOUT_SECS: i64 = 40;
+/// `util:FunctionSleep` accepts 1–300 s.
+const SLEEP_MAX_SECS: i64 = 300;
+/// The custom variables `blueprints/README.md` asks Make users to create.
+const CUSTOM_VARIABLES: [&str; 2] = ["COACH_WORKER_URL", "COACH_WEBHOOK_SECRET"];
+/// Make's custom variables exist at organization and team level (Make API reference:
+/// `/organizations/{id}/variables` and `/teams/{id}/variables`).
+const CUSTOM_SCOPES: [&str; 2] = ["organization", "team"];
 
 // ---------------------------------------------------------------------------------------------
 // A tiny interpreter for Make expressions.
@@ -36,6 +59,9 @@ enum V {
     Text(String),
     Bool(bool),
     Array(Vec<V>),
+    /// A collection (an object), such as a parsed HTTP response body.
+    Collection(Value),
+    /// Unix milliseconds.
     Date(i64),
     Null,
 }
@@ -51,8 +77,16 @@ impl V {
                 .map(V::text)
                 .collect::<Result<Vec<_>, _>>()?
                 .join(", ")),
+            V::Collection(_) => Err("a collection used as text without Transform to JSON".into()),
             V::Date(_) => Err("a date used as text without formatDate".into()),
         }
+    }
+
+    fn number(&self) -> Result<f64, String> {
+        let text = self.text()?;
+        text.trim()
+            .parse::<f64>()
+            .map_err(|_| format!("`{text}` is not a number"))
     }
 
     fn is_empty(&self) -> bool {
@@ -71,8 +105,7 @@ impl V {
             Value::String(s) => V::Text(s.clone()),
             Value::Number(n) => V::Text(n.to_string()),
             Value::Array(items) => V::Array(items.iter().map(V::from_json).collect()),
-            // Objects only appear as the S1 output, which the blueprint passes as JSON text.
-            Value::Object(_) => V::Text(v.to_string()),
+            Value::Object(_) => V::Collection(v.clone()),
         }
     }
 
@@ -82,8 +115,17 @@ impl V {
             V::Bool(b) => Value::Bool(*b),
             V::Null => Value::Null,
             V::Array(a) => Value::Array(a.iter().map(V::to_json).collect::<Result<_, _>>()?),
+            V::Collection(v) => v.clone(),
             V::Date(_) => return Err("a date cannot be encoded as JSON here".into()),
         })
+    }
+}
+
+fn number_text(n: f64) -> String {
+    if n.fract() == 0.0 {
+        format!("{}", n as i64)
+    } else {
+        n.to_string()
     }
 }
 
@@ -300,12 +342,27 @@ fn call(name: &str, a: &[V]) -> Result<V, String> {
             };
             Ok(V::Text(hex_sha256(&arg(0).text()?, key.as_deref())))
         }
+        // "X" is unix seconds; Make's dates carry milliseconds, which the format drops.
         "formatDate" => match (arg(0), arg(1).text()?.as_str()) {
-            (V::Date(secs), "X") => Ok(V::Text(secs.to_string())),
+            (V::Date(ms), "X") => Ok(V::Text(ms.div_euclid(1000).to_string())),
             (d, f) => Err(format!(
                 "formatDate({d:?}; {f}) is outside the interpreted subset"
             )),
         },
+        "addSeconds" => match arg(0) {
+            V::Date(ms) => Ok(V::Date(ms + (arg(1).number()? * 1000.0) as i64)),
+            other => Err(format!("addSeconds of a non-date {other:?}")),
+        },
+        // A text that is not a number makes the module fail (modelled as an error).
+        "min" | "max" => {
+            let numbers = a.iter().map(V::number).collect::<Result<Vec<_>, _>>()?;
+            let pick = if name == "min" { f64::min } else { f64::max };
+            let n = numbers
+                .into_iter()
+                .reduce(pick)
+                .ok_or_else(|| format!("{name}() of nothing"))?;
+            Ok(V::Text(number_text(n)))
+        }
         "join" => match arg(0) {
             V::Array(items) => Ok(V::Text(
                 items
@@ -385,30 +442,108 @@ fn eval_template(template: &str, scope: &dyn Scope) -> Result<V, String> {
     Ok(V::Text(out))
 }
 
-/// A blueprint's modules as a scope: a reference `N.field` evaluates module N's mapping, the way
-/// Make would at run time, from a sample trigger bundle and the custom variables.
+/// Every module reference (`2.body`, `4.statusCode`) an expression makes.
+fn collect_refs(e: &Expr, out: &mut Vec<String>) {
+    match e {
+        Expr::Lit(_) => {}
+        Expr::Ref(path) => out.push(path.clone()),
+        Expr::Concat(a, b) => {
+            collect_refs(a, out);
+            collect_refs(b, out);
+        }
+        Expr::Call(_, args) => args.iter().for_each(|a| collect_refs(a, out)),
+    }
+}
+
+fn template_refs(template: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (is_expr, text) in template_parts(template).unwrap() {
+        if is_expr {
+            collect_refs(&Parser::parse(&text).unwrap(), &mut out);
+        }
+    }
+    out
+}
+
+/// A clock Make's `now` reads: every read returns the current instant and moves it on by `tick_ms`,
+/// so the reads of one module's mapping are a little apart, as they are in a real run.
+struct Clock {
+    next_ms: Cell<i64>,
+    tick_ms: i64,
+}
+
+impl Clock {
+    fn at(ms: i64) -> Clock {
+        Clock {
+            next_ms: Cell::new(ms),
+            tick_ms: 1,
+        }
+    }
+
+    fn read(&self) -> i64 {
+        let t = self.next_ms.get();
+        self.next_ms.set(t + self.tick_ms);
+        t
+    }
+}
+
+/// One execution of a blueprint as a scope: a reference `N.field` evaluates module N's mapping, the
+/// way Make would at run time, unless Make holds a stored value for it (a retry, or an HTTP answer).
 struct Run<'a> {
     modules: HashMap<i64, &'a Value>,
     trigger: Value,
     secret: &'a str,
-    now: i64,
-    /// Outputs of modules that call out (HTTP status codes), keyed by reference.
-    responses: HashMap<String, V>,
+    execution_id: &'a str,
+    clock: Clock,
+    /// Outputs Make already holds: module outputs stored for a retry, and HTTP answers (`4.statusCode`,
+    /// `4.data`, `4.headers`).
+    stored: HashMap<String, V>,
+}
+
+impl Run<'_> {
+    fn stored_value(&self, path: &str) -> Option<V> {
+        if let Some(v) = self.stored.get(path) {
+            return Some(v.clone());
+        }
+        // `4.data.error.code` reads into the stored collection `4.data`.
+        let (key, rest) = self
+            .stored
+            .keys()
+            .filter_map(|k| Some((k, path.strip_prefix(k.as_str())?.strip_prefix('.')?)))
+            .max_by_key(|(k, _)| k.len())?;
+        let V::Collection(root) = &self.stored[key] else {
+            return Some(V::Null);
+        };
+        let mut v = root;
+        for segment in rest.split('.') {
+            v = v.get(segment.trim_matches('`')).unwrap_or(&Value::Null);
+        }
+        Some(V::from_json(v))
+    }
 }
 
 impl Scope for Run<'_> {
     fn resolve(&self, path: &str) -> Result<V, String> {
-        if let Some(v) = self.responses.get(path) {
-            return Ok(v.clone());
+        if let Some(v) = self.stored_value(path) {
+            return Ok(v);
         }
-        match path {
-            "now" => return Ok(V::Date(self.now)),
-            "timestamp" => return Ok(V::Text(self.now.to_string())),
-            "emptystring" => return Ok(V::Text(String::new())),
-            "var.organization.COACH_WORKER_URL" => return Ok(V::Text(WORKER_URL.into())),
-            "var.organization.COACH_WEBHOOK_SECRET" => return Ok(V::Text(self.secret.into())),
-            "var.execution.id" => return Ok(V::Text(EXECUTION_ID.into())),
-            _ => {}
+        if path == "now" {
+            return Ok(V::Date(self.clock.read()));
+        }
+        if path == "var.scenario.executionId" {
+            return Ok(V::Text(self.execution_id.into()));
+        }
+        if let Some(name) = path.strip_prefix("var.organization.") {
+            return match name {
+                "COACH_WORKER_URL" => Ok(V::Text(WORKER_URL.into())),
+                "COACH_WEBHOOK_SECRET" => Ok(V::Text(self.secret.into())),
+                _ => Err(format!(
+                    "custom variable `{name}` is not one the README defines"
+                )),
+            };
+        }
+        if path.starts_with("var.") {
+            return Err(format!("`{path}` is not a variable Make defines"));
         }
         let (id, field) = path
             .split_once('.')
@@ -580,17 +715,25 @@ fn header<'a>(http: &'a Value, name: &str) -> Option<&'a str> {
         .as_str()
 }
 
-fn run<'a>(bp: &'a Value, trigger: Value, secret: &'a str) -> Run<'a> {
+fn run<'a>(bp: &'a Value, trigger: Value, execution_id: &'a str, now_ms: i64) -> Run<'a> {
     Run {
         modules: all_modules(&bp["flow"])
             .into_iter()
             .map(|m| (m["id"].as_i64().unwrap(), m))
             .collect(),
         trigger,
-        secret,
-        now: NOW,
-        responses: HashMap::new(),
+        secret: SECRET,
+        execution_id,
+        clock: Clock::at(now_ms),
+        stored: HashMap::new(),
     }
+}
+
+/// A run with nothing but stored values (HTTP answers), for filters and the answer modules.
+fn answers<'a>(bp: &'a Value, stored: HashMap<String, V>) -> Run<'a> {
+    let mut r = run(bp, Value::Null, EXECUTION_A, T0_MS);
+    r.stored = stored;
+    r
 }
 
 fn http_modules(bp: &Value) -> Vec<&Value> {
@@ -598,6 +741,181 @@ fn http_modules(bp: &Value) -> Vec<&Value> {
         .into_iter()
         .filter(|m| m["module"].as_str().is_some_and(|n| n.starts_with("http:")))
         .collect()
+}
+
+fn break_of(m: &Value) -> Option<&Value> {
+    m["onerror"]
+        .as_array()?
+        .iter()
+        .find(|h| h["module"] == "builtin:Break")
+}
+
+/// The main flow's router and its three routes: accepted, retry later, refused.
+fn routes(bp: &Value) -> Vec<&Value> {
+    let router = bp["flow"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["module"] == "builtin:BasicRouter")
+        .expect("a router");
+    router["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["flow"])
+        .collect()
+}
+
+/// What one HTTP module sends, evaluated by the interpreter. `timestamp_first` picks the order in
+/// which the two signature headers are read (Make does not document it; both must work).
+#[derive(Debug, Clone)]
+struct Sent {
+    body: String,
+    timestamp: String,
+    signature: String,
+    delivery: String,
+}
+
+fn send(http: &Value, r: &Run, timestamp_first: bool) -> Sent {
+    let field = |template: &str| {
+        eval_template(template, r)
+            .and_then(|v| v.text())
+            .unwrap_or_else(|e| panic!("evaluating `{template}`: {e}"))
+    };
+    let body = field(http["mapper"]["data"].as_str().unwrap());
+    let (timestamp, signature) = if timestamp_first {
+        let ts = field(header(http, "X-Coach-Timestamp").unwrap());
+        (ts, field(header(http, "X-Coach-Signature").unwrap()))
+    } else {
+        let sig = field(header(http, "X-Coach-Signature").unwrap());
+        (field(header(http, "X-Coach-Timestamp").unwrap()), sig)
+    };
+    Sent {
+        body,
+        timestamp,
+        signature,
+        delivery: field(header(http, "X-Coach-Delivery").unwrap()),
+    }
+}
+
+fn sent(bp: &Value, http: &Value, trigger: Value, execution_id: &str, now_ms: i64) -> Sent {
+    send(http, &run(bp, trigger, execution_id, now_ms), true)
+}
+
+/// What Make holds for a retry of `http`: the outputs of the earlier modules its mapping reads, as
+/// they were in the original run.
+fn stored_for_retry(http: &Value, original: &Run) -> HashMap<String, V> {
+    let mut templates = vec![
+        http["mapper"]["url"].as_str().unwrap().to_owned(),
+        http["mapper"]["data"].as_str().unwrap().to_owned(),
+    ];
+    for h in http["mapper"]["headers"].as_array().unwrap() {
+        templates.push(h["value"].as_str().unwrap().to_owned());
+    }
+    let mut stored = HashMap::new();
+    for path in templates.iter().flat_map(|t| template_refs(t)) {
+        let is_module_output = path
+            .split_once('.')
+            .is_some_and(|(id, _)| id.parse::<i64>().is_ok());
+        if is_module_output {
+            let v = original.resolve(&path).unwrap();
+            stored.insert(path, v);
+        }
+    }
+    stored
+}
+
+/// A retry of `http`, run by Make at `now_ms` as an execution of its own, from the stored values.
+fn retry<'a>(bp: &'a Value, http: &Value, trigger: Value, now_ms: i64) -> Run<'a> {
+    let original = run(bp, trigger.clone(), EXECUTION_A, T0_MS);
+    let mut r = run(bp, trigger, EXECUTION_RETRY, now_ms);
+    r.stored = stored_for_retry(http, &original);
+    r
+}
+
+fn verify_sent(s: &Sent, secret: &str, now_secs: i64) -> Result<Scheme, SignatureError> {
+    verify(
+        &[Secret::parse(secret).unwrap()],
+        &SignedHeaders {
+            coach_timestamp: Some(&s.timestamp),
+            coach_signature: Some(&s.signature),
+            ..Default::default()
+        },
+        s.body.as_bytes(),
+        now_secs,
+        TOLERANCE_SECS,
+    )
+    .map(|v| v.scheme)
+}
+
+/// `var.…` names in a text, e.g. `var.scenario.executionId` out of `{{var.scenario.executionId}}`.
+fn variable_names(text: &str) -> BTreeSet<String> {
+    let bytes = text.as_bytes();
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$';
+    let mut out = BTreeSet::new();
+    let mut i = 0;
+    while let Some(found) = text[i..].find("var.") {
+        let start = i + found;
+        let end = start
+            + text[start..]
+                .bytes()
+                .take_while(|&b| ident(b) || b == b'.')
+                .count();
+        if start == 0 || !ident(bytes[start - 1]) {
+            out.insert(text[start..end].trim_end_matches('.').to_owned());
+        }
+        i = end.max(start + 4);
+    }
+    out
+}
+
+fn strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+        Value::Object(o) => o.values().for_each(|x| strings(x, out)),
+        _ => {}
+    }
+}
+
+/// The system variables real Make exports use, read from the exports themselves.
+fn system_variables_in_real_exports() -> BTreeSet<String> {
+    let exports = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/make");
+    let mut names = BTreeSet::new();
+    let entries = std::fs::read_dir(&exports)
+        .unwrap_or_else(|e| panic!("the real Make exports in {}: {e}", exports.display()));
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "json") {
+            names.extend(variable_names(&std::fs::read_to_string(&path).unwrap()));
+        }
+    }
+    assert!(
+        names.contains("var.scenario.executionId"),
+        "the real exports no longer show Make's execution id: {names:?}"
+    );
+    names
+}
+
+/// Why a `var.…` name would be empty at run time, or `None` when Make defines it.
+fn undefined_variable(name: &str, system: &BTreeSet<String>) -> Option<String> {
+    if system.contains(name) {
+        return None;
+    }
+    let custom = CUSTOM_SCOPES.iter().find_map(|scope| {
+        name.strip_prefix("var.")?
+            .strip_prefix(scope)?
+            .strip_prefix('.')
+    });
+    match custom {
+        Some(n) if CUSTOM_VARIABLES.contains(&n) => None,
+        Some(n) => Some(format!(
+            "custom variable `{n}` is not one the README asks for"
+        )),
+        None => Some(format!(
+            "`{name}` is neither a system variable of a real export ({system:?}) nor a custom variable"
+        )),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -642,8 +960,12 @@ fn every_blueprint_has_the_export_structure() {
                 m["version"].as_i64().is_some_and(|v| v >= 1),
                 "{file}: module {id} version"
             );
+            let directive = name.starts_with("builtin:")
+                && ["Ignore", "Resume", "Break"]
+                    .iter()
+                    .any(|d| name.ends_with(d));
             assert!(
-                m.get("mapper").is_some() || m.get("parameters").is_some(),
+                directive || m.get("mapper").is_some() || m.get("parameters").is_some(),
                 "{file}: module {id} has neither mapper nor parameters"
             );
             let d = &m["metadata"]["designer"];
@@ -663,6 +985,12 @@ fn every_blueprint_has_the_export_structure() {
         assert!(scenario.is_object(), "{file}: metadata.scenario");
         // The Break handlers only work with incomplete executions allowed.
         assert_eq!(scenario["dlq"], true, "{file}: incomplete executions");
+        // With sequential processing Make stops scheduling the scenario while any incomplete
+        // execution is unresolved, and a refused request is kept as one on purpose.
+        assert_eq!(
+            scenario["sequential"], false,
+            "{file}: sequential processing"
+        );
         assert!(meta["designer"].is_object(), "{file}: metadata.designer");
 
         let notes = meta["notes"].as_array().expect("notes");
@@ -685,6 +1013,46 @@ fn every_blueprint_has_the_export_structure() {
 }
 
 #[test]
+fn every_variable_an_expression_names_is_one_make_defines() {
+    let system = system_variables_in_real_exports();
+    // The checker itself: the name these blueprints once used is caught, Make's own is not.
+    assert!(undefined_variable("var.execution.id", &system).is_some());
+    assert!(undefined_variable("var.organization.OTHER_SECRET", &system).is_some());
+    assert_eq!(
+        undefined_variable("var.scenario.executionId", &system),
+        None
+    );
+    assert_eq!(
+        undefined_variable("var.team.COACH_WEBHOOK_SECRET", &system),
+        None
+    );
+
+    let readme = std::fs::read_to_string(dir().join("README.md")).unwrap();
+    for name in CUSTOM_VARIABLES {
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "the README must tell Make users to create `{name}`"
+        );
+    }
+    for case in cases() {
+        let bp = load(case.file);
+        let mut texts = Vec::new();
+        strings(&bp["flow"], &mut texts);
+        let used: BTreeSet<String> = texts.iter().flat_map(|t| variable_names(t)).collect();
+        assert!(
+            used.contains("var.scenario.executionId"),
+            "{}: the fallback key needs Make's execution id",
+            case.file
+        );
+        for name in &used {
+            if let Some(why) = undefined_variable(name, &system) {
+                panic!("{}: {why}", case.file);
+            }
+        }
+    }
+}
+
+#[test]
 fn every_request_posts_the_signed_body_to_its_hook() {
     for case in cases() {
         let bp = load(case.file);
@@ -699,9 +1067,14 @@ fn every_request_posts_the_signed_body_to_its_hook() {
                 url.ends_with(&format!("/v1/hooks/{}", case.hook)),
                 "{file}: module {id} posts to {url}"
             );
+            // HTTP (legacy), kept on purpose: its Raw body type sends the mapped text unchanged,
+            // which is what the signature covers (see blueprints/README.md).
+            assert_eq!(http["module"], "http:ActionSendData", "{file}: module {id}");
+            assert_eq!(http["version"], 3, "{file}: module {id}");
             assert_eq!(m["method"], "post", "{file}: module {id} method");
             assert_eq!(m["bodyType"], "raw", "{file}: module {id} body is sent raw");
             assert_eq!(m["contentType"], "application/json", "{file}: module {id}");
+            assert_eq!(m["timeout"], HTTP_TIMEOUT_SECS.to_string(), "{file}: {id}");
             assert_eq!(
                 header(http, "Content-Type"),
                 Some("application/json"),
@@ -713,7 +1086,7 @@ fn every_request_posts_the_signed_body_to_its_hook() {
                     "{file}: module {id} lacks {name}"
                 );
             }
-            let r = run(&bp, case.trigger.clone(), SECRET);
+            let r = run(&bp, case.trigger.clone(), EXECUTION_A, T0_MS);
             assert_eq!(
                 eval_template(url, &r).unwrap(),
                 V::Text(format!("{WORKER_URL}/v1/hooks/{}", case.hook)),
@@ -723,44 +1096,6 @@ fn every_request_posts_the_signed_body_to_its_hook() {
     }
 }
 
-/// What one HTTP module of a blueprint sends, evaluated by the interpreter.
-struct Sent {
-    body: String,
-    timestamp: String,
-    signature: String,
-    delivery: String,
-}
-
-fn sent(bp: &Value, http: &Value, trigger: Value, secret: &str) -> Sent {
-    let r = run(bp, trigger, secret);
-    let field = |template: &str| {
-        eval_template(template, &r)
-            .and_then(|v| v.text())
-            .unwrap_or_else(|e| panic!("evaluating `{template}`: {e}"))
-    };
-    Sent {
-        body: field(http["mapper"]["data"].as_str().unwrap()),
-        timestamp: field(header(http, "X-Coach-Timestamp").unwrap()),
-        signature: field(header(http, "X-Coach-Signature").unwrap()),
-        delivery: field(header(http, "X-Coach-Delivery").unwrap()),
-    }
-}
-
-fn verify_sent(s: &Sent, secret: &str, now: i64) -> Result<Scheme, SignatureError> {
-    verify(
-        &[Secret::parse(secret).unwrap()],
-        &SignedHeaders {
-            coach_timestamp: Some(&s.timestamp),
-            coach_signature: Some(&s.signature),
-            ..Default::default()
-        },
-        s.body.as_bytes(),
-        now,
-        TOLERANCE_SECS,
-    )
-    .map(|v| v.scheme)
-}
-
 #[test]
 fn the_signing_expression_in_each_file_produces_what_the_worker_verifies() {
     for case in cases() {
@@ -768,32 +1103,37 @@ fn the_signing_expression_in_each_file_produces_what_the_worker_verifies() {
         let file = case.file;
         for http in http_modules(&bp) {
             let id = &http["id"];
-            let s = sent(&bp, http, case.trigger.clone(), SECRET);
+            let s = sent(&bp, http, case.trigger.clone(), EXECUTION_A, T0_MS);
 
             // The body is the contract's JSON for this hook (ARCHITECTURE §2), escaping included.
             let body: Value = serde_json::from_str(&s.body).unwrap_or_else(|e| {
                 panic!("{file}: module {id} sends invalid JSON {}: {e}", s.body)
             });
             assert_eq!(body, case.body, "{file}: module {id} body");
-            assert_eq!(s.timestamp, NOW.to_string(), "{file}: unix seconds");
-
             assert_eq!(
-                verify_sent(&s, SECRET, NOW + 3),
+                s.timestamp,
+                (T0_MS / 1000).to_string(),
+                "{file}: unix seconds"
+            );
+
+            let now = T0_MS / 1000 + 3;
+            assert_eq!(
+                verify_sent(&s, SECRET, now),
                 Ok(Scheme::Make),
                 "{file}: module {id} signature refused"
             );
             // The key really is the configured secret, and the whole body is covered.
             assert_eq!(
-                verify_sent(&s, "another-secret-0123456789", NOW + 3),
+                verify_sent(&s, "another-secret-0123456789", now),
                 Err(SignatureError::Invalid),
                 "{file}: module {id} verified under a secret it was not signed with"
             );
             let tampered = Sent {
                 body: s.body.replacen("rec", "reX", 1),
-                ..sent(&bp, http, case.trigger.clone(), SECRET)
+                ..s.clone()
             };
             assert_eq!(
-                verify_sent(&tampered, SECRET, NOW + 3),
+                verify_sent(&tampered, SECRET, now),
                 Err(SignatureError::Invalid),
                 "{file}: module {id} signature does not cover the body"
             );
@@ -802,25 +1142,95 @@ fn the_signing_expression_in_each_file_produces_what_the_worker_verifies() {
 }
 
 #[test]
-fn the_delivery_key_is_stable_per_event_and_prefers_the_callers_id() {
+fn the_signature_holds_when_a_second_ends_while_the_module_is_mapped() {
+    // Make does not say whether a module reads `now` once or per field, nor in which order it maps
+    // the headers. Put the end of a second before each read of `now`, in either order: one of the
+    // signatures must match the timestamp sent. One signature alone would not.
+    let mut single_would_fail = false;
+    for case in cases() {
+        let bp = load(case.file);
+        for http in http_modules(&bp) {
+            let reads = template_refs(header(http, "X-Coach-Timestamp").unwrap())
+                .into_iter()
+                .chain(template_refs(header(http, "X-Coach-Signature").unwrap()))
+                .filter(|r| r == "now")
+                .count() as i64;
+            assert_eq!(
+                reads, 4,
+                "{}: one timestamp and three signatures",
+                case.file
+            );
+            let boundary = T0_MS - T0_MS.rem_euclid(1000) + 1000;
+            for timestamp_first in [true, false] {
+                for before_read in 0..=reads {
+                    let mut r = run(&bp, case.trigger.clone(), EXECUTION_A, 0);
+                    r.clock = Clock {
+                        next_ms: Cell::new(boundary - before_read * 100),
+                        tick_ms: 100,
+                    };
+                    let s = send(http, &r, timestamp_first);
+                    let now = boundary / 1000 + 1;
+                    assert_eq!(
+                        verify_sent(&s, SECRET, now),
+                        Ok(Scheme::Make),
+                        "{}: module {} with a second ending before read {before_read} \
+                         (timestamp first: {timestamp_first}): {s:?}",
+                        case.file,
+                        http["id"]
+                    );
+                    let middle_only = Sent {
+                        signature: s.signature.split(' ').nth(1).unwrap().to_owned(),
+                        ..s.clone()
+                    };
+                    single_would_fail |= verify_sent(&middle_only, SECRET, now).is_err();
+                }
+            }
+        }
+    }
+    assert!(single_would_fail, "the extra signatures are needed");
+}
+
+#[test]
+fn the_delivery_key_differs_per_execution_and_survives_a_retry() {
     for case in cases() {
         let bp = load(case.file);
         let file = case.file;
-        let http = http_modules(&bp)[0];
-        let first = sent(&bp, http, case.trigger.clone(), SECRET).delivery;
-        let again = sent(&bp, http, case.trigger.clone(), SECRET).delivery;
-        assert_eq!(first, again, "{file}: delivery must be reproducible");
+        let first = http_modules(&bp)[0];
+        let a = sent(&bp, first, case.trigger.clone(), EXECUTION_A, T0_MS).delivery;
+        let b = sent(
+            &bp,
+            first,
+            case.trigger.clone(),
+            EXECUTION_B,
+            T0_MS + 60_000,
+        )
+        .delivery;
         assert!(
-            first.contains(case.record_id) && first.contains(EXECUTION_ID),
-            "{file}: delivery `{first}` should name the record and the execution"
+            a.contains(case.record_id) && a.contains(EXECUTION_A),
+            "{file}: delivery `{a}` should name the record and the execution"
         );
-        // Every HTTP module of the file (first send and resend) uses the same key.
-        for other in http_modules(&bp) {
-            assert_eq!(
-                sent(&bp, other, case.trigger.clone(), SECRET).delivery,
-                first,
-                "{file}: module {} sends another delivery id",
-                other["id"]
+        // Two executions on the same record (a second pack, a re-queued request) are new deliveries.
+        assert_ne!(a, b, "{file}: two executions share the key `{a}`");
+        // A retry of any HTTP module, hours later and possibly as an execution of its own, resends
+        // the key of its execution: the worker answers it from its first answer.
+        for http in http_modules(&bp) {
+            for later_ms in [0, 60_000, 3_600_000, 86_400_000] {
+                let r = retry(&bp, http, case.trigger.clone(), T0_MS + later_ms);
+                assert_eq!(
+                    send(http, &r, true).delivery,
+                    a,
+                    "{file}: module {} retried {later_ms} ms later sends another key",
+                    http["id"]
+                );
+            }
+        }
+        // The key is computed before the modules Make retries, never in them.
+        for http in http_modules(&bp) {
+            let refs = template_refs(header(http, "X-Coach-Delivery").unwrap());
+            assert!(
+                refs.iter().all(|r| r.starts_with("2.")),
+                "{file}: module {} builds its key itself: {refs:?}",
+                http["id"]
             );
         }
         if case.trigger.get("id").is_none() {
@@ -828,7 +1238,7 @@ fn the_delivery_key_is_stable_per_event_and_prefers_the_callers_id() {
             let mut with_id = case.trigger.clone();
             with_id["delivery_id"] = json!("evt_42");
             assert_eq!(
-                sent(&bp, http, with_id, SECRET).delivery,
+                sent(&bp, first, with_id, EXECUTION_A, T0_MS).delivery,
                 "evt_42",
                 "{file}"
             );
@@ -836,26 +1246,116 @@ fn the_delivery_key_is_stable_per_event_and_prefers_the_callers_id() {
     }
 }
 
-fn filter_matches(filter: &Value, status: u16, source: &str) -> bool {
-    let mut r = Run {
-        modules: HashMap::new(),
-        trigger: Value::Null,
-        secret: SECRET,
-        now: NOW,
-        responses: HashMap::new(),
-    };
-    r.responses
-        .insert(format!("{source}.statusCode"), V::Text(status.to_string()));
+/// When Make sends each attempt, per its documentation, with `idle_ms` of waiting for the
+/// scenario to be idle before each retry: (label, unix ms, HTTP module).
+fn documented_schedule<'a>(bp: &'a Value, idle_ms: i64) -> Vec<(String, i64, &'a Value)> {
+    let flow = bp["flow"].as_array().unwrap();
+    let first = flow
+        .iter()
+        .find(|m| m["module"].as_str().is_some_and(|n| n.starts_with("http:")))
+        .unwrap();
+    let resend = all_modules(routes(bp)[1])
+        .into_iter()
+        .find(|m| m["module"].as_str().is_some_and(|n| n.starts_with("http:")))
+        .unwrap();
+    let mut out = vec![("first attempt".to_owned(), T0_MS, first)];
+    let timeout_ms = HTTP_TIMEOUT_SECS * 1000;
+    // Break retries: `count` attempts, `interval` minutes after the failure before each, and Make
+    // starts one only when the scenario is not running (Make help: "Automatic retry of incomplete
+    // executions"), which `idle_ms` stands for.
+    let breaks =
+        |m: &'a Value, failed_at: i64, label: &str, out: &mut Vec<(String, i64, &'a Value)>| {
+            let handler = break_of(m).expect("a Break handler");
+            assert_eq!(handler["mapper"]["retry"], true);
+            let count: i64 = handler["mapper"]["count"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let minutes: i64 = handler["mapper"]["interval"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let mut t = failed_at;
+            for k in 1..=count {
+                t += minutes * 60_000 + idle_ms;
+                out.push((format!("{label} retry {k}"), t, m));
+                t += timeout_ms;
+            }
+        };
+    // The first attempt times out: Break on the first HTTP module.
+    breaks(first, T0_MS + timeout_ms, "network", &mut out);
+    // The first attempt gets 409/429/5xx as late as possible: the longest sleep, then the resend,
+    // which fails too and goes to its own Break.
+    let resend_at = T0_MS + timeout_ms + SLEEP_MAX_SECS * 1000;
+    out.push(("resend".to_owned(), resend_at, resend));
+    breaks(resend, resend_at + timeout_ms, "resend", &mut out);
+    out
+}
+
+#[test]
+fn every_attempt_of_the_documented_retry_schedule_is_signed_when_sent() {
+    let transit_ms = 2_000;
+    for case in cases() {
+        let bp = load(case.file);
+        let file = case.file;
+        let stored_first = sent(
+            &bp,
+            http_modules(&bp)[0],
+            case.trigger.clone(),
+            EXECUTION_A,
+            T0_MS,
+        );
+        let mut beyond_window = 0;
+        // 0: Make's best case; an hour and a day: Make waits until the scenario is idle, which has
+        // no bound a tolerance could cover.
+        for idle_ms in [0, 3_600_000, 86_400_000] {
+            for (label, at_ms, http) in documented_schedule(&bp, idle_ms) {
+                let r = retry(&bp, http, case.trigger.clone(), at_ms);
+                let s = send(http, &r, true);
+                let arrives = (at_ms + transit_ms) / 1000;
+                assert_eq!(
+                    verify_sent(&s, SECRET, arrives),
+                    Ok(Scheme::Make),
+                    "{file}: {label} at +{} s (idle {idle_ms} ms) refused",
+                    (at_ms - T0_MS) / 1000
+                );
+                assert_eq!(s.body, stored_first.body, "{file}: {label} body");
+                assert_eq!(s.delivery, stored_first.delivery, "{file}: {label} key");
+                // Had Make resent the first attempt's signature, this attempt would be refused.
+                if arrives - T0_MS / 1000 > TOLERANCE_SECS as i64 {
+                    beyond_window += 1;
+                    assert_eq!(
+                        verify_sent(&stored_first, SECRET, arrives),
+                        Err(SignatureError::Stale {
+                            tolerance_secs: TOLERANCE_SECS
+                        }),
+                        "{file}: {label}"
+                    );
+                }
+            }
+        }
+        assert!(
+            beyond_window > 0,
+            "{file}: the schedule should reach past the tolerance (else re-signing is not shown)"
+        );
+    }
+}
+
+fn filter_matches(bp: &Value, filter: &Value, status: u16, source: &str) -> bool {
+    let r = answers(
+        bp,
+        HashMap::from([(format!("{source}.statusCode"), V::Text(status.to_string()))]),
+    );
     let Some(groups) = filter["conditions"].as_array() else {
         return true;
     };
     groups.iter().any(|group| {
         group.as_array().unwrap().iter().all(|c| {
             let a: f64 = eval_template(c["a"].as_str().unwrap(), &r)
-                .and_then(|v| v.text())
-                .unwrap_or_else(|e| panic!("filter operand: {e}"))
-                .parse()
-                .unwrap();
+                .and_then(|v| v.number())
+                .unwrap_or_else(|e| panic!("filter operand: {e}"));
             let b: f64 = c["b"].as_str().unwrap().parse().unwrap();
             match c["o"].as_str().unwrap() {
                 "number:equal" => a == b,
@@ -868,13 +1368,6 @@ fn filter_matches(filter: &Value, status: u16, source: &str) -> bool {
             }
         })
     })
-}
-
-fn break_of(m: &Value) -> Option<&Value> {
-    m["onerror"]
-        .as_array()?
-        .iter()
-        .find(|h| h["module"] == "builtin:Break")
 }
 
 #[test]
@@ -894,19 +1387,17 @@ fn the_router_sends_2xx_on_retries_409_429_5xx_and_stops_on_other_4xx() {
         let transport = break_of(send).expect("network errors go to a Break handler");
         assert_eq!(transport["mapper"]["retry"], true, "{file}");
 
-        let router = &flow[send_index + 1];
-        assert_eq!(router["module"], "builtin:BasicRouter", "{file}");
-        let routes: Vec<&Value> = router["routes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| &r["flow"])
-            .collect();
+        assert_eq!(
+            flow[send_index + 1]["module"],
+            "builtin:BasicRouter",
+            "{file}"
+        );
+        let routes = routes(&bp);
         let classify = |status: u16| -> Vec<usize> {
             routes
                 .iter()
                 .enumerate()
-                .filter(|(_, f)| filter_matches(&f[0]["filter"], status, &source))
+                .filter(|(_, f)| filter_matches(&bp, &f[0]["filter"], status, &source))
                 .map(|(i, _)| i)
                 .collect()
         };
@@ -932,36 +1423,19 @@ fn the_router_sends_2xx_on_retries_409_429_5xx_and_stops_on_other_4xx() {
         for s in [401, 403, 404, 413, 422] {
             assert_eq!(route_of(s), refused, "{file}: {s} is final");
         }
-        assert!(
-            done != retry && retry != refused && done != refused,
-            "{file}: three distinct routes"
-        );
+        assert_eq!((done, retry, refused), (0, 1, 2), "{file}: route order");
 
-        // Retry route: the same request again, whose own failure is retried by Break within the
-        // signature's timestamp window (retries reuse the first timestamp).
-        let retry_flow = all_modules(routes[retry]);
-        let resend = retry_flow
-            .iter()
+        // Retry route: the same request again, whose own failure Break retries.
+        let resend = all_modules(routes[retry])
+            .into_iter()
             .find(|m| m["module"].as_str().is_some_and(|n| n.starts_with("http:")))
             .expect("the retry route sends again");
         assert_eq!(resend["parameters"]["handleErrors"], true, "{file}");
-        for handler in [break_of(resend).expect("resend Break"), transport] {
-            assert_eq!(handler["mapper"]["retry"], true, "{file}");
-            let count: u64 = handler["mapper"]["count"]
-                .as_str()
-                .unwrap()
-                .parse()
-                .unwrap();
-            let minutes: u64 = handler["mapper"]["interval"]
-                .as_str()
-                .unwrap()
-                .parse()
-                .unwrap();
-            assert!(
-                count >= 1 && count * minutes * 60 < TOLERANCE_SECS,
-                "{file}: {count} retries every {minutes} min outlive the timestamp tolerance"
-            );
-        }
+        assert_eq!(
+            break_of(resend).expect("resend Break")["mapper"]["retry"],
+            true,
+            "{file}"
+        );
 
         // Refused route: keeps the worker's error code and message, then stops without retrying.
         let refused_text = routes[refused].to_string();
@@ -982,6 +1456,138 @@ fn the_router_sends_2xx_on_retries_409_429_5xx_and_stops_on_other_4xx() {
             stop["mapper"]["retry"], false,
             "{file}: a 4xx is never retried"
         );
+    }
+}
+
+#[test]
+fn the_wait_before_a_resend_fits_the_sleep_module_or_goes_to_break() {
+    for case in cases() {
+        let bp = load(case.file);
+        let file = case.file;
+        let retry_route = routes(&bp)[1].as_array().unwrap();
+        let sleep = &retry_route[0];
+        assert_eq!(sleep["module"], "util:FunctionSleep", "{file}");
+        let duration = sleep["mapper"]["duration"].as_str().unwrap();
+        let wait = |retry_after: Option<&str>| {
+            let headers = match retry_after {
+                Some(v) => json!({"retry-after": v}),
+                None => json!({}),
+            };
+            let r = answers(
+                &bp,
+                HashMap::from([("4.headers".to_owned(), V::Collection(headers))]),
+            );
+            eval_template(duration, &r).and_then(|v| v.number())
+        };
+        assert_eq!(wait(None), Ok(5.0), "{file}: no Retry-After");
+        assert_eq!(wait(Some("2")), Ok(2.0), "{file}");
+        assert_eq!(wait(Some("0")), Ok(1.0), "{file}: at least 1 s");
+        assert_eq!(
+            wait(Some("3600")),
+            Ok(SLEEP_MAX_SECS as f64),
+            "{file}: at most 300 s"
+        );
+        // An HTTP date is no number of seconds: the module fails, and its Resume handler goes on to
+        // the resend, whose failure the Break handler retries minutes later (never deactivating
+        // the scenario).
+        assert!(
+            wait(Some("Wed, 21 Oct 2026 07:28:00 GMT")).is_err(),
+            "{file}"
+        );
+        let handlers = sleep["onerror"]
+            .as_array()
+            .expect("the sleep has a handler");
+        assert_eq!(handlers[0]["module"], "builtin:Resume", "{file}");
+        assert!(
+            retry_route[1]["module"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("http:"))
+                && break_of(&retry_route[1]).is_some_and(|b| b["mapper"]["retry"] == true),
+            "{file}: the resend follows the sleep and has a retrying Break handler"
+        );
+    }
+}
+
+#[test]
+fn webhook_scenarios_answer_their_caller_with_the_workers_status_and_body() {
+    // What the worker answers, one per route (S1's 200 is its Gate-1 report).
+    let gate1 = json!({
+        "passed": false,
+        "report": {"schema_ok": true, "violations": [{"code": "QUOTE_NOT_VERBATIM", "span_id": "s3"}]}
+    });
+    for case in cases() {
+        let bp = load(case.file);
+        let file = case.file;
+        let responders: Vec<&Value> = all_modules(&bp["flow"])
+            .into_iter()
+            .filter(|m| m["module"] == "gateway:WebhookRespond")
+            .collect();
+        if case.hook == "r1" {
+            assert!(
+                responders.is_empty(),
+                "{file}: a scheduled scenario has no caller"
+            );
+            continue;
+        }
+        let accepted = if case.hook == "s1" {
+            gate1.clone()
+        } else {
+            json!({"run_id": "0192f0c4-8b7e-7000-8000-000000000001", "status": "queued"})
+        };
+        let expectations = [
+            ("accepted", "4", 200, accepted.clone()),
+            ("retry later", "8", 201, accepted),
+            (
+                "refused",
+                "4",
+                422,
+                json!({"error": {"code": "INVALID_FIELD", "message": "fix the field"}}),
+            ),
+        ];
+        for (route, (name, source, status, body)) in routes(&bp).into_iter().zip(expectations) {
+            let respond: Vec<&Value> = all_modules(route)
+                .into_iter()
+                .filter(|m| m["module"] == "gateway:WebhookRespond")
+                .collect();
+            assert_eq!(respond.len(), 1, "{file}: the {name} route answers once");
+            let m = &respond[0]["mapper"];
+            let r = answers(
+                &bp,
+                HashMap::from([
+                    (format!("{source}.statusCode"), V::Text(status.to_string())),
+                    (format!("{source}.data"), V::Collection(body.clone())),
+                ]),
+            );
+            let got_status = eval_template(m["status"].as_str().unwrap(), &r)
+                .and_then(|v| v.text())
+                .unwrap_or_else(|e| panic!("{file}: {name} status: {e}"));
+            assert_eq!(got_status, status.to_string(), "{file}: {name} status");
+            let got_body = eval_template(m["body"].as_str().unwrap(), &r)
+                .and_then(|v| v.text())
+                .unwrap_or_else(|e| panic!("{file}: {name} body: {e}"));
+            assert_eq!(
+                serde_json::from_str::<Value>(&got_body).unwrap(),
+                body,
+                "{file}: {name} body"
+            );
+            let content_type = m["headers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|h| h["key"] == "Content-Type");
+            assert_eq!(
+                content_type.map(|h| &h["value"]),
+                Some(&json!("application/json")),
+                "{file}: {name}"
+            );
+            // A retry Make runs later has nobody to answer: that must not fail the retried run.
+            assert!(
+                respond[0]["onerror"]
+                    .as_array()
+                    .is_some_and(|h| h.iter().any(|h| h["module"] == "builtin:Ignore")),
+                "{file}: {name} answer without a caller is ignored"
+            );
+        }
     }
 }
 
@@ -1007,7 +1613,7 @@ fn r1_searches_queued_run_requests_and_the_others_start_from_a_webhook() {
 
 #[test]
 fn the_interpreter_matches_known_make_results() {
-    // Guards the interpreter itself: `""` escapes, concatenation, and HMAC vs plain hash.
+    // Guards the interpreter itself: `""` escapes, concatenation, HMAC vs plain hash, dates.
     struct Empty;
     impl Scope for Empty {
         fn resolve(&self, path: &str) -> Result<V, String> {
@@ -1032,4 +1638,34 @@ fn the_interpreter_matches_known_make_results() {
         V::Text("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad".into())
     );
     assert!(eval_template(r#"{{sha256("abc"; "base64"; "k")}}"#, &Empty).is_err());
+    assert_eq!(
+        call("min", &[V::Text("300".into()), V::Text("7".into())]),
+        Ok(V::Text("7".into()))
+    );
+    assert_eq!(
+        call(
+            "formatDate",
+            &[
+                call("addSeconds", &[V::Date(1_999), V::Text("-1".into())]).unwrap(),
+                V::Text("X".into())
+            ]
+        ),
+        Ok(V::Text("0".into()))
+    );
+    assert_eq!(
+        variable_names("{{var.scenario.executionId}}-x var.team.A; not_var.x"),
+        BTreeSet::from([
+            "var.scenario.executionId".to_owned(),
+            "var.team.A".to_owned()
+        ])
+    );
+    let null = Value::Null;
+    let r = answers(
+        &null,
+        HashMap::from([(
+            "4.data".to_owned(),
+            V::Collection(json!({"error": {"code": "X"}})),
+        )]),
+    );
+    assert_eq!(r.resolve("4.data.error.code"), Ok(V::Text("X".into())));
 }
