@@ -1397,27 +1397,49 @@ async fn hostile_requests_get_stable_4xx_codes_and_write_nothing() {
     );
 }
 
-/// Operator-editable text at its worst: fifty speaker labels of 2,000 characters and a coachee name
-/// of 100,000, checked synchronously by S1. The answer is a 4xx with the contract's error body, small
-/// (labels are truncated in messages), and the worker stays healthy.
+/// Operator-editable text at its worst: fifty speaker labels of 2,000 characters, checked
+/// synchronously by S1 against a coachee label that matches none of them. The answer is a 4xx with the
+/// contract's error body, small (labels are truncated in messages), and the worker stays healthy. A
+/// coachee label of 100,000 characters is refused before any comparison.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_labels_and_a_long_coachee_name_get_a_short_error() {
     let w = World::builder().start().await;
-    let mut text = String::new();
-    for i in 0..50 {
-        let label = format!("{}{i:02}", "L".repeat(1_998));
-        text.push_str(&format!("{label}: we should look at the plan again.\n"));
+    let turns: Vec<Value> = (0..50)
+        .map(|i| {
+            json!({
+                "speaker": format!("{}{i:02}", "L".repeat(1_998)),
+                "text": "we should look at the plan again",
+            })
+        })
+        .collect();
+    let text = serde_json::to_string(&turns).unwrap();
+    let request = |coachee: String| {
+        serde_json::to_vec(&json!({
+            "transcript": {"text": text, "format": "json"},
+            "coachee_speaker": coachee,
+            "output": {},
+        }))
+        .unwrap()
+    };
+    let body = request("Q".repeat(100_000));
+    let headers = standard_headers("long-coachee", now(), &body);
+    let resp = w.app.post_raw("s1", body, headers).await;
+    let status = resp.status().as_u16();
+    let answer = resp.bytes().await.unwrap();
+    if let Err(problem) = check_answer("long coachee", status, &answer, Some("FIELD_TOO_LONG")) {
+        panic!("{problem}");
     }
-    let body = serde_json::to_vec(&json!({
-        "transcript": {"text": text, "format": "text"},
-        "coachee_speaker": "Q".repeat(100_000),
-        "output": {},
-    }))
-    .unwrap();
+
+    let body = request("Q".repeat(200));
     let headers = standard_headers("long-labels", now(), &body);
     let resp = w.app.post_raw("s1", body, headers).await;
     let status = resp.status().as_u16();
     let answer = resp.bytes().await.unwrap();
+    println!(
+        "long labels: {status}, {} bytes: {}",
+        answer.len(),
+        String::from_utf8_lossy(&answer[..answer.len().min(300)])
+    );
     if let Err(problem) = check_answer("long labels", status, &answer, None) {
         panic!("{problem}");
     }

@@ -20,6 +20,10 @@ use crate::http::Hook;
 
 pub struct S1Hook(pub Arc<Deps>);
 
+/// Longest coachee label S1 takes: it is compared with every speaker label of the transcript, so its
+/// length multiplies that work, and no real speaker label comes near it.
+const MAX_COACHEE_CHARS: usize = 200;
+
 fn bad(code: &'static str, pointer: &str, message: impl Into<String>) -> ApiError {
     ApiError::unprocessable(code, message).with_details(json!({ "pointer": pointer }))
 }
@@ -67,6 +71,15 @@ impl Hook for S1Hook {
             }
         }
         let coachee = optional_str(body, "coachee_speaker")?;
+        if coachee.is_some_and(|c| c.chars().count() > MAX_COACHEE_CHARS) {
+            return Err(bad(
+                "FIELD_TOO_LONG",
+                "/coachee_speaker",
+                format!(
+                    "`coachee_speaker` is longer than {MAX_COACHEE_CHARS} characters; send the speaker label as the transcript writes it"
+                ),
+            ));
+        }
         if body.get("transcript").is_some() && coachee.is_none_or(|c| c.trim().is_empty()) {
             return Err(bad(
                 "MISSING_FIELD",
