@@ -628,7 +628,7 @@ fn signature_cases(scenario: &str, body: &[u8]) -> Vec<Case> {
             h(&[
                 ("webhook-id", "sig-id"),
                 ("webhook-timestamp", &ts_now),
-                ("webhook-signature", &vec![sig_now.as_str(); 6].join(" ")),
+                ("webhook-signature", &[sig_now.as_str(); 6].join(" ")),
             ]),
             Some("SIGNATURE_MALFORMED"),
         ),

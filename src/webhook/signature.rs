@@ -542,10 +542,10 @@ mod tests {
         ));
         // A handful of 32-byte candidates is fine; one more is refused.
         let mac = format!("v1,{}", B64.encode([7u8; 32]));
-        let five = vec![mac.as_str(); MAX_CANDIDATES].join(" ");
+        let five = [mac.as_str(); MAX_CANDIDATES].join(" ");
         let pending = check_headers(&std_headers("m", "10", &five), 10, 300).unwrap();
         assert_eq!(pending.candidates.len(), MAX_CANDIDATES);
-        let six = vec![mac.as_str(); MAX_CANDIDATES + 1].join(" ");
+        let six = [mac.as_str(); MAX_CANDIDATES + 1].join(" ");
         assert!(matches!(
             check_headers(&std_headers("m", "10", &six), 10, 300),
             Err(SignatureError::Malformed(_))
@@ -580,7 +580,7 @@ mod tests {
         let bare = Secret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
         let sig = sign_standard(&with_prefix, "msg_1", 10, b"{}").unwrap();
         let ok = verify(
-            &[bare.clone()],
+            std::slice::from_ref(&bare),
             &std_headers("msg_1", "10", &sig),
             b"{}",
             10,
