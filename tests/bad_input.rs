@@ -1435,11 +1435,6 @@ async fn long_labels_and_a_long_coachee_name_get_a_short_error() {
     let resp = w.app.post_raw("s1", body, headers).await;
     let status = resp.status().as_u16();
     let answer = resp.bytes().await.unwrap();
-    println!(
-        "long labels: {status}, {} bytes: {}",
-        answer.len(),
-        String::from_utf8_lossy(&answer[..answer.len().min(300)])
-    );
     if let Err(problem) = check_answer("long labels", status, &answer, None) {
         panic!("{problem}");
     }
