@@ -24,16 +24,67 @@ pub fn store(config: &ServeConfig) -> anyhow::Result<Store> {
             Store::airtable(cfg).context("AIRTABLE_TOKEN: cannot set up the Airtable store")
         }
         _ => {
-            std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            prepare_data_dir(config)?;
+            #[cfg(unix)]
+            secure_db(&config.store_path(), true).with_context(|| {
                 format!(
                     "COACH_DATA_DIR: cannot create {}",
-                    config.data_dir.display()
+                    config.store_path().display()
                 )
             })?;
             Store::sqlite(&config.store_path())
                 .context("COACH_DATA_DIR: cannot open the embedded store")
         }
     }
+}
+
+/// Creates `COACH_DATA_DIR` readable by the worker's user only (0700) and the journal 0600, and
+/// tightens the folder and both databases when an older version left them open to everyone: they
+/// hold raw deliveries and transcripts.
+pub fn prepare_data_dir(config: &ServeConfig) -> anyhow::Result<()> {
+    let dir = &config.data_dir;
+    let fail = |e: std::io::Error| {
+        anyhow::anyhow!("COACH_DATA_DIR: cannot prepare {}: {e}", dir.display())
+    };
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(fail)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(fail)?;
+        secure_db(&config.journal_path(), true).map_err(fail)?;
+        secure_db(&config.store_path(), false).map_err(fail)?;
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    Ok(())
+}
+
+/// Makes a database file (and its `-wal` and `-shm` files) 0600, creating it empty first when
+/// `create` is set: SQLite gives the files it creates beside a database the database's permissions,
+/// so a file that starts 0600 keeps its sidecars 0600 too.
+#[cfg(unix)]
+fn secure_db(db: &std::path::Path, create: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if create {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(db)?;
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let file = std::path::PathBuf::from(name);
+        if file.exists() {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
 }
 
 /// The analyzer the settings select.
@@ -66,6 +117,7 @@ pub struct Built {
 
 /// Builds the worker with the real scenarios.
 pub async fn build(config: &ServeConfig, secrets: Vec<Secret>) -> anyhow::Result<Built> {
+    prepare_data_dir(config)?;
     let journal =
         Journal::open(&config.journal_path()).context("COACH_DATA_DIR: cannot open the journal")?;
     let deps = Arc::new(Deps::new(

@@ -102,6 +102,7 @@ impl Application {
             max_body: config.max_body_bytes,
             prometheus: crate::telemetry::prometheus(),
             ready: registry.ready,
+            public_limit: Arc::new(crate::http::public_view_limiter()),
         });
         let listener = TcpListener::bind(config.listen)
             .with_context(|| format!("COACH_LISTEN: cannot listen on {}", config.listen))?;
@@ -109,6 +110,7 @@ impl Application {
         let routes = registry.routes;
         let server = HttpServer::new(move || {
             let mut app = App::new()
+                .wrap(actix_web::middleware::from_fn(crate::http::harden))
                 .wrap(actix_web::middleware::from_fn(crate::http::request_id))
                 .app_data(state.clone())
                 .configure(crate::http::configure);
@@ -119,6 +121,8 @@ impl Application {
             app.default_service(web::to(crate::http::no_route))
         })
         .disable_signals()
+        .max_connections(crate::http::MAX_CONNECTIONS_PER_WORKER)
+        .client_request_timeout(crate::http::CLIENT_REQUEST_TIMEOUT)
         .shutdown_timeout(10)
         .listen(listener)?
         .run();

@@ -565,6 +565,7 @@ fn signature_cases(scenario: &str, body: &[u8]) -> Vec<Case> {
             Some("SIGNATURE_INVALID"),
         ),
         (
+            // Three bytes cannot be a MAC: dropped before any hashing, which leaves none to match.
             "v1 garbage",
             h(&[
                 ("webhook-id", "sig-id"),
@@ -592,6 +593,7 @@ fn signature_cases(scenario: &str, body: &[u8]) -> Vec<Case> {
             None,
         ),
         (
+            // Each candidate used to cost an HMAC over the body: the header's size is capped.
             "a thousand wrong signatures",
             h(&[
                 ("webhook-id", "sig-id"),
@@ -601,7 +603,42 @@ fn signature_cases(scenario: &str, body: &[u8]) -> Vec<Case> {
                     &vec!["v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="; 1000].join(" "),
                 ),
             ]),
+            Some("SIGNATURE_MALFORMED"),
+        ),
+        (
+            "twenty thousand empty candidates",
+            h(&[
+                ("webhook-id", "sig-id"),
+                ("webhook-timestamp", &ts_now),
+                ("webhook-signature", &vec!["v1,"; 20_000].join(" ")),
+            ]),
+            Some("SIGNATURE_MALFORMED"),
+        ),
+        (
+            "two hundred empty candidates in a short header",
+            h(&[
+                ("webhook-id", "sig-id"),
+                ("webhook-timestamp", &ts_now),
+                ("webhook-signature", &vec!["v1,"; 200].join(" ")),
+            ]),
             Some("SIGNATURE_INVALID"),
+        ),
+        (
+            "six candidates of the right length",
+            h(&[
+                ("webhook-id", "sig-id"),
+                ("webhook-timestamp", &ts_now),
+                ("webhook-signature", &[sig_now.as_str(); 6].join(" ")),
+            ]),
+            Some("SIGNATURE_MALFORMED"),
+        ),
+        (
+            "make: twenty thousand empty candidates",
+            h(&[
+                ("X-Coach-Timestamp", &ts_now),
+                ("X-Coach-Signature", &vec!["v1="; 20_000].join(",")),
+            ]),
+            Some("SIGNATURE_MALFORMED"),
         ),
         (
             "flipped bit",
@@ -684,6 +721,24 @@ fn signature_cases(scenario: &str, body: &[u8]) -> Vec<Case> {
             code,
         })
         .collect()
+}
+
+/// The probe's CPU attack: a body near the cap with thousands of empty signature candidates. Refused
+/// from the headers alone.
+fn candidate_flood() -> Case {
+    let body = format!(r#"{{"run_id":"{}"}}"#, "A".repeat(1_000_000)).into_bytes();
+    let headers = h(&[
+        ("webhook-id", "flood"),
+        ("webhook-timestamp", &now().to_string()),
+        ("webhook-signature", &vec!["v1,"; 20_000].join(" ")),
+    ]);
+    Case::new(
+        "signature: 1 MB body, twenty thousand empty candidates",
+        "d1",
+        body,
+    )
+    .sign(Sign::Headers(headers))
+    .code("SIGNATURE_MALFORMED")
 }
 
 fn corpus(user: &str, transcripts: &[String]) -> Vec<Case> {
@@ -1003,6 +1058,7 @@ fn corpus(user: &str, transcripts: &[String]) -> Vec<Case> {
             cases.extend(signature_cases(hook, valid.as_bytes()));
         }
     }
+    cases.push(candidate_flood());
 
     // Unknown scenarios (checked first, so signed or not does not matter).
     for name in [
@@ -1204,18 +1260,51 @@ async fn hostile_requests_get_stable_4xx_codes_and_write_nothing() {
         for (k, v) in &sig {
             signed.push_str(&format!("{k}: {v}\r\n"));
         }
+        // Signed headers whose timestamp leaves the window two seconds from now: a body sent under
+        // them has two seconds to arrive.
+        let mut expiring = String::new();
+        for (k, v) in &standard_headers("raw-slow", now() - 298, &small) {
+            expiring.push_str(&format!("{k}: {v}\r\n"));
+        }
         vec![
             (
                 "chunked body over the cap, no length",
-                b"POST /v1/hooks/d1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec(),
+                format!("POST /v1/hooks/d1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n{signed}\r\n").into_bytes(),
                 chunked(&big),
                 "BODY_TOO_LARGE",
             ),
             (
                 "chunked body over the cap to an async hook",
-                b"POST /v1/hooks/r1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec(),
+                format!("POST /v1/hooks/r1 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n{signed}\r\n").into_bytes(),
                 chunked(&big),
                 "BODY_TOO_LARGE",
+            ),
+            (
+                // Refused from the headers: the body is never waited for.
+                "unsigned, announcing a 1 MiB body that never comes",
+                b"POST /v1/hooks/d1 HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\nConnection: close\r\n\r\n".to_vec(),
+                Vec::new(),
+                "SIGNATURE_MISSING",
+            ),
+            (
+                "stale signature, announcing a 1 MiB body that never comes",
+                {
+                    let mut stale = String::new();
+                    for (k, v) in &standard_headers("raw-stale", now() - 3600, &small) {
+                        stale.push_str(&format!("{k}: {v}\r\n"));
+                    }
+                    format!("POST /v1/hooks/r1 HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\nConnection: close\r\n{stale}\r\n").into_bytes()
+                },
+                Vec::new(),
+                "SIGNATURE_STALE",
+            ),
+            (
+                // A body trickled (here: stopped) under fresh headers is cut off when the signed
+                // timestamp leaves the window, at the latest after the body deadline.
+                "signed, body stops after ten bytes",
+                format!("POST /v1/hooks/d1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\nConnection: close\r\n{expiring}\r\n").into_bytes(),
+                br#"{"run_id":"#.to_vec(),
+                "BODY_TIMEOUT",
             ),
             (
                 "announced length far over the cap",
@@ -1306,4 +1395,48 @@ async fn hostile_requests_get_stable_4xx_codes_and_write_nothing() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// Operator-editable text at its worst: fifty speaker labels of 2,000 characters, checked
+/// synchronously by S1 against a coachee label that matches none of them. The answer is a 4xx with the
+/// contract's error body, small (labels are truncated in messages), and the worker stays healthy. A
+/// coachee label of 100,000 characters is refused before any comparison.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_labels_and_a_long_coachee_name_get_a_short_error() {
+    let w = World::builder().start().await;
+    let turns: Vec<Value> = (0..50)
+        .map(|i| {
+            json!({
+                "speaker": format!("{}{i:02}", "L".repeat(1_998)),
+                "text": "we should look at the plan again",
+            })
+        })
+        .collect();
+    let text = serde_json::to_string(&turns).unwrap();
+    let request = |coachee: String| {
+        serde_json::to_vec(&json!({
+            "transcript": {"text": text, "format": "json"},
+            "coachee_speaker": coachee,
+            "output": {},
+        }))
+        .unwrap()
+    };
+    let body = request("Q".repeat(100_000));
+    let headers = standard_headers("long-coachee", now(), &body);
+    let resp = w.app.post_raw("s1", body, headers).await;
+    let status = resp.status().as_u16();
+    let answer = resp.bytes().await.unwrap();
+    if let Err(problem) = check_answer("long coachee", status, &answer, Some("FIELD_TOO_LONG")) {
+        panic!("{problem}");
+    }
+
+    let body = request("Q".repeat(200));
+    let headers = standard_headers("long-labels", now(), &body);
+    let resp = w.app.post_raw("s1", body, headers).await;
+    let status = resp.status().as_u16();
+    let answer = resp.bytes().await.unwrap();
+    if let Err(problem) = check_answer("long labels", status, &answer, None) {
+        panic!("{problem}");
+    }
+    assert_eq!(w.app.get_json("/healthz").await.0, 200);
 }

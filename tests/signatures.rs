@@ -168,3 +168,75 @@ async fn the_sign_command_produces_headers_the_worker_accepts() {
     assert!(text.contains("curl -sS -X POST"));
     let _ = json!({});
 }
+
+fn accept_all() -> coach_worker::startup::Registry {
+    let mut r = coach_worker::startup::Registry::empty();
+    struct H;
+    #[async_trait::async_trait]
+    impl coach_worker::http::Hook for H {
+        fn validate(&self, b: &Value) -> Result<Value, coach_worker::error::ApiError> {
+            Ok(b.clone())
+        }
+        fn job_kind(&self) -> Option<&str> {
+            Some("none")
+        }
+    }
+    r.hooks.insert("r1".into(), std::sync::Arc::new(H));
+    r
+}
+
+/// A Standard Webhooks secret configured without its `whsec_` prefix (as the reference libraries
+/// accept it) verifies Standard-signed deliveries; a worker with only Make secrets says which secret
+/// is missing instead of blaming the body.
+#[tokio::test]
+async fn a_standard_secret_without_its_prefix_is_accepted() {
+    let bare = common::SECRET.trim_start_matches("whsec_").to_owned();
+    let app = common::spawn_app_with(accept_all(), move |c| {
+        c.webhook_secrets = vec![bare];
+    })
+    .await;
+    let body = br#"{"run_request_id":"recAAAAAAAAAAAAAA"}"#.to_vec();
+    let headers = common::standard_headers("bare-1", common::now(), &body);
+    let resp = app.post_raw("r1", body.clone(), headers.clone()).await;
+    assert_eq!(resp.status(), 202);
+
+    let make_only = common::spawn_app_with(accept_all(), |c| {
+        c.webhook_secrets = vec![common::MAKE_SECRET.into()];
+    })
+    .await;
+    let resp = make_only.post_raw("r1", body, headers).await;
+    assert_eq!(resp.status(), 401);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], "SIGNATURE_INVALID");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("whsec_"),
+        "{answer}"
+    );
+}
+
+/// Signature work is bounded by the headers alone: a header stuffed with candidates is refused
+/// before the body is read, and one with a handful (one of them right) is accepted.
+#[tokio::test]
+async fn signature_candidates_are_capped() {
+    let app = common::spawn_app_with(accept_all(), |_| {}).await;
+    let body = br#"{"run_request_id":"recAAAAAAAAAAAAAA"}"#.to_vec();
+    let mut headers = common::standard_headers("cap-1", common::now(), &body);
+    let good = headers[2].1.clone();
+    let wrong = format!("v1,{}", "A".repeat(43) + "=");
+    headers[2].1 = format!("{wrong} {wrong} {wrong} {wrong} {good}");
+    assert_eq!(
+        app.post_raw("r1", body.clone(), headers.clone())
+            .await
+            .status(),
+        202
+    );
+    headers[0].1 = "cap-2".into();
+    headers[2].1 = vec!["v1,"; 5000].join(" ");
+    let resp = app.post_raw("r1", body, headers).await;
+    assert_eq!(resp.status(), 401);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], "SIGNATURE_MALFORMED");
+}

@@ -7,6 +7,9 @@
 //! digest used for the check), so entries made with different tokens can be told apart without the
 //! log ever holding anything that helps to guess one.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use actix_web::HttpRequest;
 use sha2::{Digest, Sha256};
 
@@ -67,6 +70,51 @@ impl AdminAuth {
     }
 }
 
+/// The admin page's live sessions: nonce → expiry (unix seconds). A session cookie is honoured only
+/// while its nonce is here, so logging out ends it on the server, not only in the browser that held
+/// the cookie; a copy of the cookie (and its CSRF token) is worthless afterwards.
+#[derive(Default)]
+pub struct Sessions {
+    live: Mutex<HashMap<String, i64>>,
+}
+
+/// Live sessions kept at most; past it the one closest to expiry makes room (a few operators use the
+/// page, so reaching it means someone is logging in in a loop).
+const MAX_SESSIONS: usize = 256;
+
+impl Sessions {
+    fn live(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
+        self.live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records a new session.
+    pub fn open(&self, nonce: &str, expiry: i64, now: i64) {
+        let mut live = self.live();
+        live.retain(|_, exp| *exp > now);
+        if live.len() >= MAX_SESSIONS
+            && let Some(first) = live
+                .iter()
+                .min_by_key(|(_, exp)| **exp)
+                .map(|(n, _)| n.clone())
+        {
+            live.remove(&first);
+        }
+        live.insert(nonce.to_owned(), expiry);
+    }
+
+    /// Whether a session is open and unexpired.
+    pub fn is_live(&self, nonce: &str, now: i64) -> bool {
+        self.live().get(nonce).is_some_and(|exp| *exp > now)
+    }
+
+    /// Ends a session.
+    pub fn close(&self, nonce: &str) {
+        self.live().remove(nonce);
+    }
+}
+
 fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
@@ -74,6 +122,17 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_closed_or_expired_session_is_not_live() {
+        let sessions = Sessions::default();
+        sessions.open("n1", 100, 10);
+        assert!(sessions.is_live("n1", 50));
+        assert!(!sessions.is_live("n1", 100));
+        sessions.close("n1");
+        assert!(!sessions.is_live("n1", 50));
+        assert!(!sessions.is_live("never-opened", 50));
+    }
 
     #[test]
     fn only_the_exact_token_matches_and_the_actor_hides_it() {

@@ -5,8 +5,10 @@
 //! Sessions. Logging in posts the admin token once; the answer sets a session cookie
 //! (`HttpOnly`, `SameSite=Strict`, `Path=/admin`, `Secure` when `COACH_COOKIE_SECURE` is set) whose
 //! value is `expiry.nonce.mac`, the MAC being HMAC-SHA256 under a key drawn at random when the worker
-//! starts. Nothing is stored server-side; a restart (new key) logs everyone out, which is acceptable
-//! for an operator tool and means a stolen cookie dies with the process at the latest.
+//! starts. A session lasts an hour. The worker also keeps the nonces of open sessions in memory
+//! ([`Sessions`]): logging out removes the nonce, so a saved copy of the cookie stops working at once,
+//! and a restart (new key, empty table) logs everyone out. Failed logins are limited per client
+//! address (a burst of 5, then one every 12 seconds) and answered 429 past that.
 //!
 //! CSRF. Every form that changes something (login, logout, replay, replay-all, its confirmation) is a
 //! POST carrying a token: HMAC of the session nonce (or, for the login form, of a nonce in a
@@ -31,7 +33,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use super::api::{self, BulkReplay, FilterSpec, StatusList};
-use super::auth::AdminAuth;
+use super::auth::{AdminAuth, Sessions};
 use super::replay::{self, Outcome};
 use super::view;
 use crate::http::AppState;
@@ -42,7 +44,7 @@ type HmacSha256 = Hmac<Sha256>;
 
 const SESSION_COOKIE: &str = "coach_admin";
 const LOGIN_COOKIE: &str = "coach_admin_login";
-const SESSION_SECS: i64 = 8 * 3600;
+const SESSION_SECS: i64 = 3600;
 const PAGE_SIZE: usize = 50;
 
 /// What the page handlers share: the token check and the session key.
@@ -51,6 +53,8 @@ pub struct PageKeys {
     /// HMAC keyed with 32 random bytes drawn at start-up; cloned for each use.
     mac: HmacSha256,
     secure: bool,
+    sessions: Sessions,
+    login_limit: crate::http::limit::RateLimiter,
 }
 
 impl PageKeys {
@@ -85,8 +89,11 @@ impl PageKeys {
         let mut parts = cookie.value().splitn(3, '.');
         let (exp, nonce, mac) = (parts.next()?, parts.next()?, parts.next()?);
         let expiry: i64 = exp.parse().ok()?;
-        (expiry > now_ms() / 1000 && self.verify(&["session", exp, nonce], mac))
-            .then(|| nonce.to_owned())
+        let now = now_ms() / 1000;
+        (expiry > now
+            && self.verify(&["session", exp, nonce], mac)
+            && self.sessions.is_live(nonce, now))
+        .then(|| nonce.to_owned())
     }
 
     fn csrf(&self, nonce: &str) -> String {
@@ -113,6 +120,8 @@ pub fn routes(token: String, cookie_secure: bool) -> Routes {
         mac: <HmacSha256 as KeyInit>::new_from_slice(&key)
             .unwrap_or_else(|_| unreachable!("HMAC accepts any key length")),
         secure: cookie_secure,
+        sessions: Sessions::default(),
+        login_limit: crate::http::limit::RateLimiter::new(5, 1.0 / 12.0),
     });
     Arc::new(move |cfg: &mut web::ServiceConfig| {
         cfg.service(
@@ -163,7 +172,7 @@ fn html(status: StatusCode, title: &str, body: &str) -> HttpResponse {
         .content_type("text/html; charset=utf-8")
         .insert_header((
             header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ))
         .insert_header((header::X_FRAME_OPTIONS, "DENY"))
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -269,6 +278,18 @@ async fn login(req: HttpRequest, bytes: web::Bytes) -> HttpResponse {
             "This form was refused: its CSRF token is missing or wrong. Reload the page and try again.",
         );
     }
+    let client = crate::http::limit::client_of(&req);
+    if let Err(wait) = keys.login_limit.check(client) {
+        let mut page = login_page(
+            keys,
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("Too many login attempts; wait {wait} seconds and try again."),
+        );
+        if let Ok(value) = header::HeaderValue::from_str(&wait.to_string()) {
+            page.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return page;
+    }
     let token = fields.get("token").map(String::as_str).unwrap_or("");
     if !keys.auth.matches(token) {
         return login_page(
@@ -277,8 +298,11 @@ async fn login(req: HttpRequest, bytes: web::Bytes) -> HttpResponse {
             "That is not the admin token.",
         );
     }
+    keys.login_limit.refund(client);
     let session = hex::encode(rand::random::<[u8; 16]>());
-    let exp = (now_ms() / 1000 + SESSION_SECS).to_string();
+    let now = now_ms() / 1000;
+    keys.sessions.open(&session, now + SESSION_SECS, now);
+    let exp = (now + SESSION_SECS).to_string();
     let mac = hex::encode(keys.mac(&["session", &exp, &session]));
     let mut resp = see_other("/admin");
     let _ = resp.add_cookie(&keys.cookie(
@@ -292,11 +316,13 @@ async fn login(req: HttpRequest, bytes: web::Bytes) -> HttpResponse {
 
 async fn logout(req: HttpRequest, bytes: web::Bytes) -> HttpResponse {
     let fields = form_fields(&bytes);
-    if let Err(page) = check_post(&req, &fields) {
-        return *page;
-    }
+    let nonce = match check_post(&req, &fields) {
+        Ok(nonce) => nonce,
+        Err(page) => return *page,
+    };
     let mut resp = see_other("/admin");
     if let Some(keys) = keys_of(&req) {
+        keys.sessions.close(&nonce);
         let _ = resp.add_removal_cookie(&keys.cookie(SESSION_COOKIE, String::new(), 0));
     }
     resp

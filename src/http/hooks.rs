@@ -1,8 +1,10 @@
 //! `POST /v1/hooks/{scenario}`: the webhook intake.
 //!
-//! The order of checks is the order of cost: known scenario (404), body size (413), signature (401),
-//! JSON (400 with the byte position), the scenario's own validation (400/422), then the journal. Only
-//! a delivery that passed all of them is journaled, and it is journaled before it is answered.
+//! The order of checks is the order of cost: known scenario (404), announced body size (413), the
+//! signature headers and their timestamp window (401, before any of the body is read), reading the
+//! body under a deadline (408) and a size cap (413), the MAC over it (401), JSON (400 with the byte
+//! position), the scenario's own validation (400/422), then the journal. Only a delivery that passed
+//! all of them is journaled, and it is journaled before it is answered.
 
 use std::sync::Arc;
 
@@ -83,17 +85,9 @@ pub async fn receive(
     {
         return Err(too_large());
     }
-    let body = match payload.to_bytes_limited(state.max_body).await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => {
-            return Err(ApiError::bad_request(
-                "BODY_UNREADABLE",
-                "the request body could not be read",
-            ));
-        }
-        Err(_) => return Err(too_large()),
-    };
 
+    // Signature headers first: an unsigned, malformed or stale request is refused before a byte of
+    // its body is read, so it can neither hold a connection open nor cost a MAC.
     let headers = SignedHeaders {
         webhook_id: header(&req, "webhook-id"),
         webhook_timestamp: header(&req, "webhook-timestamp"),
@@ -102,12 +96,32 @@ pub async fn receive(
         coach_signature: header(&req, "x-coach-signature"),
     };
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    if let Err(e) =
-        webhook::signature::verify(&state.secrets, &headers, &body, now, state.tolerance_secs)
-    {
+    let unauthorized = |e: webhook::SignatureError| {
         metrics::counter!("deliveries_total", "scenario" => scenario.clone(), "outcome" => "unauthorized").increment(1);
-        return Err(ApiError::unauthorized(e.code(), e.to_string()));
-    }
+        ApiError::unauthorized(e.code(), e.to_string())
+    };
+    let pending = webhook::signature::check_headers(&headers, now, state.tolerance_secs)
+        .map_err(unauthorized)?;
+
+    // The body must arrive before the signed timestamp goes stale (it would be refused then anyway)
+    // and within the general body deadline.
+    let left = webhook::signature::seconds_left(pending.timestamp(), now, state.tolerance_secs);
+    let deadline = super::BODY_DEADLINE.min(std::time::Duration::from_secs(left.max(1)));
+    let body = match tokio::time::timeout(deadline, payload.to_bytes_limited(state.max_body)).await
+    {
+        Err(_) => return Err(super::body_timeout(deadline)),
+        Ok(Ok(Ok(bytes))) => bytes,
+        Ok(Ok(Err(_))) => {
+            return Err(ApiError::bad_request(
+                "BODY_UNREADABLE",
+                "the request body could not be read",
+            ));
+        }
+        Ok(Err(_)) => return Err(too_large()),
+    };
+    let verified = pending
+        .verify(&state.secrets, &body)
+        .map_err(unauthorized)?;
 
     let json: Value = serde_json::from_slice(&body).map_err(|e| {
         metrics::counter!("deliveries_total", "scenario" => scenario.clone(), "outcome" => "invalid").increment(1);
@@ -120,12 +134,24 @@ pub async fn receive(
     let delivery_id = headers
         .webhook_id
         .or_else(|| header(&req, "x-coach-delivery"));
-    let key = webhook::delivery_key(
+    let mut key = webhook::delivery_key(
         &scenario,
         delivery_id,
         header(&req, "idempotency-key"),
         &json,
     );
+    if verified.scheme == webhook::Scheme::Make {
+        // The Make scheme signs neither `X-Coach-Delivery` nor `Idempotency-Key`, so a captured
+        // request re-sent with a new one must not become a new delivery: the signed content names
+        // the delivery key it first came with, and a repeat of that content is answered as that key.
+        key = first_key_for_signed(
+            &state.journal,
+            &scenario,
+            webhook::signed_content_key(&scenario, verified.timestamp, &body),
+            key,
+        )
+        .await?;
+    }
     let delivery = NewDelivery {
         key: key.clone(),
         scenario: scenario.clone(),
@@ -180,6 +206,42 @@ pub async fn receive(
                 }
             }
         }
+    }
+}
+
+/// The delivery key under which signed content was first received: `key` when this content is new
+/// (it is then recorded as a delivery row of its own, keyed on the content, whose answer names
+/// `key`), else the key recorded with it. A captured Make-scheme request re-sent with a new delivery
+/// id is thereby answered as the first delivery was, and starts no job.
+async fn first_key_for_signed(
+    journal: &crate::journal::Journal,
+    scenario: &str,
+    signed_key: String,
+    key: String,
+) -> Result<String, ApiError> {
+    let record = NewDelivery {
+        key: signed_key.clone(),
+        scenario: scenario.to_owned(),
+        body_hash: signed_key.clone(),
+        body: String::new(),
+    };
+    match journal.reserve_delivery(record).await? {
+        DeliveryOutcome::New => {
+            journal
+                .complete_delivery(signed_key, 200, json!({ "delivery_key": key }))
+                .await?;
+            Ok(key)
+        }
+        DeliveryOutcome::Replayed { body, .. } => Ok(body["delivery_key"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or(key)),
+        DeliveryOutcome::InProgress | DeliveryOutcome::KeyReused => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "DELIVERY_IN_PROGRESS",
+            "the first request with this signed content is still being processed; retry in a moment",
+        )
+        .with_retry_after(1)),
     }
 }
 

@@ -87,9 +87,15 @@ impl NewJob {
     }
 }
 
-/// A new job id: a UUIDv7 (time-ordered, so ids sort by creation) with a `run_` prefix.
+/// A new job id: a UUIDv7 with a `run_` prefix, time-ordered to the millisecond. The 74 bits after
+/// the timestamp are all random: `Uuid::now_v7` spends some of them on a counter that makes ids of
+/// one millisecond consecutive, which would let anyone holding one id of a burst (a bulk replay) guess
+/// its neighbours, and the id is the only key to the unauthenticated run view.
 pub fn new_job_id() -> String {
-    format!("run_{}", uuid::Uuid::now_v7().simple())
+    let millis = u64::try_from(now_ms()).unwrap_or(0);
+    let random: [u8; 10] = rand::random();
+    let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
+    format!("run_{}", id.simple())
 }
 
 /// A journaled job.

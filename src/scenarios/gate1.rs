@@ -1,5 +1,10 @@
 //! S1: validate a coaching output against Gate-1 for a given transcript, synchronously. Span ids are
 //! checked exactly as given, never renumbered; pass or fail is in the body, not the status.
+//!
+//! The request's HTTP worker only reads the transcript (from the store or the body); parsing it,
+//! finding the coachee and running Gate-1 — work that grows with the transcript and the output — run
+//! on tokio's blocking pool, so a large request holds a blocking thread, not an HTTP worker that
+//! other requests (and `/healthz`) are waiting on.
 
 use std::sync::Arc;
 
@@ -14,6 +19,10 @@ use crate::error::ApiError;
 use crate::http::Hook;
 
 pub struct S1Hook(pub Arc<Deps>);
+
+/// Longest coachee label S1 takes: it is compared with every speaker label of the transcript, so its
+/// length multiplies that work, and no real speaker label comes near it.
+const MAX_COACHEE_CHARS: usize = 200;
 
 fn bad(code: &'static str, pointer: &str, message: impl Into<String>) -> ApiError {
     ApiError::unprocessable(code, message).with_details(json!({ "pointer": pointer }))
@@ -62,6 +71,15 @@ impl Hook for S1Hook {
             }
         }
         let coachee = optional_str(body, "coachee_speaker")?;
+        if coachee.is_some_and(|c| c.chars().count() > MAX_COACHEE_CHARS) {
+            return Err(bad(
+                "FIELD_TOO_LONG",
+                "/coachee_speaker",
+                format!(
+                    "`coachee_speaker` is longer than {MAX_COACHEE_CHARS} characters; send the speaker label as the transcript writes it"
+                ),
+            ));
+        }
         if body.get("transcript").is_some() && coachee.is_none_or(|c| c.trim().is_empty()) {
             return Err(bad(
                 "MISSING_FIELD",
@@ -109,15 +127,14 @@ fn run_type(body: &Value) -> Result<RunType, ApiError> {
     }
 }
 
-/// Loads and parses the transcript, finds the coachee, and returns the Gate-1 report.
+/// Loads the transcript, then parses it, finds the coachee and returns the Gate-1 report off the
+/// async worker.
 pub async fn check(deps: &Deps, body: &Value) -> Result<Value, ScenarioError> {
-    let (transcript, record) = match body.get("transcript_id").and_then(Value::as_str) {
+    let (bytes, format, record) = match body.get("transcript_id").and_then(Value::as_str) {
         Some(id) => {
             let record = transcripts::get(deps, id).await?;
-            (
-                transcripts::parse_record(deps, &record).await?,
-                Some(record),
-            )
+            let (bytes, format) = transcripts::record_text(deps, &record).await?;
+            (bytes, format, record)
         }
         None => {
             let t = &body["transcript"];
@@ -125,17 +142,27 @@ pub async fn check(deps: &Deps, body: &Value) -> Result<Value, ScenarioError> {
                 .as_str()
                 .and_then(|f| f.parse().ok())
                 .unwrap_or(Format::Auto);
-            (
-                transcripts::parse_bytes(
-                    t["text"].as_str().unwrap_or_default().as_bytes(),
-                    format,
-                )?,
-                None,
-            )
+            let text = t["text"].as_str().unwrap_or_default().as_bytes().to_vec();
+            (text, format, Default::default())
         }
     };
-    let record = record.unwrap_or_default();
-    let mut record = record;
+    let body = body.clone();
+    tokio::task::spawn_blocking(move || analyse(&bytes, format, record, &body))
+        .await
+        .map_err(|e| ScenarioError::Transient {
+            code: "CHECK_INTERRUPTED",
+            message: format!("the Gate-1 check stopped before it finished ({e}); send it again"),
+        })?
+}
+
+/// Parses the transcript, finds the coachee and runs Gate-1 (CPU only).
+fn analyse(
+    bytes: &[u8],
+    format: Format,
+    mut record: coach_store::tables::Transcript,
+    body: &Value,
+) -> Result<Value, ScenarioError> {
+    let transcript = transcripts::parse_bytes(bytes, format)?;
     if let Some(name) = body.get("coachee_speaker").and_then(Value::as_str) {
         record.coachee_speaker = Some(name.to_owned());
     }

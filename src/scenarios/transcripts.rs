@@ -36,6 +36,16 @@ pub async fn parse_record(
     deps: &Deps,
     record: &tables::Transcript,
 ) -> Result<Transcript, ScenarioError> {
+    let (bytes, format) = record_text(deps, record).await?;
+    parse_bytes(&bytes, format)
+}
+
+/// A transcript record's text (the `Transcript` long text, else its first `File` attachment) and
+/// the format to parse it as, without parsing it.
+pub async fn record_text(
+    deps: &Deps,
+    record: &tables::Transcript,
+) -> Result<(Vec<u8>, Format), ScenarioError> {
     let bytes = match (&record.transcript, record.file.first()) {
         (Some(text), _) if !text.trim().is_empty() => text.as_bytes().to_vec(),
         (_, Some(file)) => coach_store::attachment::download(&file.url, &deps.attachments)
@@ -66,7 +76,7 @@ pub async fn parse_record(
             ));
         }
     };
-    parse_bytes(&bytes, format_of(record))
+    Ok((bytes, format_of(record)))
 }
 
 /// Parses transcript text, mapping parser errors to 422s with the parser's code.

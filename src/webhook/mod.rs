@@ -25,6 +25,18 @@ pub fn delivery_key(
     }
 }
 
+/// The journal key of what a Make-scheme signature covers (the timestamp and the exact raw body),
+/// scoped by scenario like delivery keys. Two requests with this key carry the same signed content,
+/// whatever their unsigned delivery headers say.
+pub fn signed_content_key(scenario: &str, timestamp: i64, body: &[u8]) -> String {
+    let digest = Sha256::new()
+        .chain_update(timestamp.to_string().as_bytes())
+        .chain_update(b".")
+        .chain_update(body)
+        .finalize();
+    format!("{scenario}:signed:{}", hex::encode(digest))
+}
+
 /// SHA-256 (hex) of the canonical form of a JSON body: object keys sorted (serde_json's map is
 /// ordered), no insignificant whitespace. Two bodies that differ only in key order or spacing hash
 /// the same.

@@ -5,6 +5,10 @@
 //! excerpt once. Footnotes use the common `[^n]` syntax (GitHub, Airtable's markdown renders it
 //! as plain text, which still reads well). The renderer works on the raw JSON and skips what is
 //! missing, so it can also show an output that failed Gate-1 while someone investigates it.
+//!
+//! Every text that reaches the card comes from a model or a transcript, and Make scenarios may render
+//! the card into an email as HTML, where markdown lets raw HTML through. So `<` and `>` in any of it
+//! are written as `&lt;` and `&gt;`: a renderer shows them as the characters, never as a tag.
 
 use serde_json::Value;
 
@@ -41,9 +45,14 @@ fn str_of<'v>(v: &'v Value, key: &str) -> &'v str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
-/// Keeps a model-written string on one markdown line.
+/// Keeps a model-written string on one markdown line, with no HTML tag in it.
 fn inline(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+    no_html(&s.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// Writes the characters that open and close HTML tags as entities.
+fn no_html(s: &str) -> String {
+    s.replace('<', "&lt;").replace('>', "&gt;")
 }
 
 fn category_label(c: &str) -> String {
@@ -117,11 +126,14 @@ pub fn render_markdown(output: &Value) -> String {
         let kind = title_case(str_of(p, "kind"));
         md.push_str(&format!(
             "### {} · {} — {}\n\n",
-            str_of(p, "id"),
-            kind,
+            inline(str_of(p, "id")),
+            inline(&kind),
             inline(str_of(p, "title"))
         ));
-        md.push_str(&format!("*{}*\n\n", category_label(str_of(p, "category"))));
+        md.push_str(&format!(
+            "*{}*\n\n",
+            inline(&category_label(str_of(p, "category")))
+        ));
         let refs = notes.refs(p.get("evidence"));
         md.push_str(&format!("{}{refs}\n\n", inline(str_of(p, "observation"))));
         let impact = str_of(p, "impact");
@@ -148,7 +160,7 @@ pub fn render_markdown(output: &Value) -> String {
         let refs = notes.refs(a.get("evidence"));
         md.push_str(&format!(
             "**Attempted:** {}{refs}\n\n",
-            str_of(a, "attempted")
+            inline(str_of(a, "attempted"))
         ));
         let note = str_of(a, "note");
         if !note.is_empty() {
@@ -159,7 +171,12 @@ pub fn render_markdown(output: &Value) -> String {
     if !notes.notes.is_empty() {
         md.push_str("---\n\n");
         for (i, (span, quote)) in notes.notes.iter().enumerate() {
-            md.push_str(&format!("[^{}]: {span} — “{}”\n", i + 1, inline(quote)));
+            md.push_str(&format!(
+                "[^{}]: {} — “{}”\n",
+                i + 1,
+                inline(span),
+                inline(quote)
+            ));
         }
     }
     md
@@ -189,5 +206,26 @@ mod tests {
         assert!(md.contains("[^1]: S9 — “nine”"));
         assert!(md.contains("[^3]: S5 — “five”"));
         assert!(!md.contains("[^4]"));
+    }
+
+    #[test]
+    fn no_raw_html_from_a_transcript_or_a_model_reaches_the_card() {
+        let out = json!({
+            "run_type": "single_meeting", "coachee_speaker": "Ana <b>", "summary": "<img src=x onerror=alert(1)>",
+            "coaching_card": {"headline": "<script>alert(1)</script>", "keep_doing": ["<a href='x'>k</a>"], "try_next": ["t"]},
+            "patterns": [
+                {"id": "P1<i>", "kind": "growth", "category": "<u>q</u>", "title": "<h1>T</h1>", "observation": "O", "impact": "<em>I</em>",
+                 "evidence": [{"span_id": "S1<br>", "quote": "said </p><iframe src=//x>"}]}
+            ],
+            "experiment_proposal": {"title": "<t>", "behavior": "<b>", "success_signal": "<s>", "target_meetings": 2},
+            "experiment_attempt": {"attempted": "<yes>", "note": "<n>", "evidence": []}
+        });
+        let md = render_markdown(&out);
+        assert!(!md.contains('<') && !md.contains('>'), "{md}");
+        assert!(md.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{md}");
+        assert!(
+            md.contains("“said &lt;/p&gt;&lt;iframe src=//x&gt;”"),
+            "{md}"
+        );
     }
 }
