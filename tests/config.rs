@@ -162,3 +162,34 @@ fn secrets_are_redacted_in_debug() {
     }
     assert!(debug.contains("REDACTED"), "{debug}");
 }
+
+#[test]
+fn pretty_logs_into_a_pipe_have_no_colour_codes() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = worker(dir.path())
+        .args(["serve"])
+        .env("COACH_LISTEN", "127.0.0.1:0")
+        .env("COACH_DATA_DIR", dir.path().join("data"))
+        .env("COACH_WEBHOOK_SECRETS", "a-make-secret-of-20-chars")
+        .env("COACH_POLL_INTERVAL_SECS", "0")
+        .env("COACH_LOG_FORMAT", "pretty")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Vec::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let line = line.unwrap();
+        let done = line.contains("listening");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let text = lines.join("\n");
+    assert!(text.contains("listening"), "{text}");
+    assert!(!text.contains('\u{1b}'), "colour codes in a pipe: {text:?}");
+}
