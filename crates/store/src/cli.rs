@@ -52,7 +52,12 @@ pub enum Command {
 }
 
 /// Runs a subcommand, printing the report to stdout and errors to stderr; returns the exit code.
+///
+/// A new process knows nothing of the requests the previous command (or anyone) sent to the base in
+/// the last second, so it leaves one rate window empty before its first request; otherwise
+/// `check` then `apply` run back to back can reach six requests in a second and wait 30 s on a 429.
 pub async fn run(cmd: Command, cfg: AirtableConfig) -> i32 {
+    tokio::time::sleep(crate::rate::WINDOW).await;
     run_to(cmd, cfg, &mut std::io::stdout(), &mut std::io::stderr()).await
 }
 
