@@ -92,7 +92,7 @@ pub fn worker_registry(config: &ServeConfig, deps: Arc<Deps>) -> Registry {
         .as_ref()
         .map(|_| Arc::new(tokio::sync::Notify::new()));
     let mut registry = scenarios::registry(
-        deps,
+        deps.clone(),
         Duration::from_secs(config.poll_interval_secs),
         ping.clone(),
     );
@@ -107,7 +107,10 @@ pub fn worker_registry(config: &ServeConfig, deps: Arc<Deps>) -> Registry {
         .as_ref()
         .map(|t| t.expose_secret().to_owned())
     {
-        registry.routes.push(crate::admin::routes(token.clone()));
+        registry.routes.push(crate::admin::routes_with_store(
+            token.clone(),
+            Some(deps.store.clone()),
+        ));
         registry
             .routes
             .push(crate::admin::page::routes(token, config.cookie_secure));

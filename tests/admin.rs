@@ -269,6 +269,78 @@ async fn show_gives_attempts_and_the_delivery_with_secrets_redacted() {
 }
 
 #[tokio::test]
+async fn show_gives_output_report_and_card_of_succeeded_runs_and_the_delivery_of_builds() {
+    let w = world(Some(TOKEN)).start().await;
+    let (user, ids) = w.seed().await;
+
+    // A build from A1: its job has A1's delivery.
+    let resp = w
+        .app
+        .post_signed(
+            "a1",
+            "a1-show",
+            &json!({"user_id": user, "transcript_ids": &ids[..3], "build": true}),
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+    let build_id = resp.json::<Value>().await.unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let build = w.wait_all(&build_id).await;
+    assert_eq!(build["status"], "succeeded", "{build}");
+
+    // A single meeting through R1.
+    let request = w.run_request("rr-show", &user, &ids[3]).await;
+    let single = w.r1("r1-show", &request).await;
+    assert_eq!(single["status"], "succeeded", "{single}");
+    let single_id = single["run_id"].as_str().unwrap().to_owned();
+
+    for (run_id, scenario) in [(&build_id, "a1"), (&single_id, "r1")] {
+        let (status, run) = w
+            .admin("GET", &format!("/v1/admin/runs/{run_id}"), None)
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(run["delivery"]["scenario"], scenario, "{run}");
+        assert!(run["output"].is_object(), "output of {scenario}: {run}");
+        assert_eq!(run["gate1_report"]["passed"], true, "{run}");
+        assert!(
+            run["coaching_card"].as_str().is_some_and(|c| !c.is_empty()),
+            "card of {scenario}: {run}"
+        );
+    }
+
+    // The CLI shows the same.
+    let address = w.app.address.clone();
+    let id = single_id.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_coach-worker"))
+            .args(["runs", "show", &id])
+            .env("COACH_URL", address)
+            .env("COACH_ADMIN_TOKEN", TOKEN)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\noutput     {"), "{text}");
+    assert!(text.contains("\ngate-1     {"), "{text}");
+    assert!(text.contains("\ncard\n"), "{text}");
+
+    // The page opens on recent runs of every status.
+    let mut b = Browser::new(&w.app.address);
+    b.login().await;
+    let page = b.get("/admin").await;
+    assert!(page.body.contains(&single_id), "{}", page.body);
+    assert!(
+        page.body.contains("href=\"/admin?status=failed\""),
+        "{}",
+        page.body
+    );
+}
+
+#[tokio::test]
 async fn replaying_a_fixed_r1_run_succeeds_links_the_run_and_duplicates_nothing() {
     let w = world(Some(TOKEN)).start().await;
     let user = w.user().await;

@@ -411,6 +411,11 @@ async fn show(api: &Api, run_id: &str, json: bool) -> Result<i32, CliError> {
     if !run["output"].is_null() {
         say!("output     {}", pretty(&run["output"]));
     }
+    if let Some(card) = run["coaching_card"].as_str() {
+        say!("card\n{card}");
+    } else if !run["coaching_card"].is_null() {
+        say!("card       {}", pretty(&run["coaching_card"]));
+    }
     Ok(0)
 }
 

@@ -294,8 +294,9 @@ impl World {
                 let mut registry: Registry = scenarios::registry(self.deps.clone(), poll, None);
                 if let Some(token) = &config.admin_token {
                     use secrecy::ExposeSecret;
-                    registry.routes.push(coach_worker::admin::routes(
+                    registry.routes.push(coach_worker::admin::routes_with_store(
                         token.expose_secret().to_owned(),
+                        Some(self.deps.store.clone()),
                     ));
                 }
                 registry
