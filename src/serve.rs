@@ -133,8 +133,17 @@ pub async fn run(config: ServeConfig, secrets: Vec<Secret>, demo: bool) -> anyho
     );
     if demo && let Some(secret) = demo_secret {
         let deps = built.deps.clone();
+        let store_location = match &config.airtable_base_id {
+            Some(base) if config.airtable_token.is_some() => format!("the Airtable base {base}"),
+            _ => format!(
+                "the embedded store {}",
+                std::path::absolute(config.store_path())
+                    .unwrap_or_else(|_| config.store_path())
+                    .display()
+            ),
+        };
         tokio::spawn(async move {
-            if let Err(e) = crate::demo::run(deps, port, secret).await {
+            if let Err(e) = crate::demo::run(deps, port, secret, store_location).await {
                 tracing::error!(error = %e, "the demo story failed");
                 eprintln!("demo failed: {e:#}");
             }
