@@ -84,6 +84,10 @@ async fn serve_demo_runs_the_whole_story_on_embedded_defaults() {
         line(&lines, "demo: A1 → A2 → E1:").contains(" is active: 0 of "),
         "{lines:#?}"
     );
+    assert!(
+        line(&lines, "demo: done").contains("cargo install --path ."),
+        "the demo says how to get the `coach-worker` it names"
+    );
     let store_path = dir.path().join("store.db");
     assert!(
         line(&lines, "demo: done")
