@@ -223,6 +223,12 @@ impl StoreError {
                 field: named_field(message, &sent)
                     .map(|(f, _)| f)
                     .or_else(|| quoted_name(message))
+                    // A read names it bare: "Could not find a field named NON_EXISTING".
+                    .or_else(|| {
+                        message
+                            .rsplit_once("named ")
+                            .map(|(_, f)| f.trim().to_string())
+                    })
                     .unwrap_or_else(|| message.to_string()),
                 airtable: message.to_string(),
             },
@@ -389,6 +395,19 @@ mod tests {
             "Runs",
             "",
             Some(&body),
+        );
+        assert!(
+            matches!(e, StoreError::UnknownField { ref field, .. } if field == "NON_EXISTING"),
+            "{e:?}"
+        );
+
+        let e = StoreError::from_airtable_request(
+            422,
+            "UNKNOWN_FIELD_NAME",
+            "Could not find a field named NON_EXISTING",
+            "Runs",
+            "",
+            None,
         );
         assert!(
             matches!(e, StoreError::UnknownField { ref field, .. } if field == "NON_EXISTING"),
