@@ -4,10 +4,23 @@
 //! support, also a flag of `serve`, so `--help` documents each one with its variable and default.
 //! Values that parse but make no sense together (no webhook secret, an Airtable token without a base)
 //! are refused by [`ServeConfig::validate`] with a message naming the variable, before anything starts.
+//!
+//! Where the values come from ([`load_environment`], called first thing in `main`): the process
+//! environment, then a `.env` file in the working directory for variables the environment does not
+//! set (dotenvy parses it). An empty variable counts as unset, so `.env.example` — which leaves the
+//! optional values empty — can be copied or sourced as it is. Clap reads the environment itself, so the
+//! `.env` values and the removal of empty ones are applied to the process environment before clap
+//! runs, while the process still has one thread.
+//!
+//! Secrets (webhook secrets, tokens, API keys) are [`SecretString`]s: their `Debug` is redacted by the
+//! type, and code has to call `expose_secret` to read one.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::webhook::Secret;
 
@@ -34,7 +47,7 @@ pub struct ServeConfig {
         value_delimiter = ',',
         hide_env_values = true
     )]
-    pub webhook_secrets: Vec<String>,
+    pub webhook_secrets: Vec<SecretString>,
 
     /// Bearer token for /v1/admin and /admin. Unset: the admin routes do not exist.
     #[arg(
@@ -42,7 +55,7 @@ pub struct ServeConfig {
         env = "COACH_ADMIN_TOKEN",
         hide_env_values = true
     )]
-    pub admin_token: Option<String>,
+    pub admin_token: Option<SecretString>,
 
     /// Mark the admin session cookie `Secure` (set it when the worker is served over https).
     #[arg(
@@ -111,7 +124,7 @@ pub struct ServeConfig {
         env = "AIRTABLE_TOKEN",
         hide_env_values = true
     )]
-    pub airtable_token: Option<String>,
+    pub airtable_token: Option<SecretString>,
 
     /// Airtable base id (`app…`), required with AIRTABLE_TOKEN.
     #[arg(long = "airtable-base-id", env = "AIRTABLE_BASE_ID")]
@@ -140,7 +153,7 @@ pub struct ServeConfig {
         env = "AIRTABLE_WEBHOOK_MAC_SECRET",
         hide_env_values = true
     )]
-    pub airtable_webhook_mac_secret: Option<String>,
+    pub airtable_webhook_mac_secret: Option<SecretString>,
 
     /// OpenAI (or compatible) API key. Unset: the offline `rules` analyzer is used.
     #[arg(
@@ -148,7 +161,7 @@ pub struct ServeConfig {
         env = "OPENAI_API_KEY",
         hide_env_values = true
     )]
-    pub openai_api_key: Option<String>,
+    pub openai_api_key: Option<SecretString>,
 
     /// OpenAI-compatible base URL.
     #[arg(
@@ -204,7 +217,7 @@ impl ServeConfig {
         let secrets = self
             .webhook_secrets
             .iter()
-            .map(|s| s.trim())
+            .map(|s| s.expose_secret().trim())
             .filter(|s| !s.is_empty())
             .map(|s| {
                 Secret::parse(s).map_err(|e| config_error("COACH_WEBHOOK_SECRETS", e.to_string()))
@@ -236,7 +249,7 @@ impl ServeConfig {
             ));
         }
         if let Some(token) = &self.admin_token
-            && token.len() < 16
+            && token.expose_secret().len() < 16
         {
             return Err(config_error(
                 "COACH_ADMIN_TOKEN",
@@ -303,4 +316,103 @@ impl ServeConfig {
     pub fn timestamp_tolerance(&self) -> Duration {
         Duration::from_secs(self.timestamp_tolerance_secs)
     }
+}
+
+/// Applies `dotenv` (normally `./.env`) to the process environment for the variables the environment
+/// does not already set to something, then removes every variable of `names` whose value is empty, so
+/// that clap sees an empty variable as an unset one. Returns the `.env` path when one was read.
+///
+/// # Safety
+///
+/// Changes the process environment: call it before any other thread exists (first thing in `main`).
+pub unsafe fn load_environment(
+    dotenv: &Path,
+    names: &[String],
+) -> Result<Option<PathBuf>, ConfigError> {
+    let is_unset = |k: &str| std::env::var_os(k).is_none_or(|v| v.is_empty());
+    let read = match dotenvy::from_path_iter(dotenv) {
+        Ok(iter) => {
+            for item in iter {
+                let (key, value) = item.map_err(|e| {
+                    config_error(".env", format!("cannot read {}: {e}", dotenv.display()))
+                })?;
+                if is_unset(&key) && !value.is_empty() {
+                    // SAFETY: the caller guarantees no other thread runs yet.
+                    unsafe { std::env::set_var(&key, &value) };
+                }
+            }
+            Some(dotenv.to_path_buf())
+        }
+        Err(e) if e.not_found() => None,
+        Err(e) => {
+            return Err(config_error(
+                ".env",
+                format!("cannot read {}: {e}", dotenv.display()),
+            ));
+        }
+    };
+    for name in names {
+        if std::env::var_os(name).is_some_and(|v| v.is_empty()) {
+            // SAFETY: as above.
+            unsafe { std::env::remove_var(name) };
+        }
+    }
+    Ok(read)
+}
+
+/// Every environment variable a command line reads (its arguments' `env`, in every subcommand).
+pub fn env_names(cmd: &clap::Command) -> Vec<String> {
+    let mut names: Vec<String> = cmd
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect();
+    for sub in cmd.get_subcommands() {
+        names.extend(env_names(sub));
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Rewrites a clap error about a value that came from the environment so that it names the variable
+/// (`COACH_MAX_CONCURRENCY: invalid value "abc": …`) instead of the flag the user never typed. `None`
+/// when the error is not about a value, or the flag was given on the command line.
+pub fn env_value_error(
+    err: &clap::Error,
+    cmd: &clap::Command,
+    argv: &[OsString],
+) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    let ContextValue::String(arg) = err.get(ContextKind::InvalidArg)? else {
+        return None;
+    };
+    // "--max-concurrency <MAX_CONCURRENCY>" → "max-concurrency"
+    let long = arg.split_whitespace().next()?.strip_prefix("--")?;
+    let given_as_flag = argv.iter().any(|a| {
+        a.to_str().is_some_and(|a| {
+            a.strip_prefix("--")
+                .is_some_and(|rest| rest == long || rest.starts_with(&format!("{long}=")))
+        })
+    });
+    if given_as_flag {
+        return None;
+    }
+    let variable = find_env(cmd, long)?;
+    let value = match err.get(ContextKind::InvalidValue) {
+        Some(ContextValue::String(v)) => v.clone(),
+        _ => String::new(),
+    };
+    let why = std::error::Error::source(err)
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| err.kind().to_string());
+    Some(format!("{variable}: invalid value \"{value}\": {why}"))
+}
+
+fn find_env(cmd: &clap::Command, long: &str) -> Option<String> {
+    cmd.get_arguments()
+        .find(|a| a.get_long() == Some(long))
+        .and_then(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .or_else(|| cmd.get_subcommands().find_map(|s| find_env(s, long)))
 }

@@ -2,6 +2,10 @@
 //! project, in `samples/`), then runs the whole story through the worker's own signed webhooks, as
 //! Make would: A1 (with `build`) → A2 → E1, then R1 × 3 → D1 × 3 with the rules analyzer. It prints
 //! where to look. Seeding is idempotent, so a second `--demo` start reuses the records.
+//!
+//! What it says about the experiment is read back from the store, never assumed from the story: on a
+//! second start with the same data dir the deliveries are answered from the journal, and the
+//! experiment the first start completed is reported as completed (with when), not as active.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -151,7 +155,13 @@ impl Client {
 }
 
 /// Seeds the store and runs the story.
-pub async fn run(deps: Arc<Deps>, port: u16, secret: Secret) -> anyhow::Result<()> {
+/// `store_location` says where the records are (the store file, or the Airtable base).
+pub async fn run(
+    deps: Arc<Deps>,
+    port: u16,
+    secret: Secret,
+    store_location: String,
+) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = Client {
         http: reqwest::Client::builder()
@@ -244,10 +254,11 @@ pub async fn run(deps: Arc<Deps>, port: u16, secret: Secret) -> anyhow::Result<(
         None => "not started".to_owned(),
     };
     println!(
-        "demo: A1 → A2 → E1: baseline pack {} built by run {} ({}); experiment {experiment} is active",
+        "demo: A1 → A2 → E1: baseline pack {} built by run {} ({}); {}",
         pack["baseline_pack_id"].as_str().unwrap_or("?"),
         build["run_id"].as_str().unwrap_or("?"),
         build["status"].as_str().unwrap_or("?"),
+        experiment_state(&deps, &experiment).await,
     );
 
     for (i, transcript_id) in transcript_ids[3..].iter().enumerate() {
@@ -289,11 +300,66 @@ pub async fn run(deps: Arc<Deps>, port: u16, secret: Secret) -> anyhow::Result<(
         );
     }
     println!(
-        "demo: done. Look at the runs with `coach-worker runs list` (with the admin token above), in a browser at \
-         {}/admin, or with GET {}/v1/runs/<run_id>; the records are in the embedded store ({} backend).",
-        client.base,
-        client.base,
-        deps.store.backend_name()
+        "demo: after the meetings: {}",
+        experiment_state(&deps, &experiment).await
+    );
+    println!(
+        "demo: done. Look at the runs with `coach-worker runs list` (with the admin token above; `cargo install --path .` \
+         installs `coach-worker`, or use `cargo run --release -- runs list` in the checkout), in a browser at \
+         {}/admin, or with GET {}/v1/runs/<run_id>; the records are in {store_location}.",
+        client.base, client.base,
     );
     Ok(())
+}
+
+/// What the store holds about the experiment, in one sentence: active with its progress, or
+/// completed with when and the completion's evidence.
+async fn experiment_state(deps: &Deps, experiment_id: &str) -> String {
+    let record = match deps.store.get(tables::EXPERIMENTS, experiment_id).await {
+        Ok(r) => r,
+        Err(_) => return format!("experiment {experiment_id}"),
+    };
+    let Ok(experiment) = tables::Experiment::from_record(&record) else {
+        return format!("experiment {experiment_id}");
+    };
+    let events: Vec<tables::ExperimentEvent> = deps
+        .store
+        .list(
+            tables::EXPERIMENT_EVENTS,
+            &ListQuery::new().filter(Filter::link_contains(
+                "Experiment",
+                experiment.key.as_deref().unwrap_or(experiment_id),
+            )),
+        )
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| tables::ExperimentEvent::from_record(r).ok())
+        .collect();
+    let attempts = events
+        .iter()
+        .filter(|e| e.event_type == Some(tables::EventType::Attempt))
+        .count();
+    let target = experiment.target_meetings.unwrap_or(3);
+    match experiment.status {
+        Some(tables::ExperimentStatus::Completed) => {
+            match events
+                .iter()
+                .find(|e| e.event_type == Some(tables::EventType::Completed))
+            {
+                Some(done) => format!(
+                    "experiment {experiment_id} completed at {}: {}",
+                    done.occurred_at.as_deref().unwrap_or("an unrecorded time"),
+                    done.evidence.as_deref().unwrap_or("no evidence recorded"),
+                ),
+                None => format!("experiment {experiment_id} is completed"),
+            }
+        }
+        Some(tables::ExperimentStatus::Abandoned) => {
+            format!("experiment {experiment_id} was abandoned")
+        }
+        _ => format!(
+            "experiment {experiment_id} is active: {attempts} of {target} target meetings observed"
+        ),
+    }
 }

@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
 
 use coach_worker::config::ServeConfig;
 use coach_worker::webhook::{Scheme, Secret, signature};
@@ -48,7 +49,7 @@ enum Command {
         command: coach_store::cli::Command,
         /// Airtable personal access token (needs schema.bases:read, and schema.bases:write for apply).
         #[arg(long, env = "AIRTABLE_TOKEN", hide_env_values = true, global = true)]
-        token: Option<String>,
+        token: Option<SecretString>,
         /// Airtable base id (`app…`).
         #[arg(long = "base-id", env = "AIRTABLE_BASE_ID", global = true)]
         base_id: Option<String>,
@@ -91,7 +92,10 @@ struct SignArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(code) => return exit(code),
+    };
     match cli.command {
         Command::Serve { config, demo } => exit(serve(*config, demo)),
         Command::Sign(args) => exit(sign(args)),
@@ -110,11 +114,42 @@ fn main() -> ExitCode {
                 );
                 return exit(2);
             };
-            let mut cfg = coach_store::AirtableConfig::new(token, base_id);
+            let mut cfg = coach_store::AirtableConfig::new(token.expose_secret(), base_id);
             cfg.api_url = api_url.trim_end_matches('/').to_owned();
             exit(runtime().block_on(coach_store::cli::run(command, cfg)))
         }
         Command::Runs(args) => exit(runtime().block_on(coach_worker::admin::cli::run(args))),
+    }
+}
+
+/// Reads `./.env`, drops empty variables, then parses the command line. A bad value that came from
+/// the environment is reported by its variable name.
+fn parse_cli() -> Result<Cli, i32> {
+    // Clap reads each variable when the command is built, so the command used to parse is built again
+    // after the environment has been prepared.
+    let names = coach_worker::config::env_names(&Cli::command());
+    // SAFETY: nothing else runs yet: this is the first thing `main` does, before any thread starts.
+    let loaded =
+        unsafe { coach_worker::config::load_environment(std::path::Path::new(".env"), &names) };
+    if let Err(e) = loaded {
+        eprintln!("error: configuration: {e}");
+        return Err(2);
+    }
+    let cmd = Cli::command();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let parsed = cmd
+        .clone()
+        .try_get_matches_from(&argv)
+        .and_then(|m| Cli::from_arg_matches(&m));
+    match parsed {
+        Ok(cli) => Ok(cli),
+        Err(e) => match coach_worker::config::env_value_error(&e, &cmd, &argv) {
+            Some(message) => {
+                eprintln!("error: configuration: {message}");
+                Err(2)
+            }
+            None => e.exit(),
+        },
     }
 }
 
@@ -137,22 +172,24 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn serve(mut config: ServeConfig, demo: bool) -> i32 {
     coach_worker::telemetry::init_logging(&config.log_format);
-    if demo && config.webhook_secrets.iter().all(|s| s.trim().is_empty()) {
+    // Generated values are only printed once the whole configuration has passed: a run that stops
+    // on a configuration error prints no secret nobody can use.
+    let mut generated_secret = None;
+    if demo
+        && config
+            .webhook_secrets
+            .iter()
+            .all(|s| s.expose_secret().trim().is_empty())
+    {
         let secret = Secret::generate();
-        println!(
-            "demo webhook secret (sign requests with it): {}",
-            secret.text()
-        );
-        config.webhook_secrets = vec![secret.text().to_owned()];
+        config.webhook_secrets = vec![SecretString::from(secret.text())];
+        generated_secret = Some(secret);
     }
+    let mut generated_token = None;
     if demo && config.admin_token.is_none() {
         let token = format!("demo-{}", uuid::Uuid::new_v4().simple());
-        println!("demo admin token (for /admin and `coach-worker runs`): {token}");
-        println!(
-            "  export COACH_URL=http://{} COACH_ADMIN_TOKEN={token}",
-            config.listen
-        );
-        config.admin_token = Some(token);
+        config.admin_token = Some(SecretString::from(token.as_str()));
+        generated_token = Some(token);
     }
     let secrets = match config.validate() {
         Ok(secrets) => secrets,
@@ -161,6 +198,19 @@ fn serve(mut config: ServeConfig, demo: bool) -> i32 {
             return 2;
         }
     };
+    if let Some(secret) = generated_secret {
+        println!(
+            "demo webhook secret (sign requests with it): {}",
+            secret.text()
+        );
+    }
+    if let Some(token) = generated_token {
+        println!("demo admin token (for /admin and `coach-worker runs`): {token}");
+        println!(
+            "  export COACH_URL=http://{} COACH_ADMIN_TOKEN={token}",
+            config.listen
+        );
+    }
     let rt = runtime();
     rt.block_on(async move {
         match coach_worker::serve::run(config, secrets, demo).await {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use coach_coaching::{Analyzer, OpenAiClient, OpenAiConfig};
 use coach_store::{AirtableConfig, Store};
+use secrecy::ExposeSecret;
 
 use crate::config::{ProviderChoice, ServeConfig};
 use crate::journal::Journal;
@@ -18,7 +19,7 @@ use crate::webhook::Secret;
 pub fn store(config: &ServeConfig) -> anyhow::Result<Store> {
     match (&config.airtable_token, &config.airtable_base_id) {
         (Some(token), Some(base)) => {
-            let mut cfg = AirtableConfig::new(token.clone(), base.clone());
+            let mut cfg = AirtableConfig::new(token.expose_secret(), base.clone());
             cfg.api_url = config.airtable_api_url.trim_end_matches('/').to_owned();
             cfg.rate_limit_wait = Duration::from_secs(config.airtable_rate_limit_wait_secs);
             Store::airtable(cfg).context("AIRTABLE_TOKEN: cannot set up the Airtable store")
@@ -95,10 +96,16 @@ pub fn analyzer(config: &ServeConfig) -> anyhow::Result<Analyzer> {
             let mut cfg = OpenAiConfig::from_env()
                 .map_err(|e| anyhow::anyhow!("{e}"))?
                 .unwrap_or_else(|| {
-                    OpenAiConfig::new(config.openai_api_key.clone().unwrap_or_default())
+                    OpenAiConfig::new(
+                        config
+                            .openai_api_key
+                            .as_ref()
+                            .map(|k| k.expose_secret().to_owned())
+                            .unwrap_or_default(),
+                    )
                 });
             if let Some(key) = &config.openai_api_key {
-                cfg.api_key = key.clone();
+                cfg.api_key = key.expose_secret().to_owned();
             }
             cfg.base_url = config.openai_base_url.trim_end_matches('/').to_owned();
             cfg.model = config.openai_model.clone();
@@ -137,17 +144,25 @@ pub fn worker_registry(config: &ServeConfig, deps: Arc<Deps>) -> Registry {
         .as_ref()
         .map(|_| Arc::new(tokio::sync::Notify::new()));
     let mut registry = scenarios::registry(
-        deps,
+        deps.clone(),
         Duration::from_secs(config.poll_interval_secs),
         ping.clone(),
     );
-    if let (Some(secret), Some(ping)) = (config.airtable_webhook_mac_secret.clone(), ping) {
-        registry
-            .routes
-            .push(crate::http::airtable_ping::routes(secret, ping));
+    if let (Some(secret), Some(ping)) = (&config.airtable_webhook_mac_secret, ping) {
+        registry.routes.push(crate::http::airtable_ping::routes(
+            secret.expose_secret().to_owned(),
+            ping,
+        ));
     }
-    if let Some(token) = config.admin_token.clone() {
-        registry.routes.push(crate::admin::routes(token.clone()));
+    if let Some(token) = config
+        .admin_token
+        .as_ref()
+        .map(|t| t.expose_secret().to_owned())
+    {
+        registry.routes.push(crate::admin::routes_with_store(
+            token.clone(),
+            Some(deps.store.clone()),
+        ));
         registry
             .routes
             .push(crate::admin::page::routes(token, config.cookie_secure));
@@ -170,8 +185,17 @@ pub async fn run(config: ServeConfig, secrets: Vec<Secret>, demo: bool) -> anyho
     );
     if demo && let Some(secret) = demo_secret {
         let deps = built.deps.clone();
+        let store_location = match &config.airtable_base_id {
+            Some(base) if config.airtable_token.is_some() => format!("the Airtable base {base}"),
+            _ => format!(
+                "the embedded store {}",
+                std::path::absolute(config.store_path())
+                    .unwrap_or_else(|_| config.store_path())
+                    .display()
+            ),
+        };
         tokio::spawn(async move {
-            if let Err(e) = crate::demo::run(deps, port, secret).await {
+            if let Err(e) = crate::demo::run(deps, port, secret, store_location).await {
                 tracing::error!(error = %e, "the demo story failed");
                 eprintln!("demo failed: {e:#}");
             }

@@ -5,16 +5,21 @@
 //! a request body or transcript text. Metrics go through the `metrics` facade to a Prometheus
 //! recorder rendered at `/metrics`, with histogram buckets for latencies.
 
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 /// Starts logging. Safe to call more than once (later calls do nothing).
+///
+/// `pretty` colours its output only when standard error is a terminal: a file or a log collector gets
+/// plain text, without escape codes.
 pub fn init_logging(format: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = if format == "pretty" {
         builder.try_init()

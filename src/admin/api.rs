@@ -28,6 +28,7 @@ use crate::error::ApiError;
 use crate::http::AppState;
 use crate::journal::{Job, JobFilter, JobStatus, JournalError, NewAudit, rfc3339};
 use crate::startup::Routes;
+use coach_store::Store;
 
 /// Most runs one bulk replay call may touch; narrow the filter (or page with the CLI) beyond that.
 pub const MAX_BULK: usize = 10_000;
@@ -40,11 +41,19 @@ const DEFAULT_PER_PAGE: usize = 50;
 /// The admin routes, guarded by `token`. Register them only when a token is configured: without one
 /// the routes do not exist (404), rather than existing and refusing everyone.
 pub fn routes(token: String) -> Routes {
+    routes_with_store(token, None)
+}
+
+/// The admin routes, reading Run records from `store` so that a finished run shows its output,
+/// Gate-1 report and coaching card (a job's result holds only the Run's record id).
+pub fn routes_with_store(token: String, store: Option<Store>) -> Routes {
     let auth = web::Data::new(AdminAuth::new(&token));
+    let store = web::Data::new(RunStore(store));
     Arc::new(move |cfg: &mut web::ServiceConfig| {
         cfg.service(
             web::scope("/v1/admin")
                 .app_data(auth.clone())
+                .app_data(store.clone())
                 // Room for a full bulk call: MAX_BULK run ids of ~40 bytes each.
                 .app_data(web::PayloadConfig::new(MAX_BODY))
                 .route("/runs", web::get().to(list))
@@ -256,6 +265,7 @@ async fn show(
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
+    store: web::Data<RunStore>,
 ) -> Result<HttpResponse, ApiError> {
     auth_of(&req)?;
     let id = path.into_inner();
@@ -263,13 +273,15 @@ async fn show(
     let children = state.journal.child_jobs(id.clone()).await?;
     let attempts = state.journal.job_attempts(id.clone()).await?;
     let delivery = state.journal.delivery_for_job(id).await?;
-    Ok(HttpResponse::Ok().json(view::run_detail(
-        &job,
-        &children,
-        &attempts,
-        delivery.as_ref(),
-    )))
+    let mut detail = view::run_detail(&job, &children, &attempts, delivery.as_ref());
+    if let Some(store) = &store.0 {
+        view::add_run_record(&mut detail, &job, store).await;
+    }
+    Ok(HttpResponse::Ok().json(detail))
 }
+
+/// The record store the admin reads Run records from (none in tests that wire the admin alone).
+pub struct RunStore(pub Option<Store>);
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -10,13 +10,36 @@
 //! chunk, and the summary says which runs were not replayed) at the price of one audit entry per
 //! chunk.
 //!
+//! Output goes through [`say!`]: a reader that stops early (`runs list | head -1`) closes the pipe,
+//! and the command then exits 0 quietly instead of panicking in `println!`. The progress bar is only
+//! drawn when standard error is a terminal, so logs and CI output get the summary alone.
+//!
 //! Exit codes: 0 everything asked for was done; 1 some runs were skipped (not finished, not found,
 //! already active); 2 bad usage or an HTTP error.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+/// `println!` that ends the process quietly (exit 0) when standard output was closed by its reader.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::admin::cli::write_line(format_args!($($arg)*))
+    };
+}
+
+#[doc(hidden)]
+pub fn write_line(args: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(2);
+    }
+}
 
 /// Run ids sent per bulk replay request.
 pub const CHUNK: usize = 50;
@@ -277,9 +300,9 @@ async fn execute(args: RunsArgs) -> Result<i32, CliError> {
                 .post(&format!("/v1/admin/runs/{run_id}/cancel"), &json!({}))
                 .await?;
             if json {
-                println!("{answer}");
+                say!("{answer}");
             } else {
-                println!("cancelled {run_id}");
+                say!("cancelled {run_id}");
             }
             Ok(0)
         }
@@ -298,17 +321,22 @@ async fn list(
     query.push(("per_page", per_page.to_string()));
     let answer = api.get("/v1/admin/runs", &query).await?;
     if json {
-        println!("{answer}");
+        say!("{answer}");
         return Ok(0);
     }
     let runs = answer["runs"].as_array().cloned().unwrap_or_default();
-    println!(
+    say!(
         "{:<36}  {:<8}  {:<8}  {:<15}  {:>3}  {:<24}  ERROR",
-        "RUN ID", "SCENARIO", "KIND", "STATUS", "TRY", "CREATED"
+        "RUN ID",
+        "SCENARIO",
+        "KIND",
+        "STATUS",
+        "TRY",
+        "CREATED"
     );
     for run in &runs {
         let error = run["error"]["code"].as_str().unwrap_or("");
-        println!(
+        say!(
             "{:<36}  {:<8}  {:<8}  {:<15}  {:>3}  {:<24}  {error}",
             text(&run["run_id"]),
             text(&run["scenario"]),
@@ -320,7 +348,7 @@ async fn list(
     }
     let total = answer["total"].as_u64().unwrap_or(0);
     let per_page = answer["per_page"].as_u64().unwrap_or(1).max(1);
-    println!(
+    say!(
         "page {} of {} ({total} runs)",
         answer["page"].as_u64().unwrap_or(1),
         total.div_ceil(per_page).max(1)
@@ -339,34 +367,34 @@ fn text(v: &Value) -> String {
 async fn show(api: &Api, run_id: &str, json: bool) -> Result<i32, CliError> {
     let run = api.get(&format!("/v1/admin/runs/{run_id}"), &[]).await?;
     if json {
-        println!("{run}");
+        say!("{run}");
         return Ok(0);
     }
-    println!("run        {}", text(&run["run_id"]));
-    println!(
+    say!("run        {}", text(&run["run_id"]));
+    say!(
         "scenario   {} (job {})",
         text(&run["scenario"]),
         text(&run["kind"])
     );
-    println!(
+    say!(
         "status     {} after {} attempt(s)",
         text(&run["status"]),
         run["attempts"]
     );
-    println!("created    {}", text(&run["created_at"]));
-    println!("finished   {}", text(&run["finished_at"]));
+    say!("created    {}", text(&run["created_at"]));
+    say!("finished   {}", text(&run["finished_at"]));
     if !run["replay_of"].is_null() {
-        println!("replay of  {}", text(&run["replay_of"]));
+        say!("replay of  {}", text(&run["replay_of"]));
     }
     if !run["error"].is_null() {
-        println!(
+        say!(
             "error      [{}] {}",
             text(&run["error"]["code"]),
             text(&run["error"]["message"])
         );
     }
     for a in run["attempts_detail"].as_array().into_iter().flatten() {
-        println!(
+        say!(
             "attempt {}  {}  {}",
             a["attempt"],
             text(&a["outcome"]),
@@ -375,13 +403,18 @@ async fn show(api: &Api, run_id: &str, json: bool) -> Result<i32, CliError> {
     }
     let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default();
     if !run["delivery"].is_null() {
-        println!("delivery   {}", pretty(&run["delivery"]));
+        say!("delivery   {}", pretty(&run["delivery"]));
     }
     if !run["gate1_report"].is_null() {
-        println!("gate-1     {}", pretty(&run["gate1_report"]));
+        say!("gate-1     {}", pretty(&run["gate1_report"]));
     }
     if !run["output"].is_null() {
-        println!("output     {}", pretty(&run["output"]));
+        say!("output     {}", pretty(&run["output"]));
+    }
+    if let Some(card) = run["coaching_card"].as_str() {
+        say!("card\n{card}");
+    } else if !run["coaching_card"].is_null() {
+        say!("card       {}", pretty(&run["coaching_card"]));
     }
     Ok(0)
 }
@@ -460,7 +493,7 @@ async fn replay(
     let mut replayed: Vec<Value> = Vec::new();
     let mut skipped: Vec<Value> = Vec::new();
     let mut failed: Vec<Value> = Vec::new();
-    let show_bar = total > 1;
+    let show_bar = total > 1 && std::io::stderr().is_terminal();
     if show_bar {
         progress(0, total);
     }
@@ -496,7 +529,7 @@ async fn replay(
         .into_iter()
         .partition(|s| s["reason"] == "ALREADY_REPLAYED");
     if json {
-        println!(
+        say!(
             "{}",
             json!({
                 "dry_run": dry_run,
@@ -512,14 +545,14 @@ async fn replay(
         let verb = if dry_run { "would replay" } else { "replayed" };
         for r in &replayed {
             match r["new_run_id"].as_str() {
-                Some(new_id) if total <= 20 => println!("{} -> {new_id}", text(&r["run_id"])),
+                Some(new_id) if total <= 20 => say!("{} -> {new_id}", text(&r["run_id"])),
                 _ => {}
             }
         }
         for s in skipped.iter().chain(failed.iter()) {
-            println!("skipped {}: {}", text(&s["run_id"]), text(&s["reason"]));
+            say!("skipped {}: {}", text(&s["run_id"]), text(&s["reason"]));
         }
-        println!(
+        say!(
             "{verb} {} of {total}, skipped {}, already replayed {}, failed {} in {seconds:.2} s",
             replayed.len(),
             skipped.len(),

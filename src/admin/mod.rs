@@ -19,4 +19,4 @@ pub mod page;
 mod replay;
 mod view;
 
-pub use api::routes;
+pub use api::{routes, routes_with_store};

@@ -345,18 +345,20 @@ fn replay_button(keys: &PageKeys, nonce: &str, run_id: &str) -> String {
 
 fn header_bar(keys: &PageKeys, nonce: &str) -> String {
     format!(
-        "<p><a href=\"/admin?status=failed\">Failed runs</a> · <a href=\"/admin?status=\">Recent runs</a> · \
+        "<p><a href=\"/admin\">Recent runs</a> · <a href=\"/admin?status=failed\">Failed runs</a> · \
          <form class=\"inline\" method=\"post\" action=\"/admin/logout\">{}<button type=\"submit\">Log out</button></form></p>",
         csrf_input(keys, nonce)
     )
 }
 
-/// The list filter a page request names (status defaults to `failed`).
-fn page_filter(fields: &HashMap<String, String>) -> (String, String) {
+/// The list filter a page names. The list opens on recent runs of every status (`default` is "",
+/// "any"), with "Failed runs" one click away in the header; a replay-all form without a status
+/// replays failed runs only (`default` "failed"), as the API does.
+fn page_filter(fields: &HashMap<String, String>, default: &str) -> (String, String) {
     let status = fields
         .get("status")
         .cloned()
-        .unwrap_or_else(|| "failed".into());
+        .unwrap_or_else(|| default.into());
     let scenario = fields.get("scenario").cloned().unwrap_or_default();
     (status, scenario)
 }
@@ -388,7 +390,7 @@ async fn index(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let fields = web::Query::<HashMap<String, String>>::from_query(req.query_string())
         .map(web::Query::into_inner)
         .unwrap_or_default();
-    let (status, scenario) = page_filter(&fields);
+    let (status, scenario) = page_filter(&fields, "");
     let page: usize = fields
         .get("page")
         .and_then(|p| p.parse().ok())
@@ -691,7 +693,7 @@ async fn run_bulk_page(
     let Some(keys) = keys_of(&req) else {
         return forbidden("the admin page is not configured");
     };
-    let (status, scenario) = page_filter(&fields);
+    let (status, scenario) = page_filter(&fields, "failed");
     if status
         .split(',')
         .any(|s| JobStatus::parse(s.trim()).is_some_and(|s| !s.is_finished()))

@@ -1,6 +1,8 @@
 //! How jobs look in admin answers: the same fields as `GET /v1/runs/{id}` (the list stays cheap by
 //! leaving out follow-ups), plus, for one run, its delivery with secrets redacted, its attempts, and
-//! the Gate-1 report and output wherever the job's result or error carries them.
+//! the output, Gate-1 report and coaching card. A failed Gate-1 carries output and report in the job's
+//! error; a finished run keeps them on its Run record only (the journal keeps the record id), so
+//! [`add_run_record`] reads that record from the store.
 
 use serde_json::{Map, Value, json};
 
@@ -49,7 +51,46 @@ pub fn run_detail(
     view["payload"] = redact(&job.payload);
     view["gate1_report"] = find_field(job, "gate1_report");
     view["output"] = find_field(job, "output");
+    view["coaching_card"] = find_field(job, "coaching_card");
     view
+}
+
+/// Fills `output`, `gate1_report` and `coaching_card` that the job itself does not carry from the
+/// Run record its result names. A store error is shown as `run_record.error`, not as a failed call:
+/// the journal's view of the run is still worth having.
+pub async fn add_run_record(view: &mut Value, job: &Job, store: &coach_store::Store) {
+    let Some(record_id) = job
+        .result
+        .as_ref()
+        .and_then(|r| r.get("run_record_id"))
+        .and_then(Value::as_str)
+    else {
+        return;
+    };
+    let record = match store.get(coach_store::tables::RUNS, record_id).await {
+        Ok(r) => r,
+        Err(e) => {
+            view["run_record"] =
+                json!({"id": record_id, "error": {"code": e.code(), "message": e.to_string()}});
+            return;
+        }
+    };
+    view["run_record"] = json!({"id": record_id});
+    for (key, field) in [
+        ("output", "Output"),
+        ("gate1_report", "Gate1 Report"),
+        ("coaching_card", "Coaching Card"),
+    ] {
+        if view[key].is_null()
+            && let Some(value) = record.fields.get(field)
+        {
+            // JSON kept as text in the record is shown as JSON; the card is markdown and stays text.
+            view[key] = match value.as_str().map(serde_json::from_str::<Value>) {
+                Some(Ok(parsed)) if parsed.is_object() || parsed.is_array() => parsed,
+                _ => value.clone(),
+            };
+        }
+    }
 }
 
 /// The first place a job keeps `name`: its result, its last error's details, then its attempts'.

@@ -108,6 +108,8 @@ impl Hook for A1Hook {
         if request.build {
             let mut job = NewJob::new(JOB_BASELINE, "a1", json!({ "baseline_pack_id": pack.id }));
             job.dedupe_key = Some(format!("baseline:{}", pack.id));
+            // The build's delivery is this A1 delivery: the admin view shows it with the run.
+            job.delivery_key = Some(delivery_key.to_owned());
             let (run_id, _) = self.0.journal.enqueue(job).await?;
             body["run_id"] = json!(run_id);
             body["status_url"] = json!(format!("/v1/runs/{run_id}"));

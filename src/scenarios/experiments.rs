@@ -202,11 +202,11 @@ fn attempt_key(experiment_id: &str, attempt_run: &str) -> String {
 }
 
 /// The runs the experiment's `attempt` events in the store are keyed on (an event made by hand,
-/// with another Key, counts once under its own id).
-async fn listed_attempt_runs(
+/// with another Key, counts once under its own id), each with its `Attempted` judgement.
+async fn listed_attempts(
     deps: &Deps,
     experiment: &ExperimentFacts,
-) -> Result<Vec<String>, ScenarioError> {
+) -> Result<Vec<(String, String)>, ScenarioError> {
     let events = deps
         .store
         .list(
@@ -216,19 +216,40 @@ async fn listed_attempt_runs(
                     Filter::link_contains("Experiment", &experiment.key),
                     Filter::eq("Type", EventType::Attempt.as_str()),
                 ]))
-                .fields(["Key"]),
+                .fields(["Key", "Attempted"]),
         )
         .await?;
     let prefix = attempt_key(&experiment.id, "");
     Ok(events
         .iter()
         .map(|e| {
-            e.text("Key")
+            let run = e
+                .text("Key")
                 .and_then(|k| k.strip_prefix(&prefix))
                 .filter(|run| !run.is_empty())
-                .map_or_else(|| format!("event:{}", e.id), str::to_owned)
+                .map_or_else(|| format!("event:{}", e.id), str::to_owned);
+            let attempted = e
+                .text("Attempted")
+                .unwrap_or(Attempted::Unclear.as_str())
+                .to_owned();
+            (run, attempted)
         })
         .collect())
+}
+
+/// The completion event's evidence. `Target Meetings` counts the meetings observed since the
+/// experiment started — every attempt event, whatever its judgement — so the wording says
+/// "observed" and gives the judgements apart.
+fn completion_text(judgements: &[&str], target: i64) -> String {
+    let count = |j: Attempted| judgements.iter().filter(|a| **a == j.as_str()).count();
+    format!(
+        "{} of {target} target meetings observed since the experiment started: attempted in {} (yes), \
+         not attempted in {} (no), unclear in {}",
+        judgements.len(),
+        count(Attempted::Yes),
+        count(Attempted::No),
+        judgements.len() - count(Attempted::Yes) - count(Attempted::No),
+    )
 }
 
 /// D1: one `attempt` event per (experiment, run) for a succeeded single-meeting run on or after the
@@ -299,12 +320,27 @@ pub async fn record_attempt(
         .attempt_tally(experiment.id.clone())
         .await?
         .filter(|runs| runs.len() + usize::from(!runs.iter().any(|r| r == attempt_run)) < target);
-    let mut runs = match known {
-        Some(runs) => runs,
-        None => listed_attempt_runs(deps, &experiment).await?,
+    // Judgements are known only when the events were listed, which they always are when this meeting
+    // reaches the target (the tally alone never completes an experiment).
+    let (mut runs, mut judgements) = match known {
+        Some(runs) => (runs, Vec::new()),
+        None => listed_attempts(deps, &experiment)
+            .await?
+            .into_iter()
+            .unzip::<_, _, Vec<String>, Vec<String>>(),
     };
-    if !runs.iter().any(|r| r == attempt_run) {
-        runs.push(attempt_run.to_owned());
+    // This meeting's judgement is the one just made (its event may already be listed from an
+    // earlier try of this D1).
+    match runs.iter().position(|r| r == attempt_run) {
+        Some(i) => {
+            if let Some(j) = judgements.get_mut(i) {
+                *j = attempted.as_str().to_owned();
+            }
+        }
+        None => {
+            runs.push(attempt_run.to_owned());
+            judgements.push(attempted.as_str().to_owned());
+        }
     }
     let attempts = runs.len();
     let completed = attempts >= target;
@@ -318,9 +354,9 @@ pub async fn record_attempt(
             experiment: vec![experiment.id.clone()],
             run: vec![run_id.to_owned()],
             event_type: Some(EventType::Completed),
-            evidence: Some(format!(
-                "{attempts} of {} target meetings attempted",
-                experiment.target_meetings
+            evidence: Some(completion_text(
+                &judgements.iter().map(String::as_str).collect::<Vec<_>>(),
+                experiment.target_meetings,
             )),
             occurred_at: facts.finished_at.clone(),
             ..Default::default()

@@ -203,7 +203,7 @@ impl WorldBuilder {
         };
         let data_dir = tempfile::tempdir().unwrap();
         let mut config = test_config(data_dir.path().to_path_buf());
-        config.admin_token = self.admin_token;
+        config.admin_token = self.admin_token.map(Into::into);
         for tweak in self.serve {
             tweak(&mut config);
         }
@@ -292,8 +292,12 @@ impl World {
         let registry = match wiring {
             Wiring::Scenarios => {
                 let mut registry: Registry = scenarios::registry(self.deps.clone(), poll, None);
-                if let Some(token) = config.admin_token.clone() {
-                    registry.routes.push(coach_worker::admin::routes(token));
+                if let Some(token) = &config.admin_token {
+                    use secrecy::ExposeSecret;
+                    registry.routes.push(coach_worker::admin::routes_with_store(
+                        token.expose_secret().to_owned(),
+                        Some(self.deps.store.clone()),
+                    ));
                 }
                 registry
             }

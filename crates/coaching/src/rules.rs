@@ -14,17 +14,23 @@
 //! | Dominates the airtime | growth, talk_balance | share ≥ fair + [`OVER_SHARE_MARGIN`] (15 points) |
 //! | Rarely heard | growth, talk_balance | share < [`QUIET_FACTOR`] × fair (0.4) with ≤ 8 speakers and ≥ 10 turns in the meeting(s) |
 //! | Long monologues | growth, listening | longest turn ≥ [`MONOLOGUE_SECONDS`] (150 s, Gong's "2.5 minutes"), or ≥ [`MONOLOGUE_WORDS`] (350) words without times |
-//! | Few questions | growth, questions | ≥ [`MIN_TURNS`] turns and questions per turn < [`FEW_QUESTIONS_PER_TURN`] (0.1) |
+//! | Few questions | growth, questions | ≥ [`MIN_TURNS`] turns, ≥ 100 words and < [`FEW_QUESTIONS_PER_100_WORDS`] (1) question per 100 words spoken |
 //! | Fillers and hedges | growth, filler_hedging | ≥ 100 words and (fillers + hedges) per 100 words ≥ [`HEDGE_RATE_HIGH`] (4, Read.ai's 4 %) |
 //! | Cuts in | growth, listening | ≥ [`MIN_INTERRUPTIONS`] (3) interruptions and ≥ 15 % of turns |
-//! | Asks questions | strength, questions | ≥ 3 questions and ≥ [`GOOD_QUESTIONS_PER_TURN`] (0.25) per turn |
+//! | Asks questions | strength, questions | ≥ 3 questions and ≥ [`GOOD_QUESTIONS_PER_100_WORDS`] (2) per 100 words spoken |
 //! | Invites others in | strength, inclusion | ≥ 1 inclusive question ("what do you think", "anyone ...") |
 //! | Balanced airtime | strength, talk_balance | within [`BALANCED_MARGIN`] (10 points) of fair share, ≥ 2 speakers |
 //! | Direct language | strength, clarity | ≥ 150 words and (fillers + hedges) per 100 words < [`HEDGE_RATE_LOW`] (1.5) |
-//! | Engaged contributor | strength, other | fallback, so there is always at least one pattern |
+//! | Engaged contributor | strength, other | fallback when no other strength fires, so every run names a measured strength |
+//!
+//! Questions are counted per 100 words the coachee spoke, not per turn: someone who holds the floor
+//! in a few long turns gets a high rate per turn from a handful of questions (the baseline samples:
+//! 5 questions in 19 turns is 0.26 a turn, but 0.4 per 100 of 1,240 words), which would name
+//! "asks questions" as the strength of a meeting run as a briefing.
 //!
 //! Growth patterns are ranked by how far past their threshold they are; the first is the "main
-//! growth pattern" that keys the experiment catalogue ([`experiment_for`]). At most six patterns.
+//! growth pattern" that keys the experiment catalogue ([`experiment_for`]). Strengths keep the
+//! table's order. At most six patterns.
 //!
 //! An active experiment is judged (single meetings) by mapping its text to one measurable
 //! behaviour (questions, invitations, turn length, hedging, interruptions, airtime) and reading
@@ -43,7 +49,7 @@ use crate::text::{clip, sentences};
 /// The model name recorded for `rules` runs.
 pub const RULES_MODEL: &str = "rules-v1";
 /// The version recorded as the prompt version of `rules` runs (bump when thresholds change).
-pub const RULES_VERSION: &str = "rules.v1";
+pub const RULES_VERSION: &str = "rules.v2";
 /// Longest quote the analyzer writes.
 pub const MAX_QUOTE_BYTES: usize = 200;
 /// Share points above fair share that count as dominating.
@@ -58,10 +64,10 @@ pub const MONOLOGUE_SECONDS: f64 = 150.0;
 pub const MONOLOGUE_WORDS: usize = 350;
 /// Fewest turns before question habits are judged.
 pub const MIN_TURNS: usize = 5;
-/// Questions per turn under which questions are "few".
-pub const FEW_QUESTIONS_PER_TURN: f64 = 0.1;
-/// Questions per turn from which asking questions is a strength.
-pub const GOOD_QUESTIONS_PER_TURN: f64 = 0.25;
+/// Questions per 100 words spoken below which the coachee asks few questions.
+pub const FEW_QUESTIONS_PER_100_WORDS: f64 = 1.0;
+/// Questions per 100 words spoken from which asking questions is a strength.
+pub const GOOD_QUESTIONS_PER_100_WORDS: f64 = 2.0;
 /// Fillers + hedges per 100 words from which it is a growth pattern.
 pub const HEDGE_RATE_HIGH: f64 = 4.0;
 /// Fillers + hedges per 100 words under which language counts as direct.
@@ -228,8 +234,8 @@ struct Pooled {
 }
 
 impl Pooled {
-    fn q_per_turn(&self) -> f64 {
-        self.questions as f64 / self.turns.max(1) as f64
+    fn q_per_100_words(&self) -> f64 {
+        self.questions as f64 * 100.0 / self.words.max(1) as f64
     }
     fn hedge_rate(&self) -> f64 {
         (self.fillers + self.hedges) as f64 * 100.0 / self.words.max(1) as f64
@@ -505,7 +511,10 @@ impl<'a> Run<'a> {
                 });
             }
         }
-        if p.turns >= MIN_TURNS && p.q_per_turn() < FEW_QUESTIONS_PER_TURN {
+        if p.turns >= MIN_TURNS
+            && p.words >= 100
+            && p.q_per_100_words() < FEW_QUESTIONS_PER_100_WORDS
+        {
             let evidence = self.longest_segs(|s| !s.text.contains('?'), || Focus::Opening, 2);
             if !evidence.is_empty() {
                 found.push(Found {
@@ -514,12 +523,14 @@ impl<'a> Run<'a> {
                     category: "questions",
                     title: "Few questions",
                     observation: format!(
-                        "You asked {} question(s) in {} turns; most of your turns were statements.",
-                        p.questions, p.turns
+                        "You asked {} question(s) in {} words ({:.1} per 100 words); most of your turns were statements.",
+                        p.questions, p.words, p.q_per_100_words()
                     ),
                     impact: "Questions draw out what others know and signal that their view matters; without them, meetings become briefings.",
                     advice: "Ask an open question (what, how, why) before proposing a solution.",
-                    severity: 1.0 + (FEW_QUESTIONS_PER_TURN - p.q_per_turn()) / FEW_QUESTIONS_PER_TURN,
+                    severity: 1.0
+                        + (FEW_QUESTIONS_PER_100_WORDS - p.q_per_100_words())
+                            / FEW_QUESTIONS_PER_100_WORDS,
                     evidence,
                 });
             }
@@ -575,7 +586,7 @@ impl<'a> Run<'a> {
         found.sort_by(|a, b| b.severity.total_cmp(&a.severity));
         // Strengths.
         let mut strengths = Vec::new();
-        if p.questions >= 3 && p.q_per_turn() >= GOOD_QUESTIONS_PER_TURN {
+        if p.questions >= 3 && p.q_per_100_words() >= GOOD_QUESTIONS_PER_100_WORDS {
             let evidence = self.listed(metrics, |s| &s.question_span_ids, || Focus::Question, 3);
             if !evidence.is_empty() {
                 strengths.push(Found {
@@ -583,10 +594,15 @@ impl<'a> Run<'a> {
                     growth: false,
                     category: "questions",
                     title: "Asks questions",
-                    observation: format!("You asked {} questions in {} turns.", p.questions, p.turns),
+                    observation: format!(
+                        "You asked {} questions in {} turns, {:.1} per 100 words you spoke.",
+                        p.questions,
+                        p.turns,
+                        p.q_per_100_words()
+                    ),
                     impact: "Questions bring out information and commitment from the people closest to the work.",
                     advice: "Keep opening topics with a question before giving your view.",
-                    severity: p.q_per_turn(),
+                    severity: p.q_per_100_words() / GOOD_QUESTIONS_PER_100_WORDS,
                     evidence,
                 });
             }
@@ -643,7 +659,7 @@ impl<'a> Run<'a> {
                 evidence,
             });
         }
-        if strengths.is_empty() && found.is_empty() {
+        if strengths.is_empty() {
             strengths.push(Found {
                 key: PatternKey::Engaged,
                 growth: false,

@@ -297,7 +297,14 @@ impl AirtableClient {
                 }
                 Ok((status, body)) => {
                     let (kind, message) = parse_error_body(&body);
-                    StoreError::from_airtable(status, &kind, &message, call.table, call.id)
+                    StoreError::from_airtable_request(
+                        status,
+                        &kind,
+                        &message,
+                        call.table,
+                        call.id,
+                        call.body.as_ref(),
+                    )
                 }
                 Err(e) => e,
             };

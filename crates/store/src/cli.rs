@@ -1,6 +1,12 @@
 //! `coach-worker airtable check|apply`: compare a live base with `airtable/base-schema.json`, and create
 //! what is missing through the Meta API.
 //!
+//! The schema is compiled into the binary ([`crate::schema::BASE_SCHEMA_JSON`]), so both commands work
+//! from any directory with an installed binary; `--schema FILE` compares with another file instead.
+//! Meta API calls go through the same client as record calls, so they share the per-base pacing of
+//! `rate.rs` (an `apply` that creates a table and its fields stays under 5 requests a second). The
+//! report goes to standard output, errors to standard error.
+//!
 //! `check` prints a readable diff (missing tables, missing fields, wrong types, missing select options,
 //! links to the wrong table) and exits 1 when anything differs. `apply` is a dry run unless `--yes`:
 //! it creates missing tables first (without their link fields, since a link needs the target table's id,
@@ -12,7 +18,7 @@
 //! error.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
@@ -25,62 +31,84 @@ use crate::{AirtableConfig, StoreError};
 pub enum Command {
     /// Compare the Airtable base with the schema file; exit 1 when something is missing or different.
     Check {
-        /// Schema file in the Meta API's shape.
-        #[arg(long, default_value = "airtable/base-schema.json")]
-        schema: PathBuf,
+        /// Schema file in the Meta API's shape (default: the schema built into the binary, the
+        /// repository's airtable/base-schema.json).
+        #[arg(long)]
+        schema: Option<PathBuf>,
         /// Print the differences as JSON.
         #[arg(long)]
         json: bool,
     },
     /// Create missing tables and fields through the Meta API (dry run unless --yes).
     Apply {
-        /// Schema file in the Meta API's shape.
-        #[arg(long, default_value = "airtable/base-schema.json")]
-        schema: PathBuf,
+        /// Schema file in the Meta API's shape (default: the schema built into the binary, the
+        /// repository's airtable/base-schema.json).
+        #[arg(long)]
+        schema: Option<PathBuf>,
         /// Really create them (otherwise only print the plan).
         #[arg(long)]
         yes: bool,
     },
 }
 
-/// Runs a subcommand, printing to stdout; returns the process exit code.
+/// Runs a subcommand, printing the report to stdout and errors to stderr; returns the exit code.
+///
+/// A new process knows nothing of the requests the previous command (or anyone) sent to the base in
+/// the last second, so it leaves one rate window empty before its first request; otherwise
+/// `check` then `apply` run back to back can reach six requests in a second and wait 30 s on a 429.
 pub async fn run(cmd: Command, cfg: AirtableConfig) -> i32 {
-    let mut out = std::io::stdout();
-    run_to(cmd, cfg, &mut out).await
+    tokio::time::sleep(crate::rate::WINDOW).await;
+    run_to(cmd, cfg, &mut std::io::stdout(), &mut std::io::stderr()).await
 }
 
-/// Same as [`run`], printing to `out` (tests capture it).
-pub async fn run_to(cmd: Command, cfg: AirtableConfig, out: &mut dyn Write) -> i32 {
+/// Same as [`run`], printing the report to `out` and errors to `err` (tests capture both).
+pub async fn run_to(
+    cmd: Command,
+    cfg: AirtableConfig,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
     let result = match cmd {
-        Command::Check { schema, json } => check(&schema, json, cfg, out).await,
-        Command::Apply { schema, yes } => apply(&schema, yes, cfg, out).await,
+        Command::Check { schema, json } => check(schema.as_deref(), json, cfg, out).await,
+        Command::Apply { schema, yes } => apply(schema.as_deref(), yes, cfg, out).await,
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            let _ = writeln!(out, "error [{}]: {e}", e.code());
+            let _ = writeln!(err, "error [{}]: {e}", e.code());
             2
         }
     }
 }
 
+/// The desired schema and how to name it in the report.
+fn desired(path: Option<&Path>) -> Result<(BaseSchema, String), StoreError> {
+    match path {
+        Some(p) => Ok((BaseSchema::load(p)?, p.display().to_string())),
+        None => Ok((
+            BaseSchema::embedded()?,
+            "the built-in schema (airtable/base-schema.json)".to_string(),
+        )),
+    }
+}
+
 async fn load(
-    path: &std::path::Path,
+    path: Option<&Path>,
     cfg: AirtableConfig,
-) -> Result<(BaseSchema, AirtableClient, BaseSchema), StoreError> {
-    let desired = BaseSchema::load(path)?;
+) -> Result<(BaseSchema, String, AirtableClient, BaseSchema), StoreError> {
+    let (desired, name) = desired(path)?;
     let client = AirtableClient::new(cfg)?;
     let live = client.meta_tables().await?;
-    Ok((desired, client, live))
+    Ok((desired, name, client, live))
 }
 
 async fn check(
-    path: &std::path::Path,
+    path: Option<&Path>,
     as_json: bool,
     cfg: AirtableConfig,
     out: &mut dyn Write,
 ) -> Result<i32, StoreError> {
-    let (desired, _, live) = load(path, cfg).await?;
+    let (desired, name, _, live) = load(path, cfg).await?;
     let diffs = schema::diff(&desired, &live);
     if as_json {
         let body = json!({ "ok": diffs.is_empty(), "differences": diffs });
@@ -88,15 +116,13 @@ async fn check(
     } else if diffs.is_empty() {
         let _ = writeln!(
             out,
-            "The base matches {} ({} tables checked).",
-            path.display(),
+            "The base matches {name} ({} tables checked).",
             desired.tables.len()
         );
     } else {
         let _ = writeln!(
             out,
-            "The base differs from {} ({} differences):",
-            path.display(),
+            "The base differs from {name} ({} differences):",
             diffs.len()
         );
         for d in &diffs {
@@ -137,15 +163,15 @@ fn field_for_create(f: &FieldSchema, live: &BaseSchema) -> Result<FieldSchema, S
 }
 
 async fn apply(
-    path: &std::path::Path,
+    path: Option<&Path>,
     yes: bool,
     cfg: AirtableConfig,
     out: &mut dyn Write,
 ) -> Result<i32, StoreError> {
-    let (desired, client, mut live) = load(path, cfg).await?;
+    let (desired, name, client, mut live) = load(path, cfg).await?;
     let diffs = schema::diff(&desired, &live);
     if diffs.is_empty() {
-        let _ = writeln!(out, "Nothing to do: the base matches {}.", path.display());
+        let _ = writeln!(out, "Nothing to do: the base matches {name}.");
         return Ok(0);
     }
     let mode = if yes { "" } else { "would " };

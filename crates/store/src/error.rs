@@ -31,20 +31,28 @@ pub enum StoreError {
     #[error("invalid filter: {0}")]
     InvalidFilter(String),
 
-    /// A field name that the table does not have.
+    /// A field name that the table does not have. `airtable` is Airtable's own message (empty for
+    /// the SQLite backend).
     #[error(
-        "table \"{table}\" has no field named \"{field}\"; fix the name or add the field (see airtable/base-schema.json)"
+        "table \"{table}\" has no field named \"{field}\"; fix the name or add the field (see airtable/base-schema.json){}",
+        said(.airtable)
     )]
-    UnknownField { table: String, field: String },
+    UnknownField {
+        table: String,
+        field: String,
+        airtable: String,
+    },
 
     /// A select option that the field does not offer.
     #[error(
-        "field \"{field}\" of table \"{table}\" has no option \"{value}\"; use one of the field's options or add it to the base"
+        "table \"{table}\", field \"{field}\": \"{value}\" is not one of the field's options; add the option to the field in the base, or use one of its options{}",
+        said(.airtable)
     )]
     InvalidSelectOption {
         table: String,
         field: String,
         value: String,
+        airtable: String,
     },
 
     /// A value of the wrong type for its field (text into a number, a non-id into a link, ...).
@@ -102,6 +110,15 @@ pub enum StoreError {
     /// Invalid configuration (bad base URL, unreadable schema file, ...).
     #[error("store configuration error: {0}")]
     Config(String),
+}
+
+/// Airtable's own words, appended to a message that already names table, field and value.
+fn said(airtable: &str) -> String {
+    if airtable.is_empty() {
+        String::new()
+    } else {
+        format!(" (Airtable: {airtable})")
+    }
 }
 
 impl StoreError {
@@ -174,6 +191,22 @@ impl StoreError {
         table: &str,
         id: &str,
     ) -> StoreError {
+        StoreError::from_airtable_request(status, error_type, message, table, id, None)
+    }
+
+    /// Like [`StoreError::from_airtable`], with the body of the request that failed. Airtable's
+    /// messages do not reliably name what was wrong (a select option arrives as `""Processing""`, an
+    /// unknown field as `Could not find a field named X`, a bad value often by field id), so the
+    /// field and value are taken from what the worker sent, and Airtable's message is kept beside them.
+    pub(crate) fn from_airtable_request(
+        status: u16,
+        error_type: &str,
+        message: &str,
+        table: &str,
+        id: &str,
+        body: Option<&serde_json::Value>,
+    ) -> StoreError {
+        let sent = body.map(sent_fields).unwrap_or_default();
         match error_type {
             "NOT_FOUND" | "MODEL_ID_NOT_FOUND" if !id.is_empty() => StoreError::NotFound {
                 table: table.to_string(),
@@ -187,17 +220,47 @@ impl StoreError {
             },
             "UNKNOWN_FIELD_NAME" => StoreError::UnknownField {
                 table: table.to_string(),
-                field: quoted_name(message).unwrap_or_else(|| message.to_string()),
+                field: named_field(message, &sent)
+                    .map(|(f, _)| f)
+                    .or_else(|| quoted_name(message))
+                    // A read names it bare: "Could not find a field named NON_EXISTING".
+                    .or_else(|| {
+                        message
+                            .rsplit_once("named ")
+                            .map(|(_, f)| f.trim().to_string())
+                    })
+                    .unwrap_or_else(|| message.to_string()),
+                airtable: message.to_string(),
             },
-            "INVALID_MULTIPLE_CHOICE_OPTIONS" => StoreError::InvalidSelectOption {
-                table: table.to_string(),
-                field: String::new(),
-                value: quoted_name(message).unwrap_or_else(|| message.to_string()),
-            },
-            "INVALID_VALUE_FOR_COLUMN" => StoreError::InvalidValue {
-                table: table.to_string(),
-                field: quoted_name(message).unwrap_or_default(),
-                message: message.to_string(),
+            "INVALID_MULTIPLE_CHOICE_OPTIONS" => {
+                let option = quoted_name(message);
+                // The sent field whose value (or one of whose values) is the refused option.
+                let hit = option.as_deref().and_then(|o| {
+                    sent.iter()
+                        .find(|(_, v)| select_values(v).contains(&o))
+                        .map(|(f, _)| (f.clone(), o.to_string()))
+                });
+                let (field, value) = hit.unwrap_or_else(|| {
+                    (String::new(), option.unwrap_or_else(|| message.to_string()))
+                });
+                StoreError::InvalidSelectOption {
+                    table: table.to_string(),
+                    field,
+                    value,
+                    airtable: message.to_string(),
+                }
+            }
+            "INVALID_VALUE_FOR_COLUMN" => match named_field(message, &sent) {
+                Some((field, value)) => StoreError::InvalidValue {
+                    table: table.to_string(),
+                    field,
+                    message: format!("the worker sent {} (Airtable: {message})", short(&value)),
+                },
+                None => StoreError::InvalidValue {
+                    table: table.to_string(),
+                    field: quoted_name(message).unwrap_or_default(),
+                    message: message.to_string(),
+                },
             },
             "INVALID_RECORDS" | "INVALID_REQUEST_UNKNOWN" | "INVALID_REQUEST_MISSING_FIELDS" => {
                 StoreError::InvalidRecords(message.to_string())
@@ -220,13 +283,57 @@ impl StoreError {
     }
 }
 
-/// The first `"..."` in an Airtable message, which names the offending field or option. Only used to
-/// enrich the error for humans; the variant itself comes from `error.type`.
+/// Every `(field, value)` of the records in a write body (`{"records": [{"fields": {...}}]}`).
+fn sent_fields(body: &serde_json::Value) -> Vec<(String, serde_json::Value)> {
+    body.get("records")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("fields").and_then(serde_json::Value::as_object))
+        .flat_map(|f| f.iter().map(|(k, v)| (k.clone(), v.clone())))
+        .collect()
+}
+
+/// The option names in a select value: a string, or a list of strings.
+fn select_values(v: &serde_json::Value) -> Vec<&str> {
+    match v {
+        serde_json::Value::String(s) => vec![s.as_str()],
+        serde_json::Value::Array(items) => items.iter().filter_map(|i| i.as_str()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The sent field that the message names (the longest name found in it, so "Status" does not win
+/// over "Parse Status").
+fn named_field(
+    message: &str,
+    sent: &[(String, serde_json::Value)],
+) -> Option<(String, serde_json::Value)> {
+    sent.iter()
+        .filter(|(f, _)| message.contains(f.as_str()))
+        .max_by_key(|(f, _)| f.len())
+        .cloned()
+}
+
+/// A value as JSON, cut to a readable length.
+fn short(v: &serde_json::Value) -> String {
+    let text = v.to_string();
+    if text.chars().count() > 80 {
+        format!("{}…", text.chars().take(80).collect::<String>())
+    } else {
+        text
+    }
+}
+
+/// The first quoted name in an Airtable message, which names the offending field or option. Airtable
+/// sometimes doubles the quotes (`option ""Processing""`, a CSV-style escape); both forms give the name.
+/// Only used to enrich the error for humans; the variant itself comes from `error.type`.
 fn quoted_name(message: &str) -> Option<String> {
     let start = message.find('"')?;
-    let rest = &message[start + 1..];
+    let rest = message[start..].trim_start_matches('"');
     let end = rest.find('"')?;
-    Some(rest[..end].to_string())
+    let name = &rest[..end];
+    (!name.is_empty()).then(|| name.to_string())
 }
 
 #[cfg(test)]
@@ -244,6 +351,11 @@ mod tests {
         );
         assert_eq!(e.code(), "UNKNOWN_FIELD_NAME");
         assert!(matches!(e, StoreError::UnknownField { ref field, .. } if field == "Colour"));
+        assert!(
+            e.to_string()
+                .contains("Airtable: Unknown field name: \"Colour\""),
+            "{e}"
+        );
         let e = StoreError::from_airtable(404, "NOT_FOUND", "", "Runs", "rec00000000000000");
         assert!(matches!(e, StoreError::NotFound { .. }));
         let e = StoreError::from_airtable(503, "SERVICE_UNAVAILABLE", "", "Runs", "");
@@ -251,5 +363,71 @@ mod tests {
         let e = StoreError::from_airtable(422, "SOMETHING_NEW", "m", "Runs", "");
         assert_eq!(e.code(), "STORE_API_ERROR");
         assert!(!e.is_transient());
+    }
+
+    #[test]
+    fn names_field_and_value_from_the_request() {
+        let body = serde_json::json!({"records": [{"id": "rec00000000000000", "fields": {
+            "Status": "Processing", "Parse Status": "ok", "Count": "abc"}}]});
+        let e = StoreError::from_airtable_request(
+            422,
+            "INVALID_MULTIPLE_CHOICE_OPTIONS",
+            "Insufficient permissions to create new select option \"\"Processing\"\"",
+            "Run Requests",
+            "",
+            Some(&body),
+        );
+        let text = e.to_string();
+        assert!(
+            text.starts_with(
+                "table \"Run Requests\", field \"Status\": \"Processing\" is not one of the field's options"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("(Airtable: Insufficient permissions to create new select option \"\"Processing\"\")"), "{text}");
+
+        // A real UNKNOWN_FIELD_NAME message names the field without quotes.
+        let body = serde_json::json!({"records": [{"fields": {"NON_EXISTING": 1}}]});
+        let e = StoreError::from_airtable_request(
+            422,
+            "UNKNOWN_FIELD_NAME",
+            "Could not find a field named NON_EXISTING",
+            "Runs",
+            "",
+            Some(&body),
+        );
+        assert!(
+            matches!(e, StoreError::UnknownField { ref field, .. } if field == "NON_EXISTING"),
+            "{e:?}"
+        );
+
+        let e = StoreError::from_airtable_request(
+            422,
+            "UNKNOWN_FIELD_NAME",
+            "Could not find a field named NON_EXISTING",
+            "Runs",
+            "",
+            None,
+        );
+        assert!(
+            matches!(e, StoreError::UnknownField { ref field, .. } if field == "NON_EXISTING"),
+            "{e:?}"
+        );
+
+        let body = serde_json::json!({"records": [{"fields": {"Count": "abc", "Key": "k"}}]});
+        let e = StoreError::from_airtable_request(
+            422,
+            "INVALID_VALUE_FOR_COLUMN",
+            "Field \"Count\" cannot accept the provided value",
+            "Runs",
+            "",
+            Some(&body),
+        );
+        let text = e.to_string();
+        assert!(text.contains("field \"Count\" of table \"Runs\""), "{text}");
+        assert!(
+            text.contains("\"abc\"") && text.contains("cannot accept the provided value"),
+            "{text}"
+        );
     }
 }

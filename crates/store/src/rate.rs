@@ -9,7 +9,9 @@
 //! server-side second, which is exactly the 429 this exists to avoid.
 //!
 //! Limiters are kept in a process-wide registry keyed by API URL and base id, so two `Store`s built for
-//! the same base still share one budget.
+//! the same base still share one budget. Another process's requests are out of its sight: the
+//! short-lived `airtable check|apply` commands therefore wait one `WINDOW` before their first request
+//! (`cli.rs`), so that running them back to back does not put six requests into one second.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -23,7 +25,7 @@ const SAFETY: f64 = 1.05;
 /// The sliding window the limiter also enforces: at most `rate` requests in any `WINDOW`. It is longer
 /// than Airtable's second so that requests delayed on their way (a busy machine, a slow scheduler)
 /// cannot arrive bunched into one server-side second.
-const WINDOW: Duration = Duration::from_millis(1080);
+pub(crate) const WINDOW: Duration = Duration::from_millis(1080);
 
 #[derive(Debug)]
 pub(crate) struct RateLimiter {

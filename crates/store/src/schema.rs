@@ -125,6 +125,7 @@ impl BaseSchema {
             let f = t.field(name).ok_or_else(|| StoreError::UnknownField {
                 table: t.name.clone(),
                 field: name.clone(),
+                airtable: String::new(),
             })?;
             f.validate_value(&t.name, value)?;
         }
@@ -143,6 +144,7 @@ impl BaseSchema {
                 return Err(StoreError::UnknownField {
                     table: t.name.clone(),
                     field: name.to_string(),
+                    airtable: String::new(),
                 });
             }
         }
@@ -278,6 +280,7 @@ impl FieldSchema {
                 table: table.to_string(),
                 field: self.name.clone(),
                 value: s.to_string(),
+                airtable: String::new(),
             })
         }
     }

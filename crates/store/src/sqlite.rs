@@ -200,6 +200,7 @@ impl SqliteStore {
                 return Err(StoreError::UnknownField {
                     table: ts.name.clone(),
                     field: KEY_FIELD.into(),
+                    airtable: String::new(),
                 });
             }
             let t = ts.name.clone();

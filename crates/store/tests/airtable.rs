@@ -377,3 +377,86 @@ async fn network_errors_are_transient_and_typed() {
         .unwrap_err();
     assert_eq!(e.code(), "STORE_NETWORK");
 }
+
+/// The shipped schema with the "Processing" option removed from Run Requests.Status, as an operator
+/// might do by hand.
+fn without_processing_option() -> BaseSchema {
+    let mut s = BaseSchema::embedded().unwrap();
+    let status = s
+        .table_mut(RUN_REQUESTS)
+        .unwrap()
+        .fields
+        .iter_mut()
+        .find(|f| f.name == "Status")
+        .unwrap();
+    if let Some(Value::Object(o)) = &mut status.options
+        && let Some(Value::Array(choices)) = o.get_mut("choices")
+    {
+        choices.retain(|c| c["name"] != "Processing");
+    }
+    s
+}
+
+#[tokio::test]
+async fn write_errors_name_table_field_and_value_and_keep_airtables_message() {
+    let fake = FakeAirtable::builder()
+        .rate_limit(None)
+        .schema(without_processing_option())
+        .start()
+        .await;
+    let mut cfg = fake.config();
+    cfg.rate_per_sec = 1000.0;
+    let store = Store::airtable(cfg).unwrap();
+    let request = fake.insert(RUN_REQUESTS, fields(json!({"Status": "Queued"})));
+
+    let e = store
+        .update(
+            RUN_REQUESTS,
+            vec![(
+                request.id.clone(),
+                fields(json!({"Status": "Processing", "Error": null})),
+            )],
+        )
+        .await
+        .unwrap_err();
+    let text = e.to_string();
+    assert_eq!(e.code(), "INVALID_MULTIPLE_CHOICE_OPTIONS");
+    assert!(
+        text.contains("table \"Run Requests\", field \"Status\": \"Processing\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("Insufficient permissions to create new select option \"\"Processing\"\""),
+        "{text}"
+    );
+
+    let e = store
+        .upsert(RUNS, vec![fields(json!({"Key": "k1", "Colour": "red"}))])
+        .await
+        .unwrap_err();
+    let text = e.to_string();
+    assert_eq!(e.code(), "UNKNOWN_FIELD_NAME");
+    assert!(
+        text.contains("table \"Runs\" has no field named \"Colour\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("(Airtable: Unknown field name: \"Colour\")"),
+        "{text}"
+    );
+
+    let e = store
+        .upsert(RUNS, vec![fields(json!({"Key": "k2", "Cost USD": "lots"}))])
+        .await
+        .unwrap_err();
+    let text = e.to_string();
+    assert_eq!(e.code(), "INVALID_VALUE_FOR_COLUMN");
+    assert!(
+        text.contains("field \"Cost USD\" of table \"Runs\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"lots\"") && text.contains("cannot accept the provided value"),
+        "{text}"
+    );
+}

@@ -21,15 +21,26 @@ fn damaged() -> BaseSchema {
 }
 
 async fn exec(fake: &FakeAirtable, cmd: Command) -> (i32, String) {
-    let mut out = Vec::new();
-    let mut cfg = fake.config();
-    cfg.rate_per_sec = 1000.0;
-    let code = run_to(cmd, cfg, &mut out).await;
-    (code, String::from_utf8(out).unwrap())
+    let (code, out, err) = exec_both(fake, cmd).await;
+    assert!(err.is_empty(), "{err}");
+    (code, out)
 }
 
-fn schema_path() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../airtable/base-schema.json")
+/// The exit code, standard output and standard error of a command.
+async fn exec_both(fake: &FakeAirtable, cmd: Command) -> (i32, String, String) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut cfg = fake.config();
+    cfg.rate_per_sec = 1000.0;
+    let code = run_to(cmd, cfg, &mut out, &mut err).await;
+    (
+        code,
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(err).unwrap(),
+    )
+}
+
+fn schema_path() -> Option<std::path::PathBuf> {
+    Some(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../airtable/base-schema.json"))
 }
 
 #[tokio::test]
@@ -154,7 +165,7 @@ async fn apply_refuses_computed_fields_and_reports_manual_work() {
     let (code, out) = exec(
         &fake,
         Command::Apply {
-            schema: path.clone(),
+            schema: Some(path.clone()),
             yes: true,
         },
     )
@@ -183,7 +194,7 @@ async fn apply_refuses_computed_fields_and_reports_manual_work() {
     let (code, out) = exec(
         &fake,
         Command::Check {
-            schema: path,
+            schema: Some(path),
             json: false,
         },
     )
@@ -193,19 +204,35 @@ async fn apply_refuses_computed_fields_and_reports_manual_work() {
 }
 
 #[tokio::test]
-async fn bad_schema_path_is_a_usage_error() {
+async fn bad_schema_path_is_a_usage_error_on_stderr() {
     let fake = FakeAirtable::builder().rate_limit(None).start().await;
-    let (code, out) = exec(
+    let (code, out, err) = exec_both(
         &fake,
         Command::Check {
-            schema: "/nonexistent/schema.json".into(),
+            schema: Some("/nonexistent/schema.json".into()),
             json: false,
         },
     )
     .await;
     assert_eq!(code, 2);
+    assert!(out.is_empty(), "errors belong on stderr: {out}");
     assert!(
-        out.contains("STORE_CONFIG") && out.contains("cannot read schema file"),
-        "{out}"
+        err.contains("STORE_CONFIG") && err.contains("cannot read schema file"),
+        "{err}"
     );
+}
+
+#[tokio::test]
+async fn without_schema_the_built_in_one_is_used() {
+    let fake = FakeAirtable::builder().rate_limit(None).start().await;
+    let (code, out) = exec(
+        &fake,
+        Command::Check {
+            schema: None,
+            json: false,
+        },
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("matches the built-in schema"), "{out}");
 }

@@ -293,12 +293,14 @@ fn store_err_reply(e: StoreError) -> Reply {
         StoreError::InvalidSelectOption { value, .. } => err(
             422,
             "INVALID_MULTIPLE_CHOICE_OPTIONS",
-            format!("Insufficient permissions to create new select option \"{value}\""),
+            // Airtable doubles the quotes around the option's name in this message.
+            format!("Insufficient permissions to create new select option \"\"{value}\"\""),
         ),
-        StoreError::InvalidValue { field, message, .. } => err(
+        // Airtable's message names the field but neither the value nor why.
+        StoreError::InvalidValue { field, .. } => err(
             422,
             "INVALID_VALUE_FOR_COLUMN",
-            format!("Field \"{field}\" cannot accept the provided value: {message}"),
+            format!("Field \"{field}\" cannot accept the provided value"),
         ),
         StoreError::TableNotFound { table } => err(
             404,
