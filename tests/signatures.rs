@@ -192,7 +192,7 @@ fn accept_all() -> coach_worker::startup::Registry {
 async fn a_standard_secret_without_its_prefix_is_accepted() {
     let bare = common::SECRET.trim_start_matches("whsec_").to_owned();
     let app = common::spawn_app_with(accept_all(), move |c| {
-        c.webhook_secrets = vec![bare];
+        c.webhook_secrets = vec![bare.into()];
     })
     .await;
     let body = br#"{"run_request_id":"recAAAAAAAAAAAAAA"}"#.to_vec();
