@@ -154,12 +154,19 @@ pub async fn receive(
             if outcome != DeliveryOutcome::New {
                 return answered(&scenario, &key, outcome, || HttpResponse::Ok().finish());
             }
+            // Released unless an answer is stored: a request dropped mid-way (the sender hung up,
+            // the server stopped) must not leave its delivery "in progress" for good.
+            let mut reservation = Reservation {
+                journal: state.journal.clone(),
+                key: Some(key.clone()),
+            };
             match hook.respond(&key, job_payload).await {
                 Ok((status, body)) => {
                     state
                         .journal
                         .complete_delivery(key.clone(), status.as_u16(), body.clone())
                         .await?;
+                    reservation.answered();
                     metrics::counter!("deliveries_total", "scenario" => scenario.clone(), "outcome" => "accepted")
                         .increment(1);
                     tracing::info!(scenario = %scenario, delivery_key = %key, status = status.as_u16(), "delivery answered");
@@ -172,13 +179,37 @@ pub async fn receive(
                         .journal
                         .complete_delivery(key, e.status.as_u16(), e.body())
                         .await?;
+                    reservation.answered();
                     Err(e)
                 }
                 Err(e) => {
                     state.journal.release_delivery(key).await?;
+                    reservation.answered();
                     Err(e)
                 }
             }
+        }
+    }
+}
+
+/// A synchronous hook's reservation, released when dropped before its answer is stored.
+struct Reservation {
+    journal: crate::journal::Journal,
+    key: Option<String>,
+}
+
+impl Reservation {
+    /// The answer is stored (or the key released explicitly): nothing to do on drop.
+    fn answered(&mut self) {
+        self.key = None;
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            tracing::warn!(delivery_key = %key, "synchronous delivery dropped before its answer; released for a retry");
+            self.journal.release_delivery_detached(key);
         }
     }
 }
