@@ -162,7 +162,10 @@ impl Journal {
                     if before == 0 {
                         return Ok(0);
                     }
-                    conn.execute_batch(&format!("PRAGMA incremental_vacuum({step})"))?;
+                    // The pragma frees one page per step: run it to its end.
+                    let mut stmt = conn.prepare(&format!("PRAGMA incremental_vacuum({step})"))?;
+                    let mut rows = stmt.query([])?;
+                    while rows.next()?.is_some() {}
                     let after: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
                     Ok(u64::try_from(before - after).unwrap_or(0))
                 })
@@ -347,6 +350,12 @@ mod tests {
 
     const DAY: i64 = DAY_MS;
 
+    async fn page_count(j: &Journal) -> i64 {
+        j.call(|conn| Ok(conn.query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))?))
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn finished_work_goes_after_the_retention_failed_work_later() {
         let dir = tempfile::tempdir().unwrap();
@@ -476,10 +485,8 @@ mod tests {
         for i in 0..300 {
             finished(&j, &format!("r1:{i}"), "succeeded").await;
         }
-        let pages = |j: &Journal| {
-            j.call(|conn| Ok(conn.query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))?))
-        };
-        let before = pages(&j).await.unwrap();
+
+        let before = page_count(&j).await;
         let counts = j
             .sweep(
                 &Retention {
@@ -492,7 +499,7 @@ mod tests {
             .unwrap();
         assert_eq!(counts.deliveries, 300);
         assert!(counts.pages > 0, "{counts:?}");
-        let after = pages(&j).await.unwrap();
+        let after = page_count(&j).await;
         assert!(
             after < before / 2,
             "the file shrinks: {before} pages before, {after} after"
