@@ -35,6 +35,8 @@ struct Args {
     days: i64,
     runs: usize,
     latency_secs: u64,
+    /// `size`, `latency` or both (comma-separated).
+    parts: String,
 }
 
 fn parse_args() -> Args {
@@ -43,6 +45,7 @@ fn parse_args() -> Args {
         days: 100,
         runs: 3,
         latency_secs: 5,
+        parts: "size,latency".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -52,6 +55,7 @@ fn parse_args() -> Args {
             "--days" => args.days = value.parse().unwrap_or(args.days),
             "--runs" => args.runs = value.parse().unwrap_or(args.runs),
             "--latency-secs" => args.latency_secs = value.parse().unwrap_or(args.latency_secs),
+            "--parts" => args.parts = value,
             other => eprintln!("unknown flag {other}"),
         }
     }
@@ -144,8 +148,10 @@ async fn size_run(args: &Args, days: u64) -> (u64, Duration) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("journal.db");
     let journal = Journal::open(&path).expect("open the journal");
+    // The simulated sweeps run back to back (no pause between batches): only the size matters here.
     let policy = Retention {
         days,
+        pause: Duration::ZERO,
         ..Default::default()
     };
     let per_hour = (args.deliveries as f64 / (args.days * 24) as f64).max(1.0);
@@ -258,6 +264,15 @@ fn median<T: Copy + PartialOrd>(mut v: Vec<T>) -> T {
 #[tokio::main]
 async fn main() {
     let args = parse_args();
+    if args.parts.contains("size") {
+        size_table(&args).await;
+    }
+    if args.parts.contains("latency") {
+        latency_table(&args).await;
+    }
+}
+
+async fn size_table(args: &Args) {
     println!(
         "journal size after {} deliveries over {} days (median of {} runs)",
         args.deliveries, args.days, args.runs
@@ -268,7 +283,7 @@ async fn main() {
         let mut sizes = Vec::new();
         let mut sweeps = Vec::new();
         for run in 0..args.runs {
-            let (size, sweeping) = size_run(&args, days).await;
+            let (size, sweeping) = size_run(args, days).await;
             eprintln!(
                 "  retention {days} d, run {}: {:.1} MB, {:.1} s sweeping",
                 run + 1,
@@ -290,6 +305,9 @@ async fn main() {
         );
     }
 
+}
+
+async fn latency_table(args: &Args) {
     println!();
     println!(
         "intake journal write latency, 16 writers, {} s (median of {} runs)",

@@ -42,6 +42,10 @@ pub struct Retention {
     pub batch: usize,
     /// Pages returned to the file system per journal operation.
     pub vacuum_pages: u32,
+    /// Least pause between two batches. The pause is also at least four times the last batch's
+    /// round trip, so the sweep takes at most a fifth of the journal's time and backs off by itself
+    /// when intake keeps the journal busy. Zero: no pause at all (tests, simulations).
+    pub pause: Duration,
     /// Time between two sweeps.
     pub interval: Duration,
 }
@@ -51,8 +55,9 @@ impl Default for Retention {
         Retention {
             days: 30,
             cache_ttl_days: 7,
-            batch: 500,
-            vacuum_pages: 1000,
+            batch: 200,
+            vacuum_pages: 500,
+            pause: Duration::from_millis(10),
             interval: Duration::from_secs(600),
         }
     }
@@ -133,9 +138,11 @@ impl Journal {
             }
             loop {
                 let policy = *policy;
+                let started = std::time::Instant::now();
                 let deleted = self
                     .call(move |conn| delete_batch(conn, kind, &policy, now, batch))
                     .await?;
+                let took = started.elapsed();
                 match kind {
                     Kind::Jobs => counts.jobs += deleted,
                     Kind::Deliveries => counts.deliveries += deleted,
@@ -145,17 +152,21 @@ impl Journal {
                 if deleted < batch as u64 {
                     break;
                 }
+                pause(policy.pause, took).await;
             }
         }
-        counts.pages = self.give_back_space(policy.vacuum_pages).await?;
+        counts.pages = self
+            .give_back_space(policy.vacuum_pages, policy.pause)
+            .await?;
         Ok(counts)
     }
 
     /// Returns free pages to the file system, `step` pages per journal operation.
-    pub async fn give_back_space(&self, step: u32) -> Result<u64, JournalError> {
+    pub async fn give_back_space(&self, step: u32, between: Duration) -> Result<u64, JournalError> {
         let step = step.max(1);
         let mut total = 0;
         loop {
+            let started = std::time::Instant::now();
             let freed = self
                 .call(move |conn| {
                     let before: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
@@ -174,6 +185,7 @@ impl Journal {
             if freed < u64::from(step) {
                 return Ok(total);
             }
+            pause(between, started.elapsed()).await;
         }
     }
 
@@ -185,6 +197,12 @@ impl Journal {
             Ok(len(&path) + len(&format!("{path}-wal")))
         })
         .await
+    }
+}
+
+async fn pause(least: Duration, last_batch: Duration) {
+    if !least.is_zero() {
+        tokio::time::sleep(least.max(last_batch * 4)).await;
     }
 }
 
@@ -303,6 +321,7 @@ mod tests {
             days: 30,
             cache_ttl_days: 7,
             batch: 3,
+            pause: Duration::ZERO,
             ..Default::default()
         }
     }
