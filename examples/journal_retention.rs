@@ -304,7 +304,6 @@ async fn size_table(args: &Args) {
             median(sweeps)
         );
     }
-
 }
 
 async fn latency_table(args: &Args) {
