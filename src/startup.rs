@@ -198,14 +198,21 @@ impl Application {
             drain_secs = self.drain.as_secs(),
             "shutdown requested: no new connections or jobs; draining requests and running jobs"
         );
+        let deadline = tokio::time::Instant::now() + self.drain;
         // Stop claiming before anything else: a job claimed now would only be cut off at the deadline.
         self.runner_handle.stop();
         let _ = stop_tx.send(true);
         let ((), _) = tokio::join!(server_handle.stop(true), runner_task);
-        for task in background {
-            let _ = task.await;
+        // The poller may be inside a slow Airtable call: it gets what is left of the deadline.
+        for mut task in background {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                task.abort();
+            }
         }
-        let _ = sweeper.await;
+        let mut sweeper = sweeper;
+        if tokio::time::timeout_at(deadline, &mut sweeper).await.is_err() {
+            sweeper.abort();
+        }
         let _ = server_task.await;
         if !self.journal.shutdown(Duration::from_secs(1)).await {
             tracing::warn!("the journal did not confirm its last writes before the exit");
