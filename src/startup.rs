@@ -210,7 +210,10 @@ impl Application {
             }
         }
         let mut sweeper = sweeper;
-        if tokio::time::timeout_at(deadline, &mut sweeper).await.is_err() {
+        if tokio::time::timeout_at(deadline, &mut sweeper)
+            .await
+            .is_err()
+        {
             sweeper.abort();
         }
         let _ = server_task.await;
