@@ -301,4 +301,79 @@ mod tests {
             b"x"
         );
     }
+
+    #[tokio::test]
+    async fn a_reservation_dropped_unanswered_frees_its_key_and_an_answered_one_keeps_it() {
+        use super::Reservation;
+        use crate::journal::{DeliveryOutcome, Journal, NewDelivery};
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("j.db")).unwrap();
+        let delivery = |key: &str| NewDelivery {
+            key: key.into(),
+            scenario: "a1".into(),
+            body_hash: "h".into(),
+            body: "{}".into(),
+        };
+        let reserve = |key: &str| journal.reserve_delivery(delivery(key));
+
+        assert_eq!(reserve("a1:dropped").await.unwrap(), DeliveryOutcome::New);
+        assert_eq!(
+            reserve("a1:dropped").await.unwrap(),
+            DeliveryOutcome::InProgress
+        );
+        // The request is dropped mid-way (the sender hung up, the server stopped).
+        drop(Reservation {
+            journal: journal.clone(),
+            key: Some("a1:dropped".into()),
+        });
+        assert_eq!(reserve("a1:dropped").await.unwrap(), DeliveryOutcome::New);
+
+        assert_eq!(reserve("a1:answered").await.unwrap(), DeliveryOutcome::New);
+        let mut answered = Reservation {
+            journal: journal.clone(),
+            key: Some("a1:answered".into()),
+        };
+        journal
+            .complete_delivery("a1:answered".into(), 201, serde_json::json!({"ok": true}))
+            .await
+            .unwrap();
+        answered.answered();
+        drop(answered);
+        assert_eq!(
+            reserve("a1:answered").await.unwrap(),
+            DeliveryOutcome::Replayed {
+                status: 201,
+                body: serde_json::json!({"ok": true})
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_new_incarnation_releases_the_reservations_of_the_previous_one_only() {
+        use crate::journal::{DeliveryOutcome, Journal, NewDelivery};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let delivery = |key: &str| NewDelivery {
+            key: key.into(),
+            scenario: "a1".into(),
+            body_hash: "h".into(),
+            body: "{}".into(),
+        };
+        let before = Journal::open(&path).unwrap();
+        before.reserve_delivery(delivery("a1:old")).await.unwrap();
+        before.close();
+        // The next start: its own reservations made after the release stay.
+        let after = Journal::open(&path).unwrap();
+        assert_ne!(before.incarnation(), after.incarnation());
+        assert_eq!(after.release_orphaned().await.unwrap(), 1);
+        assert_eq!(
+            after.reserve_delivery(delivery("a1:old")).await.unwrap(),
+            DeliveryOutcome::New
+        );
+        assert_eq!(after.release_orphaned().await.unwrap(), 0);
+        assert_eq!(
+            after.reserve_delivery(delivery("a1:old")).await.unwrap(),
+            DeliveryOutcome::InProgress
+        );
+    }
 }
