@@ -40,6 +40,19 @@ idle_rss=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$pid/status")
 kill -TERM "$pid"; wait "$pid" || true
 rm -rf "$data"
 
+# The journal retention section is measured by bench/retention.sh (about ten minutes more); it is
+# carried over from the current file unless BENCH_RETENTION=1 asks for a new measurement.
+if [ "${BENCH_RETENTION:-0}" = 1 ]; then
+  bench/retention.sh > "$tmp/retention-tables.md"
+  {
+    echo "## Journal retention (\`examples/journal_retention.rs\`, \`bench/retention.sh\`)"
+    echo
+    cat "$tmp/retention-tables.md"
+  } > "$tmp/retention.md"
+else
+  awk '/^## Journal retention/ {p=1} p' "$out" > "$tmp/retention.md" 2>/dev/null || true
+fi
+
 {
   echo "# Benchmarks"
   echo
@@ -69,5 +82,9 @@ rm -rf "$data"
   echo "## Start-up and idle memory"
   echo
   echo "Start to \`/readyz\` OK: see the start→ready column above. Idle RSS of the release worker 2 s after start (SQLite store, no load): ${idle_rss} MB."
+  if [ -s "$tmp/retention.md" ]; then
+    echo
+    cat "$tmp/retention.md"
+  fi
 } > "$out"
 echo "wrote $out" >&2

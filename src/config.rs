@@ -114,7 +114,8 @@ pub struct ServeConfig {
     )]
     pub poll_interval_secs: u64,
 
-    /// Seconds running jobs get to finish on SIGTERM before they are left queued.
+    /// Seconds the worker gets on SIGTERM to finish in-flight requests and running jobs, both at
+    /// once; unfinished jobs are left queued. Keep it under the platform's kill timeout (fly.toml).
     #[arg(long = "drain-secs", env = "COACH_DRAIN_SECS", default_value_t = 25)]
     pub drain_secs: u64,
 
@@ -186,6 +187,24 @@ pub struct ServeConfig {
     /// Log format: `json` or `pretty`.
     #[arg(long = "log-format", env = "COACH_LOG_FORMAT", default_value = "json")]
     pub log_format: String,
+
+    // Journal retention (see `journal::retention`).
+    /// Days finished deliveries and jobs are kept in the journal (failed runs not replayed: twice
+    /// as long); 0 keeps everything.
+    #[arg(
+        long = "retention-days",
+        env = "COACH_RETENTION_DAYS",
+        default_value_t = 30
+    )]
+    pub retention_days: u64,
+
+    /// Days a cached analysis is reused for identical input (and kept in the journal).
+    #[arg(
+        long = "cache-ttl-days",
+        env = "COACH_CACHE_TTL_DAYS",
+        default_value_t = 7
+    )]
+    pub cache_ttl_days: u64,
 }
 
 /// A configuration error, naming the variable to fix.
@@ -311,6 +330,15 @@ impl ServeConfig {
 
     pub fn store_path(&self) -> PathBuf {
         self.data_dir.join("store.db")
+    }
+
+    /// The retention the settings select.
+    pub fn retention(&self) -> crate::journal::Retention {
+        crate::journal::Retention {
+            days: self.retention_days,
+            cache_ttl_days: self.cache_ttl_days,
+            ..Default::default()
+        }
     }
 
     pub fn timestamp_tolerance(&self) -> Duration {

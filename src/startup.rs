@@ -1,8 +1,14 @@
 //! Building and running the worker: journal, store, analyzer, job runner, HTTP server, poller.
 //!
 //! [`Application::build`] does everything that can fail before the first request (open the journal,
-//! requeue jobs a dead process left running, bind the port), so a test gets a worker on a random port
-//! (`COACH_LISTEN=127.0.0.1:0`) and its address, the zero2prod way.
+//! requeue jobs a dead process left running, release the synchronous deliveries it was answering,
+//! bind the port), so a test gets a worker on a random port (`COACH_LISTEN=127.0.0.1:0`) and its
+//! address, the zero2prod way.
+//!
+//! Shutdown has one deadline (`COACH_DRAIN_SECS`, under the platform's kill timeout): on SIGTERM the
+//! server stops accepting connections and the runner stops claiming jobs at the same instant, then
+//! in-flight requests and running jobs drain side by side until the deadline. Jobs still running then
+//! are put back in the queue; the journal is closed last, after everything that writes to it.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -55,6 +61,7 @@ pub struct Application {
     runner_handle: RunnerHandle,
     journal: Journal,
     drain: Duration,
+    retention: crate::journal::Retention,
     background: Vec<BackgroundTask>,
 }
 
@@ -77,6 +84,20 @@ impl Application {
                 "jobs interrupted by the previous stop were put back in the queue"
             );
         }
+        let released = journal
+            .release_orphaned()
+            .await
+            .context("releasing interrupted deliveries")?;
+        if released > 0 {
+            tracing::warn!(
+                released,
+                "synchronous deliveries interrupted by the previous stop were released; their retries run them again"
+            );
+        }
+        let retention = config.retention();
+        journal.set_cache_ttl(Duration::from_millis(
+            u64::try_from(retention.cache_ttl_ms()).unwrap_or(u64::MAX),
+        ));
 
         let mut runner = Runner::new(
             journal.clone(),
@@ -123,7 +144,8 @@ impl Application {
         .disable_signals()
         .max_connections(crate::http::MAX_CONNECTIONS_PER_WORKER)
         .client_request_timeout(crate::http::CLIENT_REQUEST_TIMEOUT)
-        .shutdown_timeout(10)
+        // The same deadline as the runner's: both drain at once (see the module docs).
+        .shutdown_timeout(config.drain_secs)
         .listen(listener)?
         .run();
         Ok(Application {
@@ -133,6 +155,7 @@ impl Application {
             runner_handle,
             journal,
             drain: Duration::from_secs(config.drain_secs),
+            retention,
             background: registry.background,
         })
     }
@@ -145,12 +168,25 @@ impl Application {
         &self.journal
     }
 
-    /// Serves until SIGTERM or SIGINT, then stops accepting, drains running jobs up to the deadline
-    /// and leaves the rest queued.
+    /// Serves until SIGTERM or SIGINT, then stops accepting and claiming, drains requests and jobs
+    /// together up to the deadline, leaves unfinished jobs queued and closes the journal.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// [`Application::run_until_stopped`] with the stop signal given (tests use their own).
+    pub async fn run_until(
+        self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
         let server_handle = self.server.handle();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let runner_task = tokio::spawn(self.runner.run(self.drain));
+        let sweeper = tokio::spawn(crate::journal::retention::run(
+            self.journal.clone(),
+            self.retention,
+            stop_rx.clone(),
+        ));
         let mut background = Vec::new();
         for task in self.background {
             background.push(tokio::spawn(task(
@@ -161,16 +197,33 @@ impl Application {
         let server_task = tokio::spawn(self.server);
         self.runner_handle.wake();
 
-        shutdown_signal().await;
-        tracing::info!("shutdown requested: no new deliveries, draining running jobs");
-        let _ = stop_tx.send(true);
-        server_handle.stop(true).await;
+        signal.await;
+        tracing::info!(
+            drain_secs = self.drain.as_secs(),
+            "shutdown requested: no new connections or jobs; draining requests and running jobs"
+        );
+        let deadline = tokio::time::Instant::now() + self.drain;
+        // Stop claiming before anything else: a job claimed now would only be cut off at the deadline.
         self.runner_handle.stop();
-        let _ = runner_task.await;
-        for task in background {
-            let _ = task.await;
+        let _ = stop_tx.send(true);
+        let ((), _) = tokio::join!(server_handle.stop(true), runner_task);
+        // The poller may be inside a slow Airtable call: it gets what is left of the deadline.
+        for mut task in background {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                task.abort();
+            }
+        }
+        let mut sweeper = sweeper;
+        if tokio::time::timeout_at(deadline, &mut sweeper)
+            .await
+            .is_err()
+        {
+            sweeper.abort();
         }
         let _ = server_task.await;
+        if !self.journal.shutdown(Duration::from_secs(1)).await {
+            tracing::warn!("the journal did not confirm its last writes before the exit");
+        }
         tracing::info!("stopped");
         Ok(())
     }

@@ -3,13 +3,18 @@
 //!   request is Done with exactly one Run;
 //! - baseline builds (A1 → A2 → E1) killed mid-way end with one Run, one Experiment and one
 //!   `instantiated` event per pack;
-//! - SIGTERM under load loses no acknowledged delivery.
+//! - SIGTERM under load loses no acknowledged delivery;
+//! - synchronous A1 deliveries cut off by `kill -9` are answered on their retries after the restart
+//!   (no delivery id stays "in progress"), with one pack per delivery id;
+//! - SIGTERM with slow requests in flight and long jobs running: one deadline for both, no job
+//!   claimed after the signal, nothing acknowledged lost.
 
 mod common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use coach_store::fake::{FAKE_TOKEN, FakeAirtable};
 use coach_store::tables::{self, TableRecord};
 use coach_store::{ListQuery, Store};
 use rand::Rng;
@@ -22,6 +27,8 @@ struct Worker {
     port: u16,
     dir: tempfile::TempDir,
     client: reqwest::Client,
+    /// Settings added to the defaults (e.g. the Airtable fake as the store).
+    env: Vec<(String, String)>,
 }
 
 impl Worker {
@@ -37,7 +44,21 @@ impl Worker {
             port,
             dir: tempfile::tempdir().unwrap(),
             client: common::client(),
+            env: Vec::new(),
         }
+    }
+
+    /// A worker whose store is the Airtable fake (paced by the worker at 5 requests/s, as the
+    /// real base, and answering 429 above that).
+    fn on_airtable(fake: &FakeAirtable) -> Worker {
+        let mut w = Worker::new();
+        w.env = vec![
+            ("AIRTABLE_TOKEN".into(), FAKE_TOKEN.into()),
+            ("AIRTABLE_BASE_ID".into(), fake.base_id().into()),
+            ("AIRTABLE_API_URL".into(), fake.uri()),
+            ("AIRTABLE_RATE_LIMIT_WAIT_SECS".into(), "1".into()),
+        ];
+        w
     }
 
     fn base(&self) -> String {
@@ -49,7 +70,8 @@ impl Worker {
     }
 
     async fn start(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_coach-worker"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_coach-worker"));
+        command
             .arg("serve")
             .env("COACH_LISTEN", format!("127.0.0.1:{}", self.port))
             .env("COACH_DATA_DIR", self.dir.path())
@@ -63,9 +85,11 @@ impl Worker {
             .env_remove("OPENAI_API_KEY")
             .env_remove("COACH_PROVIDER")
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the worker");
+            .stderr(Stdio::null());
+        for (k, v) in &self.env {
+            command.env(k, v);
+        }
+        let child = command.spawn().expect("start the worker");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
@@ -454,4 +478,265 @@ async fn sigterm_under_load_loses_no_acknowledged_delivery() {
         acknowledged.len(),
         "one Run per acknowledged delivery"
     );
+}
+
+#[tokio::test]
+async fn a1_deliveries_cut_off_by_kill_9_are_answered_on_retry_with_one_pack_each() {
+    let fake = FakeAirtable::start().await;
+    const PACKS: usize = 12;
+    let mut bodies = Vec::new();
+    for p in 0..PACKS {
+        let user = fake
+            .insert(
+                tables::USERS,
+                tables::User {
+                    name: Some(format!("Maya Chen {p}")),
+                    ..Default::default()
+                }
+                .to_fields(),
+            )
+            .id;
+        let mut ids = Vec::new();
+        for (file, date) in [
+            ("baseline-1-sprint-planning.vtt", "2026-10-01"),
+            ("baseline-2-incident-review.srt", "2026-10-08"),
+            ("baseline-3-roadmap-sync.md", "2026-10-15"),
+        ] {
+            let t = tables::Transcript {
+                title: Some(file.into()),
+                user: vec![user.clone()],
+                meeting_date: Some(date.into()),
+                transcript: Some(sample(file)),
+                coachee_speaker: Some("Maya Chen".into()),
+                ..Default::default()
+            };
+            ids.push(fake.insert(tables::TRANSCRIPTS, t.to_fields()).id);
+        }
+        bodies.push(json!({ "user_id": user, "transcript_ids": ids }));
+    }
+    let mut w = Worker::on_airtable(&fake);
+    w.start().await;
+    fake.reset_counters();
+
+    // All twelve at once: each needs five Airtable calls, so at 5 calls/s most are still working
+    // when the process is killed.
+    let mut in_flight = Vec::new();
+    for (p, body) in bodies.iter().enumerate() {
+        let (base, client, body) = (w.base(), w.client.clone(), body.clone());
+        in_flight.push(tokio::spawn(async move {
+            post_to(&client, &base, "a1", &format!("pack-{p}"), &body).await
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fake.calls() < 6 {
+        assert!(
+            Instant::now() < deadline,
+            "the A1 deliveries never reached Airtable"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    w.kill9();
+    let mut answered_before = 0;
+    for task in in_flight {
+        if task.await.unwrap().is_ok_and(|(status, _)| status == 201) {
+            answered_before += 1;
+        }
+    }
+    assert!(
+        answered_before < PACKS,
+        "the kill must cut deliveries off mid-way"
+    );
+
+    // Make's retries after the restart: each id ends with its final answer, not 409 for ever.
+    w.start().await;
+    let mut retries = Vec::new();
+    for (p, body) in bodies.iter().enumerate() {
+        let (base, client, body) = (w.base(), w.client.clone(), body.clone());
+        retries.push(tokio::spawn(async move {
+            let id = format!("pack-{p}");
+            let deadline = Instant::now() + Duration::from_secs(90);
+            loop {
+                let answer = post_to(&client, &base, "a1", &id, &body).await;
+                match answer {
+                    Ok((201, body)) => return body,
+                    Ok((409 | 503, _)) | Err(_) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    other => {
+                        panic!("delivery {id} has no final answer after the restart: {other:?}")
+                    }
+                }
+            }
+        }));
+    }
+    let mut pack_ids = Vec::new();
+    for task in retries {
+        let answer = task.await.unwrap();
+        pack_ids.push(answer["baseline_pack_id"].as_str().unwrap().to_owned());
+    }
+    // A further repeat is answered from the journal with the same pack.
+    let (status, again) = w.post("a1", "pack-0", &bodies[0]).await.unwrap();
+    assert_eq!(status, 201);
+    assert_eq!(again["baseline_pack_id"], json!(pack_ids[0]));
+    w.kill9();
+
+    let packs = fake.records(tables::BASELINE_PACKS);
+    let mut keys: Vec<String> = packs
+        .iter()
+        .map(|p| p.fields["Key"].as_str().unwrap().to_owned())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), PACKS, "a pack for every delivery id");
+    assert_eq!(packs.len(), PACKS, "exactly one pack per delivery id");
+    for id in &pack_ids {
+        assert!(
+            packs.iter().any(|p| &p.id == id),
+            "the answer names the pack that exists ({id})"
+        );
+    }
+}
+
+/// A signed delivery to a worker at `base` (for concurrent senders that do not hold the worker).
+async fn post_to(
+    client: &reqwest::Client,
+    base: &str,
+    scenario: &str,
+    id: &str,
+    body: &Value,
+) -> Result<(u16, Value), reqwest::Error> {
+    let bytes = serde_json::to_vec(body).unwrap();
+    let mut req = client
+        .post(format!("{base}/v1/hooks/{scenario}"))
+        .body(bytes.clone());
+    for (k, v) in common::standard_headers(id, common::now(), &bytes) {
+        req = req.header(k, v);
+    }
+    let resp = req.send().await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.json().await.unwrap_or(Value::Null)))
+}
+
+#[tokio::test]
+async fn sigterm_drains_requests_and_jobs_under_one_deadline() {
+    const DRAIN_SECS: u64 = 4;
+    const REQUESTS: usize = 8;
+    const PACKS: usize = 8;
+    let fake = FakeAirtable::start().await;
+    let user = fake
+        .insert(
+            tables::USERS,
+            tables::User {
+                name: Some("Maya Chen".into()),
+                ..Default::default()
+            }
+            .to_fields(),
+        )
+        .id;
+    let mut transcripts = Vec::new();
+    for (file, date) in [
+        ("baseline-1-sprint-planning.vtt", "2026-10-01"),
+        ("baseline-2-incident-review.srt", "2026-10-08"),
+        ("baseline-3-roadmap-sync.md", "2026-10-15"),
+    ] {
+        let t = tables::Transcript {
+            title: Some(file.into()),
+            user: vec![user.clone()],
+            meeting_date: Some(date.into()),
+            transcript: Some(sample(file)),
+            coachee_speaker: Some("Maya Chen".into()),
+            ..Default::default()
+        };
+        transcripts.push(fake.insert(tables::TRANSCRIPTS, t.to_fields()).id);
+    }
+    let mut requests = Vec::new();
+    for i in 0..REQUESTS {
+        let r = tables::RunRequest {
+            key: Some(format!("term:{i}")),
+            user: vec![user.clone()],
+            transcript: vec![transcripts[i % 3].clone()],
+            status: Some(tables::RunRequestStatus::Queued),
+            ..Default::default()
+        };
+        requests.push(fake.insert(tables::RUN_REQUESTS, r.to_fields()).id);
+    }
+    let mut w = Worker::on_airtable(&fake);
+    w.env
+        .push(("COACH_DRAIN_SECS".into(), DRAIN_SECS.to_string()));
+    w.start().await;
+
+    // R1 jobs (each a dozen Airtable calls at 5/s, so long) and, on top, A1 deliveries that are
+    // answered only after their own Airtable calls: slow requests in flight at the signal.
+    let mut run_ids = Vec::new();
+    for (i, id) in requests.iter().enumerate() {
+        let (status, body) = w
+            .post(
+                "r1",
+                &format!("term-r1-{i}"),
+                &json!({ "run_request_id": id }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 202);
+        run_ids.push(body["run_id"].as_str().unwrap().to_owned());
+    }
+    let a1 = json!({ "user_id": user, "transcript_ids": transcripts });
+    let mut in_flight = Vec::new();
+    for p in 0..PACKS {
+        let (base, client, body) = (w.base(), w.client.clone(), a1.clone());
+        in_flight.push(tokio::spawn(async move {
+            post_to(&client, &base, "a1", &format!("term-a1-{p}"), &body).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let signalled_at = coach_worker::journal::now_ms();
+    let signalled = Instant::now();
+    let exit = w.sigterm();
+    let took = signalled.elapsed();
+    assert!(exit.success(), "a SIGTERM stop exits cleanly: {exit:?}");
+    assert!(
+        took <= Duration::from_secs(DRAIN_SECS + 1),
+        "requests and jobs drain under one deadline of {DRAIN_SECS} s; the exit took {took:?}"
+    );
+    let mut cut_off = Vec::new();
+    for (p, task) in in_flight.into_iter().enumerate() {
+        if !task.await.unwrap().is_ok_and(|(status, _)| status == 201) {
+            cut_off.push(p);
+        }
+    }
+    assert!(
+        !cut_off.is_empty(),
+        "the signal found A1 requests in flight"
+    );
+
+    // No job was claimed after the signal (a little slack for a claim already under way).
+    let journal = coach_worker::journal::Journal::open(&w.dir.path().join("journal.db")).unwrap();
+    let late = journal
+        .call(move |conn| {
+            Ok(conn.query_row(
+                "SELECT COUNT(*) FROM job_attempts WHERE started_at > ?1",
+                [signalled_at + 200],
+                |r| r.get::<_, i64>(0),
+            )?)
+        })
+        .await
+        .unwrap();
+    assert_eq!(late, 0, "the runner stops claiming at the signal");
+    drop(journal);
+
+    // Nothing acknowledged is lost: every 202 runs to its end after the restart, and the A1s cut
+    // off are answered on their retries.
+    w.start().await;
+    for p in cut_off {
+        let (status, answer) = w.post("a1", &format!("term-a1-{p}"), &a1).await.unwrap();
+        assert_eq!(status, 201, "A1 {p} after the restart: {answer}");
+    }
+    w.wait_succeeded(&run_ids).await;
+    w.kill9();
+    assert_eq!(
+        fake.records(tables::RUNS).len(),
+        REQUESTS,
+        "one Run per acknowledged R1"
+    );
+    assert_eq!(fake.records(tables::BASELINE_PACKS).len(), PACKS);
 }

@@ -180,12 +180,19 @@ pub async fn receive(
             if outcome != DeliveryOutcome::New {
                 return answered(&scenario, &key, outcome, || HttpResponse::Ok().finish());
             }
+            // Released unless an answer is stored: a request dropped mid-way (the sender hung up,
+            // the server stopped) must not leave its delivery "in progress" for good.
+            let mut reservation = Reservation {
+                journal: state.journal.clone(),
+                key: Some(key.clone()),
+            };
             match hook.respond(&key, job_payload).await {
                 Ok((status, body)) => {
                     state
                         .journal
                         .complete_delivery(key.clone(), status.as_u16(), body.clone())
                         .await?;
+                    reservation.answered();
                     metrics::counter!("deliveries_total", "scenario" => scenario.clone(), "outcome" => "accepted")
                         .increment(1);
                     tracing::info!(scenario = %scenario, delivery_key = %key, status = status.as_u16(), "delivery answered");
@@ -198,10 +205,12 @@ pub async fn receive(
                         .journal
                         .complete_delivery(key, e.status.as_u16(), e.body())
                         .await?;
+                    reservation.answered();
                     Err(e)
                 }
                 Err(e) => {
                     state.journal.release_delivery(key).await?;
+                    reservation.answered();
                     Err(e)
                 }
             }
@@ -242,6 +251,28 @@ async fn first_key_for_signed(
             "the first request with this signed content is still being processed; retry in a moment",
         )
         .with_retry_after(1)),
+    }
+}
+
+/// A synchronous hook's reservation, released when dropped before its answer is stored.
+struct Reservation {
+    journal: crate::journal::Journal,
+    key: Option<String>,
+}
+
+impl Reservation {
+    /// The answer is stored (or the key released explicitly): nothing to do on drop.
+    fn answered(&mut self) {
+        self.key = None;
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            tracing::warn!(delivery_key = %key, "synchronous delivery dropped before its answer; released for a retry");
+            self.journal.release_delivery_detached(key);
+        }
     }
 }
 
@@ -330,6 +361,81 @@ mod tests {
         assert_eq!(
             &body[byte_position(body, e.line(), e.column())..][..1],
             b"x"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reservation_dropped_unanswered_frees_its_key_and_an_answered_one_keeps_it() {
+        use super::Reservation;
+        use crate::journal::{DeliveryOutcome, Journal, NewDelivery};
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("j.db")).unwrap();
+        let delivery = |key: &str| NewDelivery {
+            key: key.into(),
+            scenario: "a1".into(),
+            body_hash: "h".into(),
+            body: "{}".into(),
+        };
+        let reserve = |key: &str| journal.reserve_delivery(delivery(key));
+
+        assert_eq!(reserve("a1:dropped").await.unwrap(), DeliveryOutcome::New);
+        assert_eq!(
+            reserve("a1:dropped").await.unwrap(),
+            DeliveryOutcome::InProgress
+        );
+        // The request is dropped mid-way (the sender hung up, the server stopped).
+        drop(Reservation {
+            journal: journal.clone(),
+            key: Some("a1:dropped".into()),
+        });
+        assert_eq!(reserve("a1:dropped").await.unwrap(), DeliveryOutcome::New);
+
+        assert_eq!(reserve("a1:answered").await.unwrap(), DeliveryOutcome::New);
+        let mut answered = Reservation {
+            journal: journal.clone(),
+            key: Some("a1:answered".into()),
+        };
+        journal
+            .complete_delivery("a1:answered".into(), 201, serde_json::json!({"ok": true}))
+            .await
+            .unwrap();
+        answered.answered();
+        drop(answered);
+        assert_eq!(
+            reserve("a1:answered").await.unwrap(),
+            DeliveryOutcome::Replayed {
+                status: 201,
+                body: serde_json::json!({"ok": true})
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_new_incarnation_releases_the_reservations_of_the_previous_one_only() {
+        use crate::journal::{DeliveryOutcome, Journal, NewDelivery};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let delivery = |key: &str| NewDelivery {
+            key: key.into(),
+            scenario: "a1".into(),
+            body_hash: "h".into(),
+            body: "{}".into(),
+        };
+        let before = Journal::open(&path).unwrap();
+        before.reserve_delivery(delivery("a1:old")).await.unwrap();
+        before.close();
+        // The next start: its own reservations made after the release stay.
+        let after = Journal::open(&path).unwrap();
+        assert_ne!(before.incarnation(), after.incarnation());
+        assert_eq!(after.release_orphaned().await.unwrap(), 1);
+        assert_eq!(
+            after.reserve_delivery(delivery("a1:old")).await.unwrap(),
+            DeliveryOutcome::New
+        );
+        assert_eq!(after.release_orphaned().await.unwrap(), 0);
+        assert_eq!(
+            after.reserve_delivery(delivery("a1:old")).await.unwrap(),
+            DeliveryOutcome::InProgress
         );
     }
 }

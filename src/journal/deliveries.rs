@@ -6,6 +6,20 @@
 //! A repeat that finds a reservation gets "in progress" (409, retry later), the way Stripe treats
 //! concurrent requests with one idempotency key; a transient failure *releases* the key so the
 //! sender's retry runs the work again.
+//!
+//! A reservation must never outlive the work it stands for, or every retry of its delivery would get
+//! "in progress" forever. Two cases end the work without an answer:
+//! - the request is dropped inside a running worker (the client hung up, the server stopped or the
+//!   handler panicked): the HTTP side holds a guard that releases the reservation when it is dropped
+//!   unanswered ([`Journal::release_delivery_detached`]);
+//! - the process dies (`kill -9`, power loss): nothing in it can run any more, so each reservation
+//!   carries the incarnation of the journal handle that made it, and the next worker releases, before
+//!   it accepts a request, every reservation that is not its own ([`Journal::release_orphaned`]).
+//!   One process owns a SQLite journal, so a reservation of another incarnation is dead, not slow;
+//!   no lease timer has to guess how long the work may take.
+//!
+//! A released delivery runs again on the sender's retry. The synchronous scenarios write with upserts
+//! on keys derived from the delivery key, so the second run updates what the first one wrote.
 
 use rusqlite::{OptionalExtension, params};
 use serde_json::Value;
@@ -96,17 +110,50 @@ impl Journal {
         &self,
         delivery: NewDelivery,
     ) -> Result<DeliveryOutcome, JournalError> {
+        let owner = self.incarnation().to_owned();
         self.call(move |conn| {
             if let Some(outcome) = existing(conn, &delivery)? {
                 return Ok(outcome);
             }
             conn.prepare_cached(
-                "INSERT INTO deliveries (key, scenario, body_hash, body, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO deliveries (key, scenario, body_hash, body, received_at, owner)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![delivery.key, delivery.scenario, delivery.body_hash, delivery.body, now_ms()])?;
+            .execute(params![
+                delivery.key,
+                delivery.scenario,
+                delivery.body_hash,
+                delivery.body,
+                now_ms(),
+                owner
+            ])?;
             Ok(DeliveryOutcome::New)
         })
         .await
+    }
+
+    /// Releases, at start, the reservations of every other incarnation: their work died with the
+    /// process that did it. Returns how many were released.
+    pub async fn release_orphaned(&self) -> Result<usize, JournalError> {
+        let me = self.incarnation().to_owned();
+        self.call(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "DELETE FROM deliveries WHERE response_status IS NULL AND (owner IS NULL OR owner != ?1)",
+                )?
+                .execute([me])?)
+        })
+        .await
+    }
+
+    /// [`Journal::release_delivery`] without waiting, for a guard's `Drop`. Operations run in the
+    /// order they are sent, so a retry that arrives after the drop finds the key free.
+    pub fn release_delivery_detached(&self, key: String) {
+        self.send_detached(move |conn| {
+            conn.prepare_cached("DELETE FROM deliveries WHERE key = ?1 AND response_status IS NULL")
+                .and_then(|mut stmt| stmt.execute([&key]))
+                .is_ok()
+        });
     }
 
     /// Stores the answer of a reserved delivery.

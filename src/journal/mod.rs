@@ -10,19 +10,28 @@
 //!
 //! `synchronous = FULL` in WAL mode makes each commit durable against power loss as well as a crash of
 //! the process; group commit keeps its cost per delivery small.
+//!
+//! Each opened handle has an *incarnation* id. A synchronous hook's reservation is stamped with it, so
+//! the worker that starts after a crash can tell reservations nobody is working on any more (every
+//! one not its own) from its own, and release them (see [`deliveries`]).
+//!
+//! Nothing is kept forever: [`retention`] deletes finished work in small batches and gives the space
+//! back with `auto_vacuum = INCREMENTAL`.
 
 mod audit;
 mod deliveries;
 mod jobs;
+pub mod retention;
 mod tally;
 
 pub use audit::{AuditEntry, NewAudit};
 pub use deliveries::{Delivery, DeliveryOutcome, NewDelivery};
 pub use jobs::{Job, JobAttempt, JobFilter, JobStatus, NewJob};
+pub use retention::{Retention, SweepCounts};
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
@@ -76,6 +85,10 @@ pub struct Journal {
     closed: Arc<AtomicBool>,
     /// Notified after a commit that queued a job, so the runner starts it at once.
     jobs_queued: Arc<tokio::sync::Notify>,
+    /// This handle's incarnation: stamped on the reservations it makes.
+    incarnation: Arc<str>,
+    /// Age (ms) after which a cached analysis is no longer served (and is swept).
+    cache_ttl_ms: Arc<AtomicI64>,
 }
 
 /// Largest number of operations committed in one transaction.
@@ -152,6 +165,21 @@ const MIGRATIONS: &[&str] = &[
         updated_at INTEGER NOT NULL
     );
     "#,
+    // 3: the incarnation that holds a reservation; what the retention sweep walks; the dedupe keys of
+    // swept succeeded jobs (so `succeeded_before` stays true after their rows are gone).
+    r#"
+    ALTER TABLE deliveries ADD COLUMN owner TEXT;
+    CREATE INDEX deliveries_reserved ON deliveries(owner) WHERE response_status IS NULL;
+    CREATE INDEX deliveries_received ON deliveries(received_at);
+    CREATE INDEX jobs_finished ON jobs(status, finished_at);
+    CREATE INDEX jobs_replay_of ON jobs(replay_of) WHERE replay_of IS NOT NULL;
+    CREATE INDEX analysis_cache_created ON analysis_cache(created_at);
+    CREATE TABLE succeeded_keys (
+        dedupe_key TEXT PRIMARY KEY,
+        at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX succeeded_keys_at ON succeeded_keys(at);
+    "#,
 ];
 
 impl Journal {
@@ -168,9 +196,10 @@ impl Journal {
             })?;
         }
         let conn = Connection::open(path)?;
+        conn.pragma_update(None, "busy_timeout", 5000)?;
+        retention::incremental_vacuum_mode(&conn)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "busy_timeout", 5000)?;
         migrate(&conn)?;
 
         let (tx, rx) = mpsc::unbounded_channel::<Op>();
@@ -179,7 +208,7 @@ impl Journal {
         std::thread::Builder::new()
             .name("journal".into())
             .spawn(move || {
-                writer_loop(conn, rx);
+                writer_loop(&conn, rx);
                 thread_alive.store(false, Ordering::SeqCst);
             })
             .map_err(|e| {
@@ -190,7 +219,14 @@ impl Journal {
             alive,
             closed: Arc::new(AtomicBool::new(false)),
             jobs_queued: Arc::new(tokio::sync::Notify::new()),
+            incarnation: uuid::Uuid::now_v7().simple().to_string().into(),
+            cache_ttl_ms: Arc::new(AtomicI64::new(Retention::default().cache_ttl_ms())),
         })
+    }
+
+    /// The incarnation id of this handle (stamped on its reservations).
+    pub fn incarnation(&self) -> &str {
+        &self.incarnation
     }
 
     /// Runs `f` on the journal thread inside the current batch's transaction and returns its result
@@ -248,6 +284,42 @@ impl Journal {
         self.closed.store(true, Ordering::SeqCst);
     }
 
+    /// The last step of a shutdown: refuses new operations (for every clone) and waits, up to
+    /// `wait`, until every operation already sent is committed. Returns false when the wait ran out.
+    pub async fn shutdown(&self, wait: std::time::Duration) -> bool {
+        self.close();
+        // The writer works in arrival order: once this no-op is answered, all before it are durable.
+        let (tx, rx) = oneshot::channel();
+        let op: Op = Box::new(move |_| {
+            let reply: Reply = Box::new(move |committed| {
+                let _ = tx.send(committed);
+            });
+            (true, reply)
+        });
+        if self.tx.send(op).is_err() {
+            return false;
+        }
+        matches!(tokio::time::timeout(wait, rx).await, Ok(Ok(true)))
+    }
+
+    /// Sends an operation without waiting for its answer (for use where nothing can await, such as
+    /// `Drop`). Refused, like every operation, once the journal is closed.
+    pub(crate) fn send_detached(&self, f: impl FnOnce(&Connection) -> bool + Send + 'static) {
+        if self.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let op: Op = Box::new(move |conn| (f(conn), Box::new(|_| {})));
+        let _ = self.tx.send(op);
+    }
+
+    /// Sets how long a cached analysis is served.
+    pub fn set_cache_ttl(&self, ttl: std::time::Duration) {
+        self.cache_ttl_ms.store(
+            ttl.as_millis().min(i64::MAX as u128) as i64,
+            Ordering::SeqCst,
+        );
+    }
+
     /// A cheap round trip through the journal thread.
     pub async fn ping(&self) -> Result<(), JournalError> {
         self.call(|conn| {
@@ -257,12 +329,14 @@ impl Journal {
         .await
     }
 
-    /// Looks up a cached analysis answer.
+    /// Looks up a cached analysis answer younger than the cache TTL.
     pub async fn cache_get(&self, key: String) -> Result<Option<serde_json::Value>, JournalError> {
+        let ttl = self.cache_ttl_ms.load(Ordering::SeqCst);
         self.call(move |conn| {
-            let mut stmt =
-                conn.prepare_cached("SELECT value FROM analysis_cache WHERE key = ?1")?;
-            let mut rows = stmt.query([&key])?;
+            let mut stmt = conn.prepare_cached(
+                "SELECT value FROM analysis_cache WHERE key = ?1 AND created_at >= ?2",
+            )?;
+            let mut rows = stmt.query(rusqlite::params![&key, now_ms().saturating_sub(ttl)])?;
             match rows.next()? {
                 Some(row) => {
                     let text: String = row.get(0)?;
@@ -323,7 +397,7 @@ fn run(conn: &Connection, sql: &str) -> bool {
         .is_ok()
 }
 
-fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Op>) {
+fn writer_loop(conn: &Connection, mut rx: mpsc::UnboundedReceiver<Op>) {
     let mut batch: Vec<Op> = Vec::with_capacity(MAX_BATCH);
     let mut replies: Vec<Reply> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
@@ -334,17 +408,17 @@ fn writer_loop(conn: Connection, mut rx: mpsc::UnboundedReceiver<Op>) {
                 Err(_) => break,
             }
         }
-        let began = run(&conn, "BEGIN IMMEDIATE");
+        let began = run(conn, "BEGIN IMMEDIATE");
         for op in batch.drain(..) {
-            run(&conn, "SAVEPOINT op");
-            let (ok, reply) = op(&conn);
+            run(conn, "SAVEPOINT op");
+            let (ok, reply) = op(conn);
             if !ok {
-                run(&conn, "ROLLBACK TO op");
+                run(conn, "ROLLBACK TO op");
             }
-            run(&conn, "RELEASE op");
+            run(conn, "RELEASE op");
             replies.push(reply);
         }
-        let committed = began && run(&conn, "COMMIT");
+        let committed = began && run(conn, "COMMIT");
         if !committed {
             let _ = conn.execute_batch("ROLLBACK");
             tracing::error!("journal commit failed; the batch's callers are told to retry");

@@ -12,7 +12,8 @@ use rusqlite::{OptionalExtension, params};
 use super::{Journal, JournalError, now_ms};
 
 impl Journal {
-    /// True when a job other than `except_job` with this dedupe key has succeeded.
+    /// True when a job other than `except_job` with this dedupe key has succeeded (including jobs the
+    /// retention sweep has deleted since).
     pub async fn succeeded_before(
         &self,
         dedupe_key: String,
@@ -21,7 +22,8 @@ impl Journal {
         self.call(move |conn| {
             Ok(conn
                 .prepare_cached(
-                    "SELECT 1 FROM jobs WHERE dedupe_key = ?1 AND id != ?2 AND status = 'succeeded' LIMIT 1",
+                    "SELECT 1 FROM jobs WHERE dedupe_key = ?1 AND id != ?2 AND status = 'succeeded'
+                     UNION ALL SELECT 1 FROM succeeded_keys WHERE dedupe_key = ?1 LIMIT 1",
                 )?
                 .query_row(params![dedupe_key, except_job], |_| Ok(()))
                 .optional()?
