@@ -1,305 +1,96 @@
 //! A thin client for OpenAI-compatible chat completions, and the `openai` provider built on it.
 //!
 //! Design:
-//! - **One request shape.** `POST {base_url}/chat/completions` with the Gate-1 schema as
-//!   `response_format: {type: "json_schema", json_schema: {name, strict: true, schema}}`. Servers
-//!   that answer 400 about `response_format`/`json_schema` (older models, some compatible servers)
-//!   get `{type: "json_object}` instead, with the schema written into the system prompt; the
-//!   switch is remembered for the client's lifetime so later runs do not pay the failed call
-//!   again. Gate-1 validates locally in both modes, so JSON mode loses no safety.
+//! - **One request shape.** `POST …/chat/completions` ([`OpenAiConfig::chat_url`]: an
+//!   OpenAI-style base URL with a bearer key, or an Azure OpenAI deployment with an `api-key`
+//!   header) with the Gate-1 schema as `response_format: {type: "json_schema", json_schema:
+//!   {name, strict: true, schema}}`. Servers that answer 400/422 about
+//!   `response_format`/`json_schema` (older models, older vLLM, some compatible servers), in any
+//!   error envelope ([`wire`]), get `{type: "json_object"}` instead, with the schema written into
+//!   the system prompt; the switch is remembered for the client's lifetime so later runs do not
+//!   pay the failed call again. Gate-1 validates locally in both modes, so JSON mode loses no
+//!   safety.
+//! - **Refused sampling parameters are adapted once.** OpenAI's reasoning models (o-series,
+//!   gpt-5 family) refuse a non-default `temperature` with 400 `unsupported_value` (or
+//!   `unsupported_parameter`) naming it in `param` (OpenAI's error-codes guide; the message reads
+//!   "Unsupported value: 'temperature' does not support 0.2 with this model"). The client drops
+//!   the named parameter (`max_completion_tokens` is renamed to the older `max_tokens` for
+//!   servers that only know that one), retries, logs it, and remembers it for the model for the
+//!   client's lifetime — the worker builds one client per process. A second refusal of the same
+//!   parameter is permanent.
 //! - **Retries here, not in the job layer, for short blips.** Connection errors, timeouts, 408,
-//!   409, 429 and 5xx are retried up to `max_retries` times with exponential backoff (base 0.5 s,
-//!   doubling, capped at 8 s) and "equal jitter" (a random 50–100 % of the step, so concurrent
-//!   runs spread out but never retry instantly). A server hint wins: `retry-after-ms`, then
-//!   `retry-after` in seconds or as an HTTP date. A hint above
-//!   `max_retry_after` (120 s) is not slept on: the call fails as transient with the hint, and the
-//!   worker's job scheduler, which persists across restarts, waits instead. 429 with
-//!   `insufficient_quota` or a billing code, and every other 4xx, are permanent: retrying cannot
-//!   help until someone fixes the account, key or request. Hand-written rather than `backon`
-//!   because the delay depends on each response's headers and the fallback re-send is not a retry.
+//!   409, 429 and 5xx — and an error object inside a 2xx (OpenRouter, when the upstream fails
+//!   after the answer started) classified by its own `code`, and `finish_reason: "error"` — are
+//!   retried up to `max_retries` times with exponential backoff (base 0.5 s, doubling, capped at
+//!   8 s) and "equal jitter" (a random 50–100 % of the step). A server hint wins:
+//!   `retry-after-ms`, then `retry-after` in seconds or as an HTTP date, then, on a 429, the reset
+//!   of the exhausted rate-limit window (`x-ratelimit-reset-requests` / `-tokens`). A wait above
+//!   `max_retry_after` (120 s) is not slept on: the call fails as transient with the wait, and the
+//!   worker's job scheduler, which persists across restarts, schedules the job's next attempt
+//!   then. 429 with `insufficient_quota` or a billing code, 402, and every other 4xx are
+//!   permanent: retrying cannot help until someone fixes the account, key or request.
+//! - **A 2xx body the client cannot read** is tried once more (a proxy hiccup), then permanent
+//!   (`OPENAI_BAD_RESPONSE`): the same server will keep answering in the same shape.
 //! - **Model-level failures are Gate-1 failures**, not transport errors: `finish_reason` `length`
 //!   (`TRUNCATED`) or `content_filter` (`CONTENT_FILTER`), a non-null `message.refusal`
-//!   (`REFUSAL`), an empty or non-JSON answer. They go through the repair loop like any other
-//!   Gate-1 failure.
+//!   (`REFUSAL`), an empty or non-JSON answer, and Groq's `400 json_validate_failed` (the model's
+//!   structured output did not validate server-side; `OUTPUT_REJECTED_BY_SERVER`, with the
+//!   `failed_generation` fed back). They go through the repair loop like any other Gate-1
+//!   failure.
 //! - **Repair loop.** After a failing answer the conversation continues with that answer and a
 //!   user message listing the failures (code, pointer, message); at most `max_repairs` (2) more
-//!   answers, then the run fails with the last report.
+//!   answers, then the run fails with the last report. So a deterministic failure costs at most
+//!   `1 + max_repairs` calls; an unreadable body 2; a quota error or a refused request 1 (2 when a
+//!   parameter was adapted first).
 //! - **Accounting.** Every HTTP answer's `x-request-id` is logged and returned; usage tokens are
 //!   summed over attempts and priced from `prices` (USD per million tokens, per model, matched
 //!   exactly or by the longest prefix so dated snapshots such as `gpt-4o-mini-2024-07-18` find
 //!   their family).
 //!
 //! Metrics (the `metrics` facade; the worker installs the Prometheus exporter):
-//! `openai_requests_total{status}` (HTTP status code, or `timeout` / `connect_error` /
-//! `error`), `openai_request_duration_seconds` (histogram), `openai_tokens_total{kind=input|output}`
+//! `openai_calls_total{outcome, host}` — every HTTP call by what it ended as: `ok` (an answer
+//! that passed Gate-1), `repair` (an answer that failed Gate-1, including a server-rejected
+//! generation), `transient` (a failure worth retrying), `permanent` (a failure retrying the same
+//! request cannot fix, including the ones the client then adapts around);
+//! `openai_requests_total{status}` (HTTP status code, or `timeout` / `connect_error` / `error`),
+//! `openai_request_duration_seconds` (histogram), `openai_tokens_total{kind=input|output}`
 //! (counter) and `openai_cost_usd_total` — a **gauge** that is only ever incremented by each
 //! call's cost in USD (a gauge because the facade's counters are integers; it is monotonic and can
 //! be graphed with `rate()` like a counter).
 //!
 //! Never logged: the API key (also redacted from `Debug`), prompts, transcript text and answers.
 
+mod config;
+pub mod wire;
+
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::analysis::{Analysis, AnalysisError, AnalysisInput, Usage, finish};
-use crate::gate1::{self, Gate1Context, Gate1Report};
-use crate::prompt::{self, PROMPT_VERSION, SYSTEM_PROMPT};
+pub use config::{
+    AzureDeployment, DEFAULT_BASE_URL, DEFAULT_MODEL, ModelPrice, OpenAiConfig, default_prices,
+};
+pub use wire::{answer_text, go_duration, human_wait, rate_limit_window, retry_hint};
 
-/// The default API base URL.
-pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
-/// The default model.
-pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
+use crate::analysis::{Analysis, AnalysisError, AnalysisInput, Usage, finish};
+use crate::gate1::{self, Gate1Context, Gate1Failure, Gate1Report};
+use crate::prompt::{self, PROMPT_VERSION, SYSTEM_PROMPT};
+use wire::{ChatResponse, ProviderError, content_text};
+
 /// The `json_schema.name` sent with structured outputs.
 pub const SCHEMA_NAME: &str = "gate1_v1";
-
-/// Price of a model in USD per million tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct ModelPrice {
-    /// USD per 1M prompt tokens.
-    pub input_per_million: f64,
-    /// USD per 1M completion tokens.
-    pub output_per_million: f64,
-}
-
-/// Default prices (USD per 1M tokens, standard tier, from OpenAI's public pricing page); override
-/// with [`OpenAiConfig::prices`] or `OPENAI_PRICE_INPUT_PER_1M` / `OPENAI_PRICE_OUTPUT_PER_1M`.
-pub fn default_prices() -> HashMap<String, ModelPrice> {
-    let p = |i, o| ModelPrice {
-        input_per_million: i,
-        output_per_million: o,
-    };
-    HashMap::from([
-        ("gpt-4o-mini".to_string(), p(0.15, 0.60)),
-        ("gpt-4o".to_string(), p(2.50, 10.00)),
-        ("gpt-4.1".to_string(), p(2.00, 8.00)),
-        ("gpt-4.1-mini".to_string(), p(0.40, 1.60)),
-        ("gpt-4.1-nano".to_string(), p(0.10, 0.40)),
-    ])
-}
-
-/// Client configuration. `Debug` redacts the key.
-#[derive(Clone)]
-pub struct OpenAiConfig {
-    /// API base, without the trailing `/chat/completions` (default [`DEFAULT_BASE_URL`]).
-    pub base_url: String,
-    /// Bearer key.
-    pub api_key: String,
-    /// Model name (default [`DEFAULT_MODEL`]).
-    pub model: String,
-    /// Whole-request timeout (default 120 s).
-    pub timeout: Duration,
-    /// `OpenAI-Organization` header.
-    pub organization: Option<String>,
-    /// `OpenAI-Project` header.
-    pub project: Option<String>,
-    /// Retries after the first try for retryable failures (default 4).
-    pub max_retries: u32,
-    /// First backoff step (default 0.5 s); doubles per retry.
-    pub backoff_base: Duration,
-    /// Backoff cap (default 8 s).
-    pub backoff_max: Duration,
-    /// Longest server retry hint the client sleeps on (default 120 s); longer fails as transient.
-    pub max_retry_after: Duration,
-    /// Extra answers asked for after a Gate-1 failure (default 2).
-    pub max_repairs: u32,
-    /// Sampling temperature (default 0.2: coaching should be stable across replays).
-    pub temperature: Option<f64>,
-    /// `max_completion_tokens` (default 4096).
-    pub max_output_tokens: Option<u32>,
-    /// Prices per model (default [`default_prices`]).
-    pub prices: HashMap<String, ModelPrice>,
-}
-
-impl fmt::Debug for OpenAiConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OpenAiConfig")
-            .field("base_url", &self.base_url)
-            .field("api_key", &"<redacted>")
-            .field("model", &self.model)
-            .field("timeout", &self.timeout)
-            .field("organization", &self.organization)
-            .field("project", &self.project)
-            .field("max_retries", &self.max_retries)
-            .field("max_repairs", &self.max_repairs)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A configuration value that could not be read.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("environment variable {variable} is invalid: {message}")]
-pub struct OpenAiConfigError {
-    /// The variable.
-    pub variable: &'static str,
-    /// What is wrong and what is expected.
-    pub message: String,
-}
-
-impl OpenAiConfigError {
-    /// Stable code.
-    pub fn code(&self) -> &'static str {
-        "INVALID_OPENAI_CONFIG"
-    }
-}
-
-impl OpenAiConfig {
-    /// Defaults around `api_key`.
-    pub fn new(api_key: impl Into<String>) -> Self {
-        OpenAiConfig {
-            base_url: DEFAULT_BASE_URL.to_string(),
-            api_key: api_key.into(),
-            model: DEFAULT_MODEL.to_string(),
-            timeout: Duration::from_secs(120),
-            organization: None,
-            project: None,
-            max_retries: 4,
-            backoff_base: Duration::from_millis(500),
-            backoff_max: Duration::from_secs(8),
-            max_retry_after: Duration::from_secs(120),
-            max_repairs: 2,
-            temperature: Some(0.2),
-            max_output_tokens: Some(4096),
-            prices: default_prices(),
-        }
-    }
-
-    /// From the environment: `None` when `OPENAI_API_KEY` is unset or empty (use `rules`).
-    /// Reads `OPENAI_BASE_URL`, `OPENAI_MODEL`, `OPENAI_ORGANIZATION`, `OPENAI_PROJECT`,
-    /// `OPENAI_TIMEOUT_SECS`, `OPENAI_MAX_RETRIES`, `OPENAI_MAX_REPAIRS`,
-    /// `OPENAI_PRICE_INPUT_PER_1M` and `OPENAI_PRICE_OUTPUT_PER_1M` (price of the configured model).
-    pub fn from_env() -> Result<Option<Self>, OpenAiConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok())
-    }
-
-    /// Like [`from_env`](Self::from_env) over any lookup (tests pass a map).
-    pub fn from_lookup(
-        get: impl Fn(&str) -> Option<String>,
-    ) -> Result<Option<Self>, OpenAiConfigError> {
-        let get = |k: &str| {
-            get(k)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let Some(key) = get("OPENAI_API_KEY") else {
-            return Ok(None);
-        };
-        let mut c = OpenAiConfig::new(key);
-        if let Some(u) = get("OPENAI_BASE_URL") {
-            if !(u.starts_with("http://") || u.starts_with("https://")) {
-                return Err(OpenAiConfigError {
-                    variable: "OPENAI_BASE_URL",
-                    message: format!("`{u}` is not an http(s) URL; use e.g. {DEFAULT_BASE_URL}"),
-                });
-            }
-            c.base_url = u;
-        }
-        if let Some(m) = get("OPENAI_MODEL") {
-            c.model = m;
-        }
-        c.organization = get("OPENAI_ORGANIZATION");
-        c.project = get("OPENAI_PROJECT");
-        fn num<T: std::str::FromStr>(
-            variable: &'static str,
-            v: Option<String>,
-        ) -> Result<Option<T>, OpenAiConfigError> {
-            v.map(|v| {
-                v.parse::<T>().map_err(|_| OpenAiConfigError {
-                    variable,
-                    message: format!("`{v}` is not a non-negative number"),
-                })
-            })
-            .transpose()
-        }
-        if let Some(s) = num::<f64>("OPENAI_TIMEOUT_SECS", get("OPENAI_TIMEOUT_SECS"))? {
-            if !(s.is_finite() && s > 0.0) {
-                return Err(OpenAiConfigError {
-                    variable: "OPENAI_TIMEOUT_SECS",
-                    message: "must be a positive number of seconds".into(),
-                });
-            }
-            c.timeout = Duration::from_secs_f64(s);
-        }
-        if let Some(n) = num::<u32>("OPENAI_MAX_RETRIES", get("OPENAI_MAX_RETRIES"))? {
-            c.max_retries = n;
-        }
-        if let Some(n) = num::<u32>("OPENAI_MAX_REPAIRS", get("OPENAI_MAX_REPAIRS"))? {
-            c.max_repairs = n;
-        }
-        let pin = num::<f64>(
-            "OPENAI_PRICE_INPUT_PER_1M",
-            get("OPENAI_PRICE_INPUT_PER_1M"),
-        )?;
-        let pout = num::<f64>(
-            "OPENAI_PRICE_OUTPUT_PER_1M",
-            get("OPENAI_PRICE_OUTPUT_PER_1M"),
-        )?;
-        if pin.is_some() || pout.is_some() {
-            let old = c.price(&c.model).unwrap_or(ModelPrice {
-                input_per_million: 0.0,
-                output_per_million: 0.0,
-            });
-            c.prices.insert(
-                c.model.clone(),
-                ModelPrice {
-                    input_per_million: pin.unwrap_or(old.input_per_million),
-                    output_per_million: pout.unwrap_or(old.output_per_million),
-                },
-            );
-        }
-        Ok(Some(c))
-    }
-
-    /// The price of `model`: exact match, else the longest configured name it starts with.
-    pub fn price(&self, model: &str) -> Option<ModelPrice> {
-        if let Some(p) = self.prices.get(model) {
-            return Some(*p);
-        }
-        self.prices
-            .iter()
-            .filter(|(name, _)| model.starts_with(name.as_str()))
-            .max_by_key(|(name, _)| name.len())
-            .map(|(_, p)| *p)
-    }
-
-    /// Cost in USD of a call to `model`; 0 when the model has no price (logged once per call).
-    pub fn cost(&self, model: &str, input_tokens: u64, output_tokens: u64) -> f64 {
-        match self.price(model) {
-            Some(p) => {
-                input_tokens as f64 * p.input_per_million / 1e6
-                    + output_tokens as f64 * p.output_per_million / 1e6
-            }
-            None => {
-                tracing::warn!(
-                    model,
-                    "no price configured for this model; cost recorded as 0"
-                );
-                0.0
-            }
-        }
-    }
-
-    /// The backoff before retry number `retry` (0-based), before jitter.
-    pub fn backoff_step(&self, retry: u32) -> Duration {
-        let factor = 2u32.saturating_pow(retry.min(16));
-        self.backoff_base
-            .saturating_mul(factor)
-            .min(self.backoff_max)
-    }
-}
 
 /// One chat-completions answer, after retries.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Completion {
-    /// `message.content`.
+    /// The answer text (`message.content`, or its text parts joined).
     pub content: Option<String>,
     /// `finish_reason`.
     pub finish_reason: Option<String>,
@@ -311,34 +102,9 @@ pub struct Completion {
     pub usage: Usage,
     /// Whether this answer was asked for in JSON mode.
     pub json_mode: bool,
-}
-
-#[derive(Deserialize)]
-struct ChatResponse {
-    model: Option<String>,
-    #[serde(default)]
-    choices: Vec<Choice>,
-    usage: Option<ChatUsage>,
-}
-
-#[derive(Deserialize)]
-struct Choice {
-    message: Option<ChoiceMessage>,
-    finish_reason: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ChoiceMessage {
-    content: Option<String>,
-    refusal: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct ChatUsage {
-    #[serde(default)]
-    prompt_tokens: u64,
-    #[serde(default)]
-    completion_tokens: u64,
+    /// The server's message when it rejected the model's output as not matching the schema
+    /// (Groq's `json_validate_failed`); `content` is then the rejected generation, if sent.
+    pub rejected: Option<String>,
 }
 
 /// What one HTTP try ended with, for the retry decision.
@@ -348,22 +114,54 @@ enum TryOutcome {
         code: &'static str,
         message: String,
         hint: Option<Duration>,
+        /// A 2xx body the client could not read (tried once more only).
+        unreadable: bool,
     },
     Fail(AnalysisError),
     FallBackToJsonMode,
+    /// The server refused a sampling parameter of the request.
+    Adapt {
+        param: String,
+        message: String,
+    },
+}
+
+/// How requests to one model are adapted after the server refused a parameter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Adaptations {
+    drop_temperature: bool,
+    legacy_max_tokens: bool,
+    drop_max_tokens: bool,
+}
+
+impl Adaptations {
+    /// Applies the adaptation for `param`; false when there is none (left or already applied).
+    fn adapt(&mut self, param: &str) -> bool {
+        let flag = match param {
+            "temperature" => &mut self.drop_temperature,
+            "max_completion_tokens" => &mut self.legacy_max_tokens,
+            "max_tokens" => &mut self.drop_max_tokens,
+            _ => return false,
+        };
+        !std::mem::replace(flag, true)
+    }
 }
 
 struct Inner {
     http: reqwest::Client,
     config: OpenAiConfig,
     url: String,
+    /// The `host` label of the call metrics.
+    host: String,
     /// The schema as sent to the server (without `$schema`/`$id`, which strict mode does not need).
     response_schema: Value,
     json_mode: AtomicBool,
+    /// Per model: parameters the server refused and how requests now avoid them.
+    adaptations: Mutex<HashMap<String, Adaptations>>,
 }
 
-/// The OpenAI-compatible client. Cheap to clone; clones share the connection pool and the
-/// JSON-mode fallback flag.
+/// The OpenAI-compatible client. Cheap to clone; clones share the connection pool, the
+/// JSON-mode fallback flag and the parameter adaptations.
 #[derive(Clone)]
 pub struct OpenAiClient {
     inner: Arc<Inner>,
@@ -400,14 +198,17 @@ impl OpenAiClient {
             obj.remove("$schema");
             obj.remove("$id");
         }
-        let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
+        let url = config.chat_url();
+        let host = config.provider_host();
         Ok(OpenAiClient {
             inner: Arc::new(Inner {
                 http,
                 config,
                 url,
+                host,
                 response_schema,
                 json_mode: AtomicBool::new(false),
+                adaptations: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -427,6 +228,34 @@ impl OpenAiClient {
         self.inner.json_mode.load(Ordering::Relaxed)
     }
 
+    /// Whether requests to the configured model now leave `temperature` out (the server refused it).
+    pub fn drops_temperature(&self) -> bool {
+        self.adaptations().drop_temperature
+    }
+
+    fn adaptations(&self) -> Adaptations {
+        self.inner
+            .adaptations
+            .lock()
+            .map(|m| m.get(&self.inner.config.model).copied().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// Records the adaptation for `param`; false when there is none left to make.
+    fn adapt(&self, param: &str) -> bool {
+        let Ok(mut map) = self.inner.adaptations.lock() else {
+            return false;
+        };
+        map.entry(self.inner.config.model.clone())
+            .or_default()
+            .adapt(param)
+    }
+
+    fn count_call(&self, outcome: &'static str) {
+        metrics::counter!("openai_calls_total", "outcome" => outcome, "host" => self.inner.host.clone())
+            .increment(1);
+    }
+
     fn system_message(&self, json_mode: bool) -> Value {
         let mut text = SYSTEM_PROMPT.to_string();
         if json_mode {
@@ -438,6 +267,7 @@ impl OpenAiClient {
 
     fn body(&self, conversation: &[Value], json_mode: bool) -> Value {
         let c = &self.inner.config;
+        let adapted = self.adaptations();
         let mut messages = Vec::with_capacity(conversation.len() + 1);
         messages.push(self.system_message(json_mode));
         messages.extend(conversation.iter().cloned());
@@ -452,25 +282,37 @@ impl OpenAiClient {
             "messages": messages,
             "response_format": response_format,
         });
-        if let Some(t) = c.temperature {
+        if let Some(t) = c.temperature
+            && !adapted.drop_temperature
+        {
             body["temperature"] = json!(t);
         }
         if let Some(m) = c.max_output_tokens {
-            body["max_completion_tokens"] = json!(m);
+            if !adapted.legacy_max_tokens {
+                body["max_completion_tokens"] = json!(m);
+            } else if !adapted.drop_max_tokens {
+                body["max_tokens"] = json!(m);
+            }
         }
         body
     }
 
     /// One logical chat completion over `conversation` (user/assistant messages; the system
-    /// prompt is added here), with retries and the JSON-mode fallback.
+    /// prompt is added here), with retries, the JSON-mode fallback and parameter adaptations.
     pub async fn complete(&self, conversation: &[Value]) -> Result<Completion, AnalysisError> {
         let c = &self.inner.config;
         let mut retry = 0u32;
+        let mut unreadable = 0u32;
         let mut request_ids = Vec::new();
         loop {
             let json_mode = self.uses_json_mode();
             let body = self.body(conversation, json_mode);
             let outcome = self.try_once(&body, json_mode, &mut request_ids).await;
+            match &outcome {
+                TryOutcome::Done(_) => {}
+                TryOutcome::Retry { .. } => self.count_call("transient"),
+                _ => self.count_call("permanent"),
+            }
             let (code, message, hint) = match outcome {
                 TryOutcome::Done(mut completion) => {
                     completion.usage.request_ids = request_ids;
@@ -485,11 +327,41 @@ impl OpenAiClient {
                     self.inner.json_mode.store(true, Ordering::Relaxed);
                     continue;
                 }
+                TryOutcome::Adapt { param, message } => {
+                    if !self.adapt(&param) {
+                        return Err(AnalysisError::Permanent {
+                            code: "OPENAI_UNSUPPORTED_PARAMETER",
+                            message: format!(
+                                "the server refused `{param}` again after it was adapted ({message}); check OPENAI_MODEL"
+                            ),
+                        });
+                    }
+                    tracing::warn!(
+                        model = %c.model,
+                        param = %param,
+                        "server refused a request parameter for this model; sending requests without it from now on"
+                    );
+                    continue;
+                }
                 TryOutcome::Retry {
                     code,
                     message,
                     hint,
-                } => (code, message, hint),
+                    unreadable: bad_body,
+                } => {
+                    if bad_body {
+                        unreadable += 1;
+                        if unreadable >= 2 {
+                            return Err(AnalysisError::Permanent {
+                                code,
+                                message: format!(
+                                    "{message}; it answered the same way twice: check OPENAI_BASE_URL points at a chat-completions API"
+                                ),
+                            });
+                        }
+                    }
+                    (code, message, hint)
+                }
             };
             if let Some(h) = hint
                 && h > c.max_retry_after
@@ -497,9 +369,9 @@ impl OpenAiClient {
                 return Err(AnalysisError::Transient {
                     code: "OPENAI_RETRY_AFTER_TOO_LONG",
                     message: format!(
-                        "{message}; the server asks to wait {:.0} s, longer than the {:.0} s this client waits in place",
-                        h.as_secs_f64(),
-                        c.max_retry_after.as_secs_f64()
+                        "{message}; the server asks to wait {}, longer than the {} this client waits in place: retry after that",
+                        human_wait(h),
+                        human_wait(c.max_retry_after)
                     ),
                     retry_after: Some(h),
                 });
@@ -534,12 +406,11 @@ impl OpenAiClient {
         request_ids: &mut Vec<String>,
     ) -> TryOutcome {
         let c = &self.inner.config;
-        let mut req = self
-            .inner
-            .http
-            .post(&self.inner.url)
-            .bearer_auth(&c.api_key)
-            .json(body);
+        let mut req = self.inner.http.post(&self.inner.url).json(body);
+        req = match &c.azure {
+            Some(_) => req.header("api-key", &c.api_key),
+            None => req.bearer_auth(&c.api_key),
+        };
         if let Some(o) = &c.organization {
             req = req.header("OpenAI-Organization", o);
         }
@@ -582,24 +453,40 @@ impl OpenAiClient {
             "openai chat completion"
         );
         if status.is_success() {
-            return self.parse_success(&text, json_mode);
+            return self.parse_success(&headers, &text, json_mode);
         }
-        classify_error(status, &headers, &text, json_mode)
+        classify_error(status, &headers, &ProviderError::parse(&text), json_mode)
     }
 
-    fn parse_success(&self, text: &str, json_mode: bool) -> TryOutcome {
+    fn parse_success(&self, headers: &HeaderMap, text: &str, json_mode: bool) -> TryOutcome {
         let c = &self.inner.config;
-        let parsed: ChatResponse = match serde_json::from_str(text) {
+        let unreadable = |why: String| TryOutcome::Retry {
+            code: "OPENAI_BAD_RESPONSE",
+            message: format!(
+                "the server answered 2xx with a body that is not a chat completion ({why})"
+            ),
+            hint: None,
+            unreadable: true,
+        };
+        let value: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => return unreadable(e.to_string()),
+        };
+        // OpenRouter answers 200 with an error object when the upstream failed after the response
+        // started; classified by the status in its `code`.
+        if value.get("choices").is_none()
+            && let Some(err) = ProviderError::from_value(&value)
+        {
+            let status = err
+                .status_code()
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .unwrap_or(StatusCode::BAD_GATEWAY);
+            tracing::warn!(code = %err.code, "the server reported an error inside a 2xx answer");
+            return classify_error(status, headers, &err, json_mode);
+        }
+        let parsed: ChatResponse = match serde_json::from_value(value) {
             Ok(p) => p,
-            Err(e) => {
-                return TryOutcome::Retry {
-                    code: "OPENAI_BAD_RESPONSE",
-                    message: format!(
-                        "the server answered 2xx with a body that is not a chat completion ({e})"
-                    ),
-                    hint: None,
-                };
-            }
+            Err(e) => return unreadable(e.to_string()),
         };
         let (input_tokens, output_tokens) = parsed
             .usage
@@ -609,20 +496,45 @@ impl OpenAiClient {
         metrics::counter!("openai_tokens_total", "kind" => "input").increment(input_tokens);
         metrics::counter!("openai_tokens_total", "kind" => "output").increment(output_tokens);
         metrics::gauge!("openai_cost_usd_total").increment(cost);
-        let choice = parsed.choices.into_iter().next();
-        let (content, refusal, finish_reason) = match choice {
-            Some(ch) => {
-                let (content, refusal) = ch
-                    .message
-                    .map(|m| (m.content, m.refusal))
-                    .unwrap_or((None, None));
-                (content, refusal, ch.finish_reason)
+        let Some(choice) = parsed.choices.into_iter().next() else {
+            return unreadable("no choices".into());
+        };
+        if choice.finish_reason.as_deref() == Some("error") {
+            let err = choice
+                .error
+                .as_ref()
+                .map(|e| ProviderError::from_value(&json!({ "error": e })).unwrap_or_default())
+                .unwrap_or_default();
+            return TryOutcome::Retry {
+                code: "OPENAI_PROVIDER_ERROR",
+                message: format!(
+                    "the model's provider failed while answering (finish_reason error): {}",
+                    if err.message.is_empty() {
+                        "no message"
+                    } else {
+                        &err.message
+                    }
+                ),
+                hint: None,
+                unreadable: false,
+            };
+        }
+        let (content, refusal) = match choice.message {
+            Some(m) => {
+                let content = match &m.content {
+                    Value::Null => None,
+                    v @ (Value::String(_) | Value::Array(_)) => {
+                        Some(content_text(v).unwrap_or_default())
+                    }
+                    _ => return unreadable("message.content is neither text nor parts".into()),
+                };
+                (content, m.refusal)
             }
-            None => (None, None, None),
+            None => (None, None),
         };
         TryOutcome::Done(Completion {
             content,
-            finish_reason,
+            finish_reason: choice.finish_reason,
             refusal,
             model: parsed.model,
             usage: Usage {
@@ -632,6 +544,7 @@ impl OpenAiClient {
                 request_ids: Vec::new(),
             },
             json_mode,
+            rejected: None,
         })
     }
 
@@ -657,6 +570,7 @@ impl OpenAiClient {
             if report.passed
                 && let Some(output) = output
             {
+                self.count_call("ok");
                 metrics::counter!("gate1_results_total", "provider" => "openai", "result" => "pass").increment(1);
                 return Ok(finish(
                     output,
@@ -667,6 +581,7 @@ impl OpenAiClient {
                     &metrics,
                 ));
             }
+            self.count_call("repair");
             metrics::counter!("gate1_results_total", "provider" => "openai", "result" => "fail")
                 .increment(1);
             tracing::warn!(
@@ -679,7 +594,13 @@ impl OpenAiClient {
                     .unwrap_or(""),
                 "openai answer failed Gate-1"
             );
-            let previous = completion.content.unwrap_or_default();
+            // The model sees its answer without reasoning blocks or fences: that is what is judged.
+            let previous = completion
+                .content
+                .as_deref()
+                .map(answer_text)
+                .unwrap_or_default()
+                .to_string();
             conversation.push(json!({"role": "assistant", "content": previous}));
             conversation.push(json!({"role": "user", "content": prompt::repair_message(&report)}));
             last = Some((output, report));
@@ -720,6 +641,22 @@ pub fn judge(completion: &Completion, ctx: &Gate1Context<'_>) -> (Option<Value>,
             ),
         );
     }
+    if let Some(server_says) = &completion.rejected {
+        let rejected = Gate1Failure::new(
+            "",
+            "OUTPUT_REJECTED_BY_SERVER",
+            format!(
+                "the server rejected the answer as not matching the JSON schema ({server_says}); answer with one JSON object that validates"
+            ),
+        );
+        let generation = completion.content.as_deref().map(answer_text).unwrap_or("");
+        let parsed = serde_json::from_str::<Value>(generation).ok();
+        let mut failures = vec![rejected];
+        if let Some(v) = &parsed {
+            failures.extend(gate1::validate(v, ctx).failures);
+        }
+        return (parsed, Gate1Report::from_failures(failures));
+    }
     match completion.finish_reason.as_deref() {
         Some("length") => {
             return (
@@ -743,11 +680,7 @@ pub fn judge(completion: &Completion, ctx: &Gate1Context<'_>) -> (Option<Value>,
         }
         _ => {}
     }
-    let content = completion
-        .content
-        .as_deref()
-        .map(strip_fences)
-        .unwrap_or("");
+    let content = completion.content.as_deref().map(answer_text).unwrap_or("");
     if content.trim().is_empty() {
         return (
             None,
@@ -774,16 +707,6 @@ pub fn judge(completion: &Completion, ctx: &Gate1Context<'_>) -> (Option<Value>,
     }
 }
 
-/// Some compatible servers wrap JSON-mode answers in a markdown code fence.
-fn strip_fences(s: &str) -> &str {
-    let t = s.trim();
-    let Some(rest) = t.strip_prefix("```") else {
-        return t;
-    };
-    let rest = rest.strip_prefix("json").unwrap_or(rest);
-    rest.strip_suffix("```").unwrap_or(rest).trim()
-}
-
 fn transport_failure(e: &reqwest::Error) -> TryOutcome {
     if e.is_timeout() {
         metrics::counter!("openai_requests_total", "status" => "timeout").increment(1);
@@ -791,6 +714,7 @@ fn transport_failure(e: &reqwest::Error) -> TryOutcome {
             code: "OPENAI_TIMEOUT",
             message: "the OpenAI-compatible server did not answer in time".into(),
             hint: None,
+            unreadable: false,
         }
     } else if e.is_connect() || e.is_request() || e.is_body() {
         metrics::counter!("openai_requests_total", "status" => "connect_error").increment(1);
@@ -800,6 +724,7 @@ fn transport_failure(e: &reqwest::Error) -> TryOutcome {
                 "could not reach the OpenAI-compatible server ({e}); check OPENAI_BASE_URL and the network"
             ),
             hint: None,
+            unreadable: false,
         }
     } else {
         metrics::counter!("openai_requests_total", "status" => "error").increment(1);
@@ -810,37 +735,6 @@ fn transport_failure(e: &reqwest::Error) -> TryOutcome {
     }
 }
 
-/// The server's retry hint: `retry-after-ms` (milliseconds), then `retry-after` (seconds, or an
-/// HTTP date such as `Sun, 06 Nov 1994 08:49:37 GMT`, RFC 9110 §10.2.3; a date in the past means now).
-pub fn retry_hint(headers: &HeaderMap) -> Option<Duration> {
-    let text = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
-    let num = |v: &str| v.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0);
-    if let Some(ms) = text("retry-after-ms").and_then(num) {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
-    }
-    let value = text("retry-after")?;
-    if let Some(secs) = num(value) {
-        return Some(Duration::from_secs_f64(secs));
-    }
-    let at =
-        time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
-    let wait = at - time::OffsetDateTime::now_utc();
-    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
-}
-
-/// `error.code` / `error.type` / `error.message` / `error.param` of an error body.
-fn error_fields(text: &str) -> (String, String, String, String) {
-    let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
-    let e = v.get("error").unwrap_or(&Value::Null);
-    let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-    (s("code"), s("type"), s("message"), s("param"))
-}
-
 const BILLING_CODES: &[&str] = &[
     "insufficient_quota",
     "billing_hard_limit_reached",
@@ -848,31 +742,57 @@ const BILLING_CODES: &[&str] = &[
     "access_terminated",
 ];
 
+/// OpenAI's codes for a request parameter the model does not take (error-codes guide).
+const UNSUPPORTED_PARAM_CODES: &[&str] = &["unsupported_value", "unsupported_parameter"];
+
+/// Parameters the client sends beyond the messages and can do without.
+const ADAPTABLE_PARAMS: &[&str] = &["temperature", "max_completion_tokens", "max_tokens"];
+
+/// The adaptable parameter a 400 refuses: `param` when the server names it, else the one its
+/// message quotes (`Unsupported parameter: 'temperature' …`).
+fn refused_param(err: &ProviderError) -> Option<&'static str> {
+    let by_code = UNSUPPORTED_PARAM_CODES.contains(&err.code.as_str());
+    let by_message = err.message.starts_with("Unsupported value")
+        || err.message.starts_with("Unsupported parameter");
+    if !(by_code || by_message) {
+        return None;
+    }
+    ADAPTABLE_PARAMS.iter().copied().find(|p| {
+        err.param == *p || (err.param.is_empty() && err.message.contains(&format!("'{p}'")))
+    })
+}
+
 fn classify_error(
     status: StatusCode,
     headers: &HeaderMap,
-    text: &str,
+    err: &ProviderError,
     json_mode: bool,
 ) -> TryOutcome {
-    let (code, kind, message, param) = error_fields(text);
     // The server's message is about the request, not the transcript, so it is safe to surface;
-    // it is clipped because some proxies return whole HTML pages.
-    let server_says = crate::text::clip(&message, 300).to_string();
+    // `ProviderError` clips it because some proxies return whole HTML pages.
+    let server_says = if err.message.is_empty() {
+        "no message".to_string()
+    } else {
+        err.message.clone()
+    };
     let hint = retry_hint(headers);
     let s = status.as_u16();
+    let billing =
+        BILLING_CODES.contains(&err.code.as_str()) || BILLING_CODES.contains(&err.kind.as_str());
+    if billing || s == 402 {
+        return TryOutcome::Fail(AnalysisError::Permanent {
+            code: "OPENAI_INSUFFICIENT_QUOTA",
+            message: format!(
+                "the provider account has no quota or credit left ({server_says}); add credit or raise the limit, then replay the run"
+            ),
+        });
+    }
     if s == 429 {
-        if BILLING_CODES.contains(&code.as_str()) || BILLING_CODES.contains(&kind.as_str()) {
-            return TryOutcome::Fail(AnalysisError::Permanent {
-                code: "OPENAI_INSUFFICIENT_QUOTA",
-                message: format!(
-                    "the OpenAI account has no quota left ({server_says}); add credit or raise the limit, then replay the run"
-                ),
-            });
-        }
         return TryOutcome::Retry {
             code: "OPENAI_RATE_LIMITED",
             message: format!("rate limited (429): {server_says}"),
-            hint,
+            hint: hint.or_else(|| rate_limit_window(headers)),
+            unreadable: false,
         };
     }
     if matches!(s, 408 | 409) || s >= 500 {
@@ -884,26 +804,54 @@ fn classify_error(
             },
             message: format!("the server answered {s}: {server_says}"),
             hint,
+            unreadable: false,
         };
     }
-    if s == 400 && !json_mode {
+    if err.code == "json_validate_failed" {
+        // Groq: the model's output failed the server's own schema check. A model failure, not a
+        // configuration error: handed to the repair loop with the rejected generation.
+        return TryOutcome::Done(Completion {
+            content: err.failed_generation.clone(),
+            finish_reason: None,
+            refusal: None,
+            model: None,
+            usage: Usage::default(),
+            json_mode,
+            rejected: Some(server_says),
+        });
+    }
+    if s == 400
+        && let Some(param) = refused_param(err)
+    {
+        return TryOutcome::Adapt {
+            param: param.to_string(),
+            message: server_says,
+        };
+    }
+    if matches!(s, 400 | 422) && !json_mode {
         let about_format = |x: &str| {
             let x = x.to_ascii_lowercase();
             x.contains("response_format")
                 || x.contains("json_schema")
                 || x.contains("structured output")
         };
-        if about_format(&param) || about_format(&message) {
+        if about_format(&err.param) || about_format(&err.message) {
             return TryOutcome::FallBackToJsonMode;
         }
     }
     let (code, fix) = match s {
-        401 => ("OPENAI_UNAUTHORIZED", "check OPENAI_API_KEY"),
+        401 => (
+            "OPENAI_UNAUTHORIZED",
+            "check OPENAI_API_KEY (AZURE_OPENAI_API_KEY for Azure)",
+        ),
         403 => (
             "OPENAI_FORBIDDEN",
             "check the key's permissions, OPENAI_ORGANIZATION and OPENAI_PROJECT",
         ),
-        404 => ("OPENAI_NOT_FOUND", "check OPENAI_BASE_URL and OPENAI_MODEL"),
+        404 => (
+            "OPENAI_NOT_FOUND",
+            "check OPENAI_BASE_URL and OPENAI_MODEL (AZURE_OPENAI_ENDPOINT and the deployment for Azure)",
+        ),
         _ => ("OPENAI_BAD_REQUEST", "check the model and request settings"),
     };
     TryOutcome::Fail(AnalysisError::Permanent {
@@ -916,104 +864,44 @@ fn classify_error(
 mod tests {
     use super::*;
 
-    #[test]
-    fn retry_hints_in_milliseconds_seconds_and_http_dates() {
-        let hint = |pairs: &[(&'static str, String)]| {
-            let mut h = HeaderMap::new();
-            for (k, v) in pairs {
-                h.insert(*k, v.parse().unwrap());
-            }
-            retry_hint(&h)
-        };
-        assert_eq!(
-            hint(&[
-                ("retry-after-ms", "250".into()),
-                ("retry-after", "9".into())
-            ]),
-            Some(Duration::from_millis(250))
-        );
-        assert_eq!(
-            hint(&[("retry-after", "2".into())]),
-            Some(Duration::from_secs(2))
-        );
-        assert_eq!(
-            hint(&[("retry-after", "Sun, 06 Nov 1994 08:49:37 GMT".into())]),
-            Some(Duration::ZERO),
-            "a date in the past means retry now"
-        );
-        let later = (time::OffsetDateTime::now_utc() + time::Duration::seconds(30))
-            .format(&time::format_description::well_known::Rfc2822)
-            .unwrap();
-        let later = later.replace("+0000", "GMT");
-        let wait = hint(&[("retry-after", later)]).unwrap();
-        assert!(
-            wait > Duration::from_secs(25) && wait <= Duration::from_secs(30),
-            "{wait:?}"
-        );
-        assert_eq!(hint(&[("retry-after", "soon".into())]), None);
-        assert_eq!(hint(&[("retry-after", "-3".into())]), None);
+    fn err(code: &str, param: &str, message: &str) -> ProviderError {
+        ProviderError {
+            code: code.into(),
+            param: param.into(),
+            message: message.into(),
+            ..Default::default()
+        }
     }
 
     #[test]
-    fn prices_match_snapshots_by_prefix() {
-        let c = OpenAiConfig::new("k");
-        let p = c
-            .price("gpt-4o-mini-2024-07-18")
-            .map(|p| p.input_per_million);
-        assert_eq!(p, Some(0.15));
-        let p = c.price("gpt-4.1-mini-2025").map(|p| p.output_per_million);
-        assert_eq!(p, Some(1.60));
-        assert!((c.cost("gpt-4o-mini", 1_000_000, 1_000_000) - 0.75).abs() < 1e-9);
-    }
-
-    #[test]
-    fn backoff_doubles_to_the_cap() {
-        let c = OpenAiConfig::new("k");
-        assert_eq!(c.backoff_step(0), Duration::from_millis(500));
-        assert_eq!(c.backoff_step(1), Duration::from_secs(1));
-        assert_eq!(c.backoff_step(4), Duration::from_secs(8));
-        assert_eq!(c.backoff_step(30), Duration::from_secs(8));
-    }
-
-    #[test]
-    fn env_config_reads_and_rejects() {
-        let m: HashMap<&str, &str> = HashMap::from([
-            ("OPENAI_API_KEY", "sk-test"),
-            ("OPENAI_MODEL", "gpt-4.1"),
-            ("OPENAI_PRICE_INPUT_PER_1M", "1.5"),
-        ]);
-        let c = OpenAiConfig::from_lookup(|k| m.get(k).map(|v| v.to_string()))
-            .ok()
-            .flatten();
-        let c = c.map(|c| (c.model.clone(), c.price("gpt-4.1")));
-        assert_eq!(
-            c,
-            Some((
-                "gpt-4.1".to_string(),
-                Some(ModelPrice {
-                    input_per_million: 1.5,
-                    output_per_million: 8.0
-                })
-            ))
+    fn refused_parameters_are_recognised() {
+        let e = err(
+            "unsupported_value",
+            "temperature",
+            "Unsupported value: 'temperature' does not support 0.2 with this model. Only the default (1) value is supported.",
         );
-        assert!(matches!(OpenAiConfig::from_lookup(|_| None), Ok(None)));
-        let bad = OpenAiConfig::from_lookup(|k| match k {
-            "OPENAI_API_KEY" => Some("k".into()),
-            "OPENAI_TIMEOUT_SECS" => Some("soon".into()),
-            _ => None,
-        });
-        assert!(matches!(bad, Err(e) if e.variable == "OPENAI_TIMEOUT_SECS"));
+        assert_eq!(refused_param(&e), Some("temperature"));
+        let e = err(
+            "",
+            "",
+            "Unsupported parameter: 'temperature' is not supported with this model.",
+        );
+        assert_eq!(refused_param(&e), Some("temperature"));
+        let e = err("unsupported_parameter", "max_completion_tokens", "");
+        assert_eq!(refused_param(&e), Some("max_completion_tokens"));
+        let e = err("unsupported_value", "messages", "");
+        assert_eq!(refused_param(&e), None, "not a parameter the client can drop");
+        let e = err("invalid_value", "temperature", "");
+        assert_eq!(refused_param(&e), None);
     }
 
     #[test]
-    fn debug_redacts_the_key() {
-        let c = OpenAiConfig::new("sk-secret-value");
-        assert!(!format!("{c:?}").contains("sk-secret-value"));
-    }
-
-    #[test]
-    fn fences_are_stripped() {
-        assert_eq!(strip_fences("```json\n{\"a\":1}\n```"), "{\"a\":1}");
-        assert_eq!(strip_fences(" {} "), "{}");
+    fn each_adaptation_happens_once() {
+        let mut a = Adaptations::default();
+        assert!(a.adapt("temperature"));
+        assert!(!a.adapt("temperature"));
+        assert!(a.adapt("max_completion_tokens"));
+        assert!(a.adapt("max_tokens"));
+        assert!(!a.adapt("seed"));
     }
 }
