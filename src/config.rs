@@ -293,7 +293,11 @@ pub struct OpenAiSettings {
     /// OpenAI (or compatible) API key, sent as `Authorization: Bearer`. Unset (and no Azure
     /// endpoint): the offline `rules` analyzer is used. Local servers without keys (Ollama,
     /// vLLM, LM Studio) take any non-empty text.
-    #[arg(long = "openai-api-key", env = "OPENAI_API_KEY", hide_env_values = true)]
+    #[arg(
+        long = "openai-api-key",
+        env = "OPENAI_API_KEY",
+        hide_env_values = true
+    )]
     pub api_key: Option<String>,
 
     /// OpenAI-compatible base URL, up to and without `/chat/completions` (e.g.
@@ -562,15 +566,20 @@ mod openai_settings_tests {
 
     #[test]
     fn wrong_values_name_their_variable() {
-        let e = parse(&["--openai-api-key", "k", "--openai-base-url", "api.openai.com"])
-            .client_config()
-            .unwrap_err();
+        let e = parse(&[
+            "--openai-api-key",
+            "k",
+            "--openai-base-url",
+            "api.openai.com",
+        ])
+        .client_config()
+        .unwrap_err();
         assert_eq!(e.variable, "OPENAI_BASE_URL");
         let e = parse(&["--openai-api-key", "k", "--openai-timeout-secs", "0"])
             .client_config()
             .unwrap_err();
         assert_eq!(e.variable, "OPENAI_TIMEOUT_SECS");
-        let e = parse(&["--openai-api-key", "k", "--openai-price-output-per-1m", "-1"])
+        let e = parse(&["--openai-api-key", "k", "--openai-price-output-per-1m=-1"])
             .client_config()
             .unwrap_err();
         assert_eq!(e.variable, "OPENAI_PRICE_OUTPUT_PER_1M");

@@ -417,7 +417,10 @@ async fn openai_rate_limit_window_beyond_the_client_wait_reschedules_the_job_aft
     });
     let (run, request_id, took) = w.one_r1().await;
     assert_eq!(run["status"], "succeeded", "{run}");
-    assert_eq!(run["attempts"], 2, "one attempt hit the window, the next passed: {run}");
+    assert_eq!(
+        run["attempts"], 2,
+        "one attempt hit the window, the next passed: {run}"
+    );
     assert_eq!(
         w.openai().request_count().await,
         2,

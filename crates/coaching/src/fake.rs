@@ -366,10 +366,10 @@ impl Respond for Responder {
             Some(Scripted::ThinkBlock) => shape = Shape::Think,
             Some(Scripted::ContentParts) => shape = Shape::Parts,
             Some(Scripted::Unreadable) => {
-                return with_id(
-                    ResponseTemplate::new(200)
-                        .set_body_raw("<html><body>Welcome to the gateway</body></html>", "text/html"),
-                );
+                return with_id(ResponseTemplate::new(200).set_body_raw(
+                    "<html><body>Welcome to the gateway</body></html>",
+                    "text/html",
+                ));
             }
             Some(Scripted::RateLimitWindow {
                 reset_requests,
@@ -420,7 +420,9 @@ impl Respond for Responder {
             match shape {
                 Shape::Plain => (json!(content), len),
                 Shape::Think => (
-                    json!(format!("<think>\nThe coachee asks few questions; quote them exactly. {{\"draft\": true}}\n</think>\n\n{content}")),
+                    json!(format!(
+                        "<think>\nThe coachee asks few questions; quote them exactly. {{\"draft\": true}}\n</think>\n\n{content}"
+                    )),
                     len + 80,
                 ),
                 Shape::Parts => {
@@ -479,7 +481,8 @@ enum Shape {
 }
 
 fn reject_schema(envelope: Envelope) -> ResponseTemplate {
-    let message = "response_format of type 'json_schema' is not supported by this server; use 'json_object'";
+    let message =
+        "response_format of type 'json_schema' is not supported by this server; use 'json_object'";
     match envelope {
         Envelope::OpenAi => ResponseTemplate::new(400).set_body_json(json!({"error": {
             "message": "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model.",

@@ -149,11 +149,10 @@ async fn analyze_exit_codes() {
         0
     );
     assert_eq!(
-        run_analyze(analyze_args(
-            vec![t.clone(), t.clone(), t.clone()],
-            "Ana",
-            false
-        ), None)
+        run_analyze(
+            analyze_args(vec![t.clone(), t.clone(), t.clone()], "Ana", false),
+            None
+        )
         .await,
         0
     );
@@ -182,5 +181,9 @@ async fn analyze_fails_fast_on_a_long_rate_limit_window() {
     let mut args = analyze_args(vec![t], "Ana", false);
     args.provider = Some(ProviderChoice::Openai);
     assert_eq!(run_analyze(args, Some(fake.config())).await, 1);
-    assert_eq!(fake.request_count().await, 1, "no wait in place, no second call");
+    assert_eq!(
+        fake.request_count().await,
+        1,
+        "no wait in place, no second call"
+    );
 }

@@ -582,7 +582,11 @@ async fn rate_limit_window_longer_than_the_client_waits_goes_back_to_the_caller(
         "the exhausted requests window, not the tokens one"
     );
     assert!(err.to_string().contains("6m0s"), "{err}");
-    assert_eq!(fake.request_count().await, 1, "no quick retries into a closed window");
+    assert_eq!(
+        fake.request_count().await,
+        1,
+        "no quick retries into a closed window"
+    );
 }
 
 #[tokio::test]

@@ -351,11 +351,13 @@ impl OpenAiClient {
                 } => {
                     if bad_body {
                         unreadable += 1;
-                        if unreadable >= 2 {
+                        // Permanent at the second such body, or at the first when no retry is
+                        // left: the job layer must not try again either.
+                        if unreadable >= 2 || retry >= c.max_retries {
                             return Err(AnalysisError::Permanent {
                                 code,
                                 message: format!(
-                                    "{message}; it answered the same way twice: check OPENAI_BASE_URL points at a chat-completions API"
+                                    "{message}; not retried: check OPENAI_BASE_URL points at a chat-completions API"
                                 ),
                             });
                         }
@@ -890,7 +892,11 @@ mod tests {
         let e = err("unsupported_parameter", "max_completion_tokens", "");
         assert_eq!(refused_param(&e), Some("max_completion_tokens"));
         let e = err("unsupported_value", "messages", "");
-        assert_eq!(refused_param(&e), None, "not a parameter the client can drop");
+        assert_eq!(
+            refused_param(&e),
+            None,
+            "not a parameter the client can drop"
+        );
         let e = err("invalid_value", "temperature", "");
         assert_eq!(refused_param(&e), None);
     }

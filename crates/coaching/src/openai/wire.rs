@@ -189,9 +189,18 @@ impl ProviderError {
                             let loc = i
                                 .get("loc")
                                 .and_then(Value::as_array)
-                                .map(|l| l.iter().map(|p| scalar(Some(p))).collect::<Vec<_>>().join("."))
+                                .map(|l| {
+                                    l.iter()
+                                        .map(|p| scalar(Some(p)))
+                                        .collect::<Vec<_>>()
+                                        .join(".")
+                                })
                                 .unwrap_or_default();
-                            Some(if loc.is_empty() { msg.to_string() } else { format!("{loc}: {msg}") })
+                            Some(if loc.is_empty() {
+                                msg.to_string()
+                            } else {
+                                format!("{loc}: {msg}")
+                            })
                         })
                         .collect::<Vec<_>>()
                         .join("; "),
@@ -437,7 +446,10 @@ mod tests {
         assert_eq!(content_text(&parts).as_deref(), Some("{\"a\":1}"));
         assert_eq!(content_text(&json!([{"type": "thinking"}])), None);
         assert_eq!(content_text(&Value::Null), None);
-        assert_eq!(answer_text("<think>\nhmm {}\n</think>\n\n{\"a\":1}"), "{\"a\":1}");
+        assert_eq!(
+            answer_text("<think>\nhmm {}\n</think>\n\n{\"a\":1}"),
+            "{\"a\":1}"
+        );
         assert_eq!(answer_text("<think>never ends"), "");
         assert_eq!(answer_text("```json\n{\"a\":1}\n```"), "{\"a\":1}");
         assert_eq!(answer_text(" {} "), "{}");
