@@ -156,29 +156,9 @@ pub struct ServeConfig {
     )]
     pub airtable_webhook_mac_secret: Option<SecretString>,
 
-    /// OpenAI (or compatible) API key. Unset: the offline `rules` analyzer is used.
-    #[arg(
-        long = "openai-api-key",
-        env = "OPENAI_API_KEY",
-        hide_env_values = true
-    )]
-    pub openai_api_key: Option<SecretString>,
-
-    /// OpenAI-compatible base URL.
-    #[arg(
-        long = "openai-base-url",
-        env = "OPENAI_BASE_URL",
-        default_value = "https://api.openai.com/v1"
-    )]
-    pub openai_base_url: String,
-
-    /// Model asked for coaching.
-    #[arg(
-        long = "openai-model",
-        env = "OPENAI_MODEL",
-        default_value = "gpt-4o-mini"
-    )]
-    pub openai_model: String,
+    /// The OpenAI-compatible provider (OPENAI_* and AZURE_OPENAI_* settings).
+    #[command(flatten, next_help_heading = "OpenAI-compatible provider")]
+    pub openai: OpenAiSettings,
 
     /// `rules` or `openai`, overriding the choice made from OPENAI_API_KEY.
     #[arg(long = "provider", env = "COACH_PROVIDER")]
@@ -294,28 +274,24 @@ impl ServeConfig {
         {
             return Err(config_error("AIRTABLE_API_URL", "must be an http(s) URL"));
         }
-        if !self.openai_base_url.starts_with("http://")
-            && !self.openai_base_url.starts_with("https://")
-        {
-            return Err(config_error("OPENAI_BASE_URL", "must be an http(s) URL"));
-        }
+        self.openai.client_config()?;
         self.provider_choice()?;
         Ok(secrets)
     }
 
-    /// `rules` unless an OpenAI key is set; `COACH_PROVIDER` overrides.
+    /// `rules` unless an OpenAI key (or an Azure endpoint) is set; `COACH_PROVIDER` overrides.
     pub fn provider_choice(&self) -> Result<ProviderChoice, ConfigError> {
         match self.provider.as_deref() {
-            None => Ok(if self.openai_api_key.is_some() {
+            None => Ok(if self.openai.is_configured() {
                 ProviderChoice::OpenAi
             } else {
                 ProviderChoice::Rules
             }),
             Some("rules") => Ok(ProviderChoice::Rules),
-            Some("openai") if self.openai_api_key.is_some() => Ok(ProviderChoice::OpenAi),
+            Some("openai") if self.openai.is_configured() => Ok(ProviderChoice::OpenAi),
             Some("openai") => Err(config_error(
                 "OPENAI_API_KEY",
-                "COACH_PROVIDER=openai needs OPENAI_API_KEY",
+                "COACH_PROVIDER=openai needs OPENAI_API_KEY (or AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_API_KEY)",
             )),
             Some(_) => Err(config_error(
                 "COACH_PROVIDER",
@@ -443,4 +419,316 @@ fn find_env(cmd: &clap::Command, long: &str) -> Option<String> {
         .and_then(|a| a.get_env())
         .map(|e| e.to_string_lossy().into_owned())
         .or_else(|| cmd.get_subcommands().find_map(|s| find_env(s, long)))
+}
+
+// ------------------------------------------------------------------------------------------------
+// The OpenAI-compatible provider. Every OPENAI_* / AZURE_OPENAI_* setting the worker reads is
+// parsed here and nowhere else; the coaching crate receives the finished `OpenAiConfig`. The
+// `analyze` command flattens the same struct, so both commands read the same variables.
+// ------------------------------------------------------------------------------------------------
+
+/// Settings of the OpenAI-compatible provider. Field docs are the `--help` text.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OpenAiSettings {
+    /// OpenAI (or compatible) API key, sent as `Authorization: Bearer`. Unset (and no Azure
+    /// endpoint): the offline `rules` analyzer is used. Local servers without keys (Ollama,
+    /// vLLM, LM Studio) take any non-empty text.
+    #[arg(
+        long = "openai-api-key",
+        env = "OPENAI_API_KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<SecretString>,
+
+    /// OpenAI-compatible base URL, up to and without `/chat/completions` (e.g.
+    /// `https://openrouter.ai/api/v1`, `http://127.0.0.1:11434/v1`). Ignored for Azure.
+    #[arg(
+        long = "openai-base-url",
+        env = "OPENAI_BASE_URL",
+        default_value = coach_coaching::openai::DEFAULT_BASE_URL
+    )]
+    pub base_url: String,
+
+    /// Model asked for coaching (recorded on each run; prices are looked up by it).
+    #[arg(
+        long = "openai-model",
+        env = "OPENAI_MODEL",
+        default_value = coach_coaching::openai::DEFAULT_MODEL
+    )]
+    pub model: String,
+
+    /// `OpenAI-Organization` header (OpenAI only).
+    #[arg(long = "openai-organization", env = "OPENAI_ORGANIZATION")]
+    pub organization: Option<String>,
+
+    /// `OpenAI-Project` header (OpenAI only).
+    #[arg(long = "openai-project", env = "OPENAI_PROJECT")]
+    pub project: Option<String>,
+
+    /// Seconds one HTTP call may take (local reasoning models can need several minutes).
+    #[arg(
+        long = "openai-timeout-secs",
+        env = "OPENAI_TIMEOUT_SECS",
+        default_value_t = 120.0
+    )]
+    pub timeout_secs: f64,
+
+    /// Retries inside one job attempt for timeouts, connection errors, 408/409/429/5xx.
+    #[arg(
+        long = "openai-max-retries",
+        env = "OPENAI_MAX_RETRIES",
+        default_value_t = 4
+    )]
+    pub max_retries: u32,
+
+    /// Extra answers asked for after one fails Gate-1 (each is a paid call).
+    #[arg(
+        long = "openai-max-repairs",
+        env = "OPENAI_MAX_REPAIRS",
+        default_value_t = 2
+    )]
+    pub max_repairs: u32,
+
+    /// Longest server-requested wait (Retry-After, or a rate-limit window's reset) the client
+    /// sleeps on in place. A longer one ends the attempt: `serve` schedules the job's next attempt
+    /// after the wait; `analyze` stops and prints it.
+    #[arg(
+        long = "openai-max-wait-secs",
+        env = "OPENAI_MAX_WAIT_SECS",
+        default_value_t = 120
+    )]
+    pub max_wait_secs: u64,
+
+    /// Price of the configured model in USD per 1M prompt tokens (default: the built-in table
+    /// for OpenAI models, 0 for others).
+    #[arg(long = "openai-price-input-per-1m", env = "OPENAI_PRICE_INPUT_PER_1M")]
+    pub price_input_per_1m: Option<f64>,
+
+    /// Price of the configured model in USD per 1M completion tokens.
+    #[arg(
+        long = "openai-price-output-per-1m",
+        env = "OPENAI_PRICE_OUTPUT_PER_1M"
+    )]
+    pub price_output_per_1m: Option<f64>,
+
+    /// Azure OpenAI resource endpoint (`https://<resource>.openai.azure.com`). Set: requests go
+    /// to `{endpoint}/openai/deployments/{deployment}/chat/completions?api-version=…` with an
+    /// `api-key` header.
+    #[arg(long = "azure-openai-endpoint", env = "AZURE_OPENAI_ENDPOINT")]
+    pub azure_endpoint: Option<String>,
+
+    /// Azure OpenAI key (the `api-key` header). Falls back to OPENAI_API_KEY.
+    #[arg(
+        long = "azure-openai-api-key",
+        env = "AZURE_OPENAI_API_KEY",
+        hide_env_values = true
+    )]
+    pub azure_api_key: Option<SecretString>,
+
+    /// Azure OpenAI deployment name (default: OPENAI_MODEL, as the official clients use the
+    /// model argument as the deployment).
+    #[arg(long = "azure-openai-deployment", env = "AZURE_OPENAI_DEPLOYMENT")]
+    pub azure_deployment: Option<String>,
+
+    /// Azure OpenAI `api-version` (required with AZURE_OPENAI_ENDPOINT), e.g. `2024-10-21`.
+    #[arg(long = "openai-api-version", env = "OPENAI_API_VERSION")]
+    pub api_version: Option<String>,
+}
+
+/// Text that is set and not blank.
+fn present(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// A secret that is set and not blank.
+fn present_secret(v: &Option<SecretString>) -> Option<&str> {
+    v.as_ref()
+        .map(|s| s.expose_secret().trim())
+        .filter(|v| !v.is_empty())
+}
+
+impl OpenAiSettings {
+    /// Whether a provider is configured (a key, or an Azure endpoint).
+    pub fn is_configured(&self) -> bool {
+        present_secret(&self.api_key).is_some() || present(&self.azure_endpoint).is_some()
+    }
+
+    /// The client configuration these settings describe; `None` when no provider is configured.
+    pub fn client_config(&self) -> Result<Option<coach_coaching::OpenAiConfig>, ConfigError> {
+        use coach_coaching::{AzureDeployment, OpenAiConfig};
+        if !self.is_configured() {
+            return Ok(None);
+        }
+        let http = |variable: &'static str, url: &str| {
+            if url.starts_with("http://") || url.starts_with("https://") {
+                Ok(url.trim_end_matches('/').to_owned())
+            } else {
+                Err(config_error(
+                    variable,
+                    format!("`{url}` is not an http(s) URL"),
+                ))
+            }
+        };
+        let azure = match present(&self.azure_endpoint) {
+            None => None,
+            Some(endpoint) => {
+                let endpoint = http("AZURE_OPENAI_ENDPOINT", endpoint)?;
+                if endpoint.contains("/openai/deployments") {
+                    return Err(config_error(
+                        "AZURE_OPENAI_ENDPOINT",
+                        "give the resource endpoint only (`https://<resource>.openai.azure.com`); the deployment goes in AZURE_OPENAI_DEPLOYMENT",
+                    ));
+                }
+                let api_version = present(&self.api_version).ok_or_else(|| {
+                    config_error(
+                        "OPENAI_API_VERSION",
+                        "Azure OpenAI needs an api-version (e.g. 2024-10-21); set OPENAI_API_VERSION",
+                    )
+                })?;
+                Some(AzureDeployment {
+                    endpoint,
+                    deployment: present(&self.azure_deployment)
+                        .unwrap_or(self.model.trim())
+                        .to_owned(),
+                    api_version: api_version.to_owned(),
+                })
+            }
+        };
+        let key = match &azure {
+            Some(_) => present_secret(&self.azure_api_key)
+                .or(present_secret(&self.api_key))
+                .ok_or_else(|| {
+                    config_error(
+                        "AZURE_OPENAI_API_KEY",
+                        "AZURE_OPENAI_ENDPOINT is set but no key is: set AZURE_OPENAI_API_KEY",
+                    )
+                })?,
+            None => present_secret(&self.api_key).unwrap_or_default(),
+        };
+        let mut c = OpenAiConfig::new(key);
+        c.base_url = http("OPENAI_BASE_URL", self.base_url.trim())?;
+        c.azure = azure;
+        if self.model.trim().is_empty() {
+            return Err(config_error("OPENAI_MODEL", "must not be empty"));
+        }
+        c.model = self.model.trim().to_owned();
+        c.organization = present(&self.organization).map(str::to_owned);
+        c.project = present(&self.project).map(str::to_owned);
+        if !(self.timeout_secs.is_finite() && self.timeout_secs > 0.0) {
+            return Err(config_error(
+                "OPENAI_TIMEOUT_SECS",
+                "must be a positive number of seconds",
+            ));
+        }
+        c.timeout = Duration::from_secs_f64(self.timeout_secs);
+        c.max_retries = self.max_retries;
+        c.max_repairs = self.max_repairs;
+        c.max_retry_after = Duration::from_secs(self.max_wait_secs);
+        for (variable, price) in [
+            ("OPENAI_PRICE_INPUT_PER_1M", self.price_input_per_1m),
+            ("OPENAI_PRICE_OUTPUT_PER_1M", self.price_output_per_1m),
+        ] {
+            if price.is_some_and(|p| !(p.is_finite() && p >= 0.0)) {
+                return Err(config_error(
+                    variable,
+                    "must be a non-negative number of USD",
+                ));
+            }
+        }
+        c.set_model_price(self.price_input_per_1m, self.price_output_per_1m);
+        Ok(Some(c))
+    }
+}
+
+#[cfg(test)]
+mod openai_settings_tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        openai: OpenAiSettings,
+    }
+
+    fn parse(args: &[&str]) -> OpenAiSettings {
+        let mut all = vec!["test"];
+        all.extend_from_slice(args);
+        Wrapper::try_parse_from(all).map(|w| w.openai).unwrap()
+    }
+
+    #[test]
+    fn openai_settings_become_the_client_config() {
+        let c = parse(&[
+            "--openai-api-key",
+            "sk-test",
+            "--openai-model",
+            "gpt-4.1",
+            "--openai-price-input-per-1m",
+            "1.5",
+            "--openai-max-wait-secs",
+            "30",
+            "--openai-base-url",
+            "http://127.0.0.1:11434/v1/",
+        ])
+        .client_config()
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.model, "gpt-4.1");
+        assert_eq!(c.base_url, "http://127.0.0.1:11434/v1");
+        assert_eq!(c.max_retry_after, Duration::from_secs(30));
+        assert_eq!(c.price("gpt-4.1").map(|p| p.input_per_million), Some(1.5));
+        assert_eq!(c.price("gpt-4.1").map(|p| p.output_per_million), Some(8.0));
+        assert!(c.azure.is_none());
+    }
+
+    #[test]
+    fn no_key_means_no_provider() {
+        assert!(parse(&[]).client_config().unwrap().is_none());
+        assert!(!parse(&["--openai-api-key", "  "]).is_configured());
+    }
+
+    #[test]
+    fn azure_needs_a_version_and_a_key_and_defaults_the_deployment_to_the_model() {
+        let base = [
+            "--azure-openai-endpoint",
+            "https://res.openai.azure.com/",
+            "--openai-model",
+            "coach-4o",
+        ];
+        let e = parse(&base).client_config().unwrap_err();
+        assert_eq!(e.variable, "OPENAI_API_VERSION");
+        let mut with_version = base.to_vec();
+        with_version.extend(["--openai-api-version", "2024-10-21"]);
+        let e = parse(&with_version).client_config().unwrap_err();
+        assert_eq!(e.variable, "AZURE_OPENAI_API_KEY");
+        with_version.extend(["--azure-openai-api-key", "az-key"]);
+        let c = parse(&with_version).client_config().unwrap().unwrap();
+        assert_eq!(c.api_key, "az-key");
+        assert_eq!(
+            c.chat_url(),
+            "https://res.openai.azure.com/openai/deployments/coach-4o/chat/completions?api-version=2024-10-21"
+        );
+    }
+
+    #[test]
+    fn wrong_values_name_their_variable() {
+        let e = parse(&[
+            "--openai-api-key",
+            "k",
+            "--openai-base-url",
+            "api.openai.com",
+        ])
+        .client_config()
+        .unwrap_err();
+        assert_eq!(e.variable, "OPENAI_BASE_URL");
+        let e = parse(&["--openai-api-key", "k", "--openai-timeout-secs", "0"])
+            .client_config()
+            .unwrap_err();
+        assert_eq!(e.variable, "OPENAI_TIMEOUT_SECS");
+        let e = parse(&["--openai-api-key", "k", "--openai-price-output-per-1m=-1"])
+            .client_config()
+            .unwrap_err();
+        assert_eq!(e.variable, "OPENAI_PRICE_OUTPUT_PER_1M");
+    }
 }

@@ -42,7 +42,12 @@ enum Command {
     #[command(subcommand)]
     Gate1(coach_coaching::cli::Gate1Command),
     /// Analyse one transcript (or a baseline pack of three) and print the coaching card.
-    Analyze(coach_coaching::cli::AnalyzeArgs),
+    Analyze {
+        #[command(flatten)]
+        args: coach_coaching::cli::AnalyzeArgs,
+        #[command(flatten, next_help_heading = "OpenAI-compatible provider")]
+        openai: Box<coach_worker::config::OpenAiSettings>,
+    },
     /// Compare the Airtable base with the schema the worker needs, or create what is missing.
     Airtable {
         #[command(subcommand)]
@@ -101,7 +106,13 @@ fn main() -> ExitCode {
         Command::Sign(args) => exit(sign(args)),
         Command::Transcript(cmd) => exit(coach_transcript::cli::run(cmd)),
         Command::Gate1(cmd) => exit(coach_coaching::cli::run_gate1(cmd)),
-        Command::Analyze(args) => exit(runtime().block_on(coach_coaching::cli::run_analyze(args))),
+        Command::Analyze { args, openai } => match openai.client_config() {
+            Ok(config) => exit(runtime().block_on(coach_coaching::cli::run_analyze(args, config))),
+            Err(e) => {
+                eprintln!("error: {e}");
+                exit(2)
+            }
+        },
         Command::Airtable {
             command,
             token,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use coach_coaching::{Analyzer, OpenAiClient, OpenAiConfig};
+use coach_coaching::{Analyzer, OpenAiClient};
 use coach_store::{AirtableConfig, Store};
 use secrecy::ExposeSecret;
 
@@ -93,22 +93,16 @@ pub fn analyzer(config: &ServeConfig) -> anyhow::Result<Analyzer> {
     match config.provider_choice()? {
         ProviderChoice::Rules => Ok(Analyzer::Rules),
         ProviderChoice::OpenAi => {
-            let mut cfg = OpenAiConfig::from_env()
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-                .unwrap_or_else(|| {
-                    OpenAiConfig::new(
-                        config
-                            .openai_api_key
-                            .as_ref()
-                            .map(|k| k.expose_secret().to_owned())
-                            .unwrap_or_default(),
-                    )
-                });
-            if let Some(key) = &config.openai_api_key {
-                cfg.api_key = key.expose_secret().to_owned();
-            }
-            cfg.base_url = config.openai_base_url.trim_end_matches('/').to_owned();
-            cfg.model = config.openai_model.clone();
+            let cfg = config
+                .openai
+                .client_config()?
+                .context("OPENAI_API_KEY: no OpenAI-compatible provider is configured")?;
+            tracing::info!(
+                model = %cfg.model,
+                host = %cfg.provider_host(),
+                azure = cfg.azure.is_some(),
+                "coaching with an OpenAI-compatible provider"
+            );
             Ok(Analyzer::OpenAi(
                 OpenAiClient::new(cfg).map_err(|e| anyhow::anyhow!("OPENAI_API_KEY: {e}"))?,
             ))

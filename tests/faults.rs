@@ -400,3 +400,50 @@ async fn three_answers_failing_gate1_fail_the_run_and_keep_the_report() {
         "the report points at the invented quote: {report}"
     );
 }
+
+#[tokio::test]
+async fn openai_rate_limit_window_beyond_the_client_wait_reschedules_the_job_after_the_window() {
+    // A short window stands for OpenAI's `6m0s`: longer than the client sleeps in place (200 ms
+    // here, 120 s by default), so the job scheduler holds the job until the window resets.
+    let w = world(3, |c| {
+        quick_openai(c);
+        c.max_retry_after = Duration::from_millis(200);
+    })
+    .start()
+    .await;
+    w.openai().push(Scripted::RateLimitWindow {
+        reset_requests: "1.5s".into(),
+        reset_tokens: "0s".into(),
+    });
+    let (run, request_id, took) = w.one_r1().await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(
+        run["attempts"], 2,
+        "one attempt hit the window, the next passed: {run}"
+    );
+    assert_eq!(
+        w.openai().request_count().await,
+        2,
+        "one refused call, one answered; no quick retries into the closed window"
+    );
+    // The job backoff alone is 20–40 ms; only the window's reset makes the job wait 1.5 s.
+    assert!(
+        took >= Duration::from_millis(1500),
+        "the job ran again before the window reset: {took:?}"
+    );
+    let request: tables::RunRequest = w.record(&request_id).await;
+    assert_eq!(request.status, Some(tables::RunRequestStatus::Done));
+}
+
+#[tokio::test]
+async fn openai_unreadable_answers_fail_the_job_after_two_calls_in_all() {
+    // Many job attempts allowed: a body the client cannot read is deterministic, so it must not
+    // be retried by the job (the client already tried once more).
+    let w = world(8, quick_openai).start().await;
+    w.openai().push_n(20, Scripted::Unreadable);
+    let (run, _, _) = w.one_r1().await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert_eq!(run["attempts"], 1, "{run}");
+    assert_eq!(run["error"]["code"], "OPENAI_BAD_RESPONSE", "{run}");
+    assert_eq!(w.openai().request_count().await, 2);
+}

@@ -372,6 +372,15 @@ async fn logs_hold_no_secret_or_transcript_and_metrics_cover_the_story() {
         metric_sum(&metrics, "openai_retries_total") >= 1.0,
         "{metrics}"
     );
+    // Calls by outcome and provider host (the fake listens on 127.0.0.1).
+    for outcome in ["ok", "transient"] {
+        assert!(
+            metrics.lines().any(|l| l.starts_with("openai_calls_total{")
+                && l.contains(&format!(r#"outcome="{outcome}""#))
+                && l.contains(r#"host="127.0.0.1:"#)),
+            "openai_calls_total for {outcome} missing in\n{metrics}"
+        );
+    }
     assert!(
         metric_sum(&metrics, "airtable_retries_total") >= 1.0,
         "{metrics}"

@@ -45,7 +45,7 @@ pub enum Gate1Command {
 pub enum ProviderChoice {
     /// The offline rules analyzer.
     Rules,
-    /// An OpenAI-compatible server (`OPENAI_API_KEY`, `OPENAI_BASE_URL`, `OPENAI_MODEL`).
+    /// An OpenAI-compatible server (`OPENAI_*` or `AZURE_OPENAI_*` settings, see `serve --help`).
     Openai,
 }
 
@@ -190,8 +190,10 @@ pub fn run_gate1(cmd: Gate1Command) -> i32 {
     if report.passed { 0 } else { 1 }
 }
 
-/// Runs `analyze`; returns the exit code.
-pub async fn run_analyze(args: AnalyzeArgs) -> i32 {
+/// Runs `analyze` with the OpenAI-compatible client settings, if any (the worker's binary parses
+/// them with the rest of its configuration); returns the exit code. A rate-limit window longer
+/// than the client waits in place fails at once, saying how long to wait.
+pub async fn run_analyze(args: AnalyzeArgs, openai: Option<OpenAiConfig>) -> i32 {
     let prepared = (|| -> Result<(Vec<Transcript>, RunType, String), String> {
         let ts = load(&args.files, args.format)?;
         let rt = run_type_for(ts.len(), None)?;
@@ -205,23 +207,16 @@ pub async fn run_analyze(args: AnalyzeArgs) -> i32 {
             return 2;
         }
     };
-    let env_config = match OpenAiConfig::from_env() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
-    let provider = args.provider.unwrap_or(if env_config.is_some() {
+    let provider = args.provider.unwrap_or(if openai.is_some() {
         ProviderChoice::Openai
     } else {
         ProviderChoice::Rules
     });
-    let analyzer = match (provider, env_config) {
+    let analyzer = match (provider, openai) {
         (ProviderChoice::Rules, _) => Analyzer::Rules,
         (ProviderChoice::Openai, None) => {
             eprintln!(
-                "error: --provider openai needs OPENAI_API_KEY (and optionally OPENAI_BASE_URL, OPENAI_MODEL)"
+                "error: --provider openai needs OPENAI_API_KEY (and optionally OPENAI_BASE_URL, OPENAI_MODEL), or the AZURE_OPENAI_* settings"
             );
             return 2;
         }
@@ -268,6 +263,12 @@ pub async fn run_analyze(args: AnalyzeArgs) -> i32 {
         }
         Err(e) => {
             eprintln!("error: {e} [{}]", e.code());
+            if let Some(wait) = e.retry_after() {
+                eprintln!(
+                    "the provider asks to wait {}: run the command again after that",
+                    crate::openai::human_wait(wait)
+                );
+            }
             1
         }
     }

@@ -7,8 +7,21 @@
 //! answer carries `usage` and an `x-request-id` (`req_fake_1`, `req_fake_2`, ...).
 //!
 //! Failures are scripted: [`FakeOpenAi::push`] queues one behaviour per request (first in, first
-//! out); when the queue is empty answers are grounded again. [`FakeOpenAi::reject_json_schema`]
-//! makes the server behave like one without structured outputs (400 for `json_schema`).
+//! out); when the queue is empty answers are grounded again. Standing modes change every answer:
+//! [`FakeOpenAi::reject_json_schema`] / [`FakeOpenAi::reject_json_schema_as`] make the server
+//! behave like one without structured outputs (400 for `json_schema`, in OpenAI's, vLLM's,
+//! FastAPI's or a plain-text error envelope), [`FakeOpenAi::refuse_temperature`] like an OpenAI
+//! reasoning model (400 `unsupported_value` for a non-default `temperature`), and
+//! [`FakeOpenAi::azure_config`] addresses the same answers as an Azure OpenAI deployment.
+//!
+//! Provider shapes, one scripted answer each, as the providers document them or their users
+//! reported them: OpenRouter's error inside a 200 ([`Scripted::ErrorInOk`]) and
+//! `finish_reason: "error"` ([`Scripted::FinishReasonError`]), Groq's
+//! `json_validate_failed` ([`Scripted::JsonValidateFailed`]), a `<think>` block before the JSON
+//! ([`Scripted::ThinkBlock`]), content as an array of parts with `reasoning_content`
+//! ([`Scripted::ContentParts`]), a proxy's page instead of a completion
+//! ([`Scripted::Unreadable`]) and OpenAI's rate-limit window without `Retry-After`
+//! ([`Scripted::RateLimitWindow`]).
 //!
 //! Build one fake per test (per tokio runtime): wiremock servers and reqwest clients must not be
 //! shared across runtimes.
@@ -20,11 +33,11 @@ use std::time::Duration;
 
 use coach_transcript::{Format, Segment, Transcript};
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
+use wiremock::matchers::{header_exists, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::analysis::{ActiveExperiment, AnalysisInput, RunType};
-use crate::openai::OpenAiConfig;
+use crate::openai::{AzureDeployment, OpenAiConfig};
 use crate::prompt::{
     COACHEE_LINE, EXPERIMENT_LINE, RUN_TYPE_LINE, TRANSCRIPT_BEGIN, TRANSCRIPT_END,
 };
@@ -62,14 +75,58 @@ pub enum Scripted {
     Refusal,
     /// A grounded answer sent after a delay (to trigger client timeouts).
     Delay(Duration),
+    /// OpenRouter: HTTP 200 with `{"error": {"message": "Provider returned error", "code": …}}`.
+    ErrorInOk {
+        /// The status in `error.code`.
+        code: u16,
+    },
+    /// OpenRouter: a 200 completion with `finish_reason: "error"` and an empty answer.
+    FinishReasonError,
+    /// Groq: 400 `json_validate_failed` with `failed_generation` (a grounded answer whose first
+    /// quote was never said).
+    JsonValidateFailed,
+    /// A grounded answer after a `<think>…</think>` block (reasoning distills on Ollama, LM Studio).
+    ThinkBlock,
+    /// A grounded answer as `content: [{"type": "thinking", …}, {"type": "text", …}]` plus a
+    /// `reasoning_content` field (Mistral's reasoning models, DeepSeek's API).
+    ContentParts,
+    /// HTTP 200 with an HTML page instead of a chat completion (a misconfigured proxy).
+    Unreadable,
+    /// OpenAI's 429 for an exhausted requests window: no `Retry-After`, the reset as Go durations
+    /// in `x-ratelimit-reset-requests` / `-tokens`, `x-ratelimit-remaining-requests: 0`.
+    RateLimitWindow {
+        /// `x-ratelimit-reset-requests`, e.g. `6m0s`.
+        reset_requests: String,
+        /// `x-ratelimit-reset-tokens`, e.g. `1m30s`.
+        reset_tokens: String,
+    },
+}
+
+/// The error envelope a server uses to refuse `json_schema` (see [`FakeOpenAi::reject_json_schema_as`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Envelope {
+    /// 400 `{"error": {"message", "type", "param", "code"}}`.
+    OpenAi,
+    /// vLLM: 400 `{"object": "error", "message", "type", "param", "code": 400}`.
+    Vllm,
+    /// FastAPI-based servers: 400 `{"detail": "…"}`.
+    FastApi,
+    /// A proxy: 400 with a plain-text body.
+    PlainText,
 }
 
 #[derive(Default)]
 struct State {
     script: Mutex<VecDeque<Scripted>>,
-    reject_json_schema: AtomicBool,
+    reject_json_schema: Mutex<Option<Envelope>>,
+    refuse_temperature: AtomicBool,
     served: AtomicU64,
 }
+
+/// The Azure deployment [`FakeOpenAi::azure_config`] configures.
+pub const AZURE_DEPLOYMENT: &str = "coach-gpt-4o-mini";
+/// The `api-version` [`FakeOpenAi::azure_config`] configures.
+pub const AZURE_API_VERSION: &str = "2024-10-21";
 
 struct Responder {
     state: Arc<State>,
@@ -88,6 +145,19 @@ impl FakeOpenAi {
         let state = Arc::new(State::default());
         Mock::given(method("POST"))
             .and(path("/v1/chat/completions"))
+            .respond_with(Responder {
+                state: state.clone(),
+            })
+            .mount(&server)
+            .await;
+        // Azure's deployment route; a request without the key header or the api-version gets
+        // wiremock's 404, like a wrong deployment on Azure.
+        Mock::given(method("POST"))
+            .and(path(format!(
+                "/openai/deployments/{AZURE_DEPLOYMENT}/chat/completions"
+            )))
+            .and(query_param("api-version", AZURE_API_VERSION))
+            .and(header_exists("api-key"))
             .respond_with(Responder {
                 state: state.clone(),
             })
@@ -112,6 +182,18 @@ impl FakeOpenAi {
         c
     }
 
+    /// Like [`config`](Self::config), addressed as an Azure OpenAI deployment
+    /// ([`AZURE_DEPLOYMENT`], api-version [`AZURE_API_VERSION`]) with an `api-key` header.
+    pub fn azure_config(&self) -> OpenAiConfig {
+        let mut c = self.config();
+        c.azure = Some(AzureDeployment {
+            endpoint: self.server.uri(),
+            deployment: AZURE_DEPLOYMENT.to_string(),
+            api_version: AZURE_API_VERSION.to_string(),
+        });
+        c
+    }
+
     /// Queues one scripted answer.
     pub fn push(&self, s: Scripted) {
         self.push_n(1, s);
@@ -129,7 +211,26 @@ impl FakeOpenAi {
     /// Whether requests with `response_format.type = json_schema` get a 400 (like a server
     /// without structured outputs).
     pub fn reject_json_schema(&self, on: bool) {
-        self.state.reject_json_schema.store(on, Ordering::Relaxed);
+        self.reject_json_schema_as(on.then_some(Envelope::OpenAi));
+    }
+
+    /// Whether (and in which error envelope) requests with `response_format.type = json_schema`
+    /// get a 400.
+    pub fn reject_json_schema_as(&self, envelope: Option<Envelope>) {
+        if let Ok(mut e) = self.state.reject_json_schema.lock() {
+            *e = envelope;
+        }
+    }
+
+    /// Whether requests with a `temperature` other than 1 get OpenAI's 400 `unsupported_value`
+    /// (as the o-series and gpt-5 models answer).
+    pub fn refuse_temperature(&self, on: bool) {
+        self.state.refuse_temperature.store(on, Ordering::Relaxed);
+    }
+
+    /// The HTTP requests received (method, path, query, headers), in order.
+    pub async fn raw_requests(&self) -> Vec<Request> {
+        self.server.received_requests().await.unwrap_or_default()
     }
 
     /// The JSON bodies of every chat-completions request received, in order.
@@ -170,12 +271,19 @@ impl Respond for Responder {
             .pointer("/response_format/type")
             .and_then(Value::as_str)
             == Some("json_schema");
-        if wants_schema && self.state.reject_json_schema.load(Ordering::Relaxed) {
+        let reject = self.state.reject_json_schema.lock().ok().and_then(|e| *e);
+        if wants_schema && let Some(envelope) = reject {
+            return reject_schema(envelope).insert_header("x-request-id", rid.as_str());
+        }
+        let temperature = body.get("temperature").and_then(Value::as_f64);
+        if self.state.refuse_temperature.load(Ordering::Relaxed)
+            && let Some(t) = temperature.filter(|t| *t != 1.0)
+        {
             return ResponseTemplate::new(400)
                 .insert_header("x-request-id", rid.as_str())
                 .set_body_json(json!({"error": {
-                    "message": "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model.",
-                    "type": "invalid_request_error", "param": "response_format", "code": null}}));
+                    "message": format!("Unsupported value: 'temperature' does not support {t} with this model. Only the default (1) value is supported."),
+                    "type": "invalid_request_error", "param": "temperature", "code": "unsupported_value"}}));
         }
         let scripted = self
             .state
@@ -188,6 +296,7 @@ impl Respond for Responder {
         let mut finish = "stop";
         let mut refusal = Value::Null;
         let mut delay = None;
+        let mut shape = Shape::Plain;
         match scripted {
             Some(Scripted::RateLimited { retry_after_ms }) => {
                 return with_id(error_body(
@@ -233,9 +342,56 @@ impl Respond for Responder {
             Some(Scripted::Truncated) => finish = "length",
             Some(Scripted::Refusal) => refusal = json!("I can't help with that."),
             Some(Scripted::Delay(d)) => delay = Some(d),
+            Some(Scripted::ErrorInOk { code }) => {
+                return with_id(ResponseTemplate::new(200).set_body_json(json!({
+                    "error": {"message": "Provider returned error", "code": code,
+                              "metadata": {"provider_name": "Upstream"}}
+                })));
+            }
+            Some(Scripted::FinishReasonError) => {
+                finish = "error";
+                answer = json!("");
+            }
+            Some(Scripted::JsonValidateFailed) => {
+                if let Some(q) = answer.pointer_mut("/patterns/0/evidence/0/quote") {
+                    *q = json!(INVENTED_QUOTE);
+                }
+                return with_id(ResponseTemplate::new(400).set_body_json(json!({"error": {
+                    "message": "Failed to generate JSON. Please adjust your prompt. See 'failed_generation' for more details.",
+                    "type": "invalid_request_error",
+                    "code": "json_validate_failed",
+                    "failed_generation": answer.to_string(),
+                }})));
+            }
+            Some(Scripted::ThinkBlock) => shape = Shape::Think,
+            Some(Scripted::ContentParts) => shape = Shape::Parts,
+            Some(Scripted::Unreadable) => {
+                return with_id(ResponseTemplate::new(200).set_body_raw(
+                    "<html><body>Welcome to the gateway</body></html>",
+                    "text/html",
+                ));
+            }
+            Some(Scripted::RateLimitWindow {
+                reset_requests,
+                reset_tokens,
+            }) => {
+                return with_id(error_body(
+                    429,
+                    "rate_limit_exceeded",
+                    "Rate limit reached for requests per day (RPD)",
+                ))
+                .insert_header("x-ratelimit-limit-requests", "200")
+                .insert_header("x-ratelimit-remaining-requests", "0")
+                .insert_header("x-ratelimit-reset-requests", reset_requests.as_str())
+                .insert_header("x-ratelimit-remaining-tokens", "1500")
+                .insert_header("x-ratelimit-reset-tokens", reset_tokens.as_str());
+            }
             None => {}
         }
-        let mut content = answer.to_string();
+        let mut content = match &answer {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
         if finish == "length" {
             let mut cut = content.len() / 2;
             while !content.is_char_boundary(cut) {
@@ -257,10 +413,31 @@ impl Respond for Responder {
             .get("model")
             .and_then(Value::as_str)
             .unwrap_or("gpt-4o-mini");
-        let (content_json, content_len) = if refusal.is_null() {
-            (json!(content), content.len())
-        } else {
+        let (content_json, content_len) = if !refusal.is_null() {
             (Value::Null, 8)
+        } else {
+            let len = content.len();
+            match shape {
+                Shape::Plain => (json!(content), len),
+                Shape::Think => (
+                    json!(format!(
+                        "<think>\nThe coachee asks few questions; quote them exactly. {{\"draft\": true}}\n</think>\n\n{content}"
+                    )),
+                    len + 80,
+                ),
+                Shape::Parts => {
+                    let (head, tail) = content.split_at(content.len() / 2);
+                    let head = head.to_string();
+                    (
+                        json!([
+                            {"type": "thinking", "thinking": [{"type": "text", "text": "Looking at the talk balance first."}]},
+                            {"type": "text", "text": head},
+                            {"type": "text", "text": tail},
+                        ]),
+                        len + 40,
+                    )
+                }
+            }
         };
         let resp = json!({
             "id": format!("chatcmpl-fake-{n}"),
@@ -278,11 +455,42 @@ impl Respond for Responder {
                 "total_tokens": (prompt_chars / 4).max(1) + (content_len / 4).max(1),
             }
         });
+        let mut resp = resp;
+        if shape == Shape::Parts {
+            resp["choices"][0]["message"]["reasoning_content"] =
+                json!("The coachee spoke most; I will cite the segments exactly.");
+        }
+        if finish == "error" {
+            resp["choices"][0]["error"] =
+                json!({"message": "Upstream provider timed out", "code": 504});
+        }
         let t = with_id(ResponseTemplate::new(200).set_body_json(resp));
         match delay {
             Some(d) => t.set_delay(d),
             None => t,
         }
+    }
+}
+
+/// How a grounded answer's text is laid out in `message.content`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Plain,
+    Think,
+    Parts,
+}
+
+fn reject_schema(envelope: Envelope) -> ResponseTemplate {
+    let message =
+        "response_format of type 'json_schema' is not supported by this server; use 'json_object'";
+    match envelope {
+        Envelope::OpenAi => ResponseTemplate::new(400).set_body_json(json!({"error": {
+            "message": "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model.",
+            "type": "invalid_request_error", "param": "response_format", "code": null}})),
+        Envelope::Vllm => ResponseTemplate::new(400).set_body_json(json!({
+            "object": "error", "message": message, "type": "BadRequestError", "param": null, "code": 400})),
+        Envelope::FastApi => ResponseTemplate::new(400).set_body_json(json!({"detail": message})),
+        Envelope::PlainText => ResponseTemplate::new(400).set_body_raw(message, "text/plain"),
     }
 }
 

@@ -42,8 +42,8 @@
 //! pub struct Gate1Failure { pub pointer: String, pub code: String, pub message: String }
 //!
 //! // OpenAI-compatible provider (openai.rs)
-//! OpenAiConfig::from_env() -> Result<Option<OpenAiConfig>, OpenAiConfigError>;  // None: no OPENAI_API_KEY
-//! OpenAiConfig::new(api_key) -> OpenAiConfig;   // then adjust pub fields (base_url, model, timeout, ...)
+//! OpenAiConfig::new(api_key) -> OpenAiConfig;   // then adjust pub fields (base_url, model, azure, timeout, ...)
+//!                                               // the crate reads no environment: the worker parses the settings
 //! OpenAiClient::new(config) -> Result<OpenAiClient, AnalysisError>;
 //!
 //! // Card and CLI
@@ -51,13 +51,14 @@
 //! pub enum cli::Gate1Command { Validate { .. } }   // clap::Subcommand
 //! pub struct cli::AnalyzeArgs { .. }               // clap::Args
 //! pub fn cli::run_gate1(cmd: Gate1Command) -> i32;
-//! pub async fn cli::run_analyze(args: AnalyzeArgs) -> i32;
+//! pub async fn cli::run_analyze(args: AnalyzeArgs, openai: Option<OpenAiConfig>) -> i32;
 //!
 //! // Tests (feature "fake")
 //! fake::FakeOpenAi::start().await; fake.config(); fake.push(Scripted::..); fake.requests().await;
 //! ```
 //!
-//! Metrics emitted through the `metrics` facade: `openai_requests_total{status}`,
+//! Metrics emitted through the `metrics` facade: `openai_calls_total{outcome,host}` (outcome
+//! `ok`, `repair`, `transient`, `permanent`), `openai_requests_total{status}`,
 //! `openai_request_duration_seconds`, `openai_retries_total{code}`, `openai_tokens_total{kind}`,
 //! `openai_cost_usd_total` (a gauge incremented by each call's USD cost), and
 //! `gate1_results_total{provider,result}`.
@@ -89,5 +90,5 @@ pub use analysis::{
     ActiveExperiment, Analysis, AnalysisError, AnalysisInput, Analyzer, RunType, Usage,
 };
 pub use gate1::{Gate1Context, Gate1Failure, Gate1Report};
-pub use openai::{ModelPrice, OpenAiClient, OpenAiConfig};
+pub use openai::{AzureDeployment, ModelPrice, OpenAiClient, OpenAiConfig};
 pub use prompt::PROMPT_VERSION;

@@ -141,31 +141,49 @@ async fn analyze_exit_codes() {
     let dir = tempfile::tempdir().unwrap();
     let t = transcript_file(&dir);
     assert_eq!(
-        run_analyze(analyze_args(vec![t.clone()], "Ana", false)).await,
+        run_analyze(analyze_args(vec![t.clone()], "Ana", false), None).await,
         0
     );
     assert_eq!(
-        run_analyze(analyze_args(vec![t.clone()], "Ana", true)).await,
+        run_analyze(analyze_args(vec![t.clone()], "Ana", true), None).await,
         0
     );
     assert_eq!(
-        run_analyze(analyze_args(
-            vec![t.clone(), t.clone(), t.clone()],
-            "Ana",
-            false
-        ))
+        run_analyze(
+            analyze_args(vec![t.clone(), t.clone(), t.clone()], "Ana", false),
+            None
+        )
         .await,
         0
     );
     assert_eq!(
-        run_analyze(analyze_args(vec![t.clone(), t.clone()], "Ana", false)).await,
+        run_analyze(analyze_args(vec![t.clone(), t.clone()], "Ana", false), None).await,
         2
     );
     assert_eq!(
-        run_analyze(analyze_args(vec![t.clone()], "Nobody", false)).await,
+        run_analyze(analyze_args(vec![t.clone()], "Nobody", false), None).await,
         2
     );
     let mut with_exp = analyze_args(vec![t], "Ana", true);
     with_exp.experiment = Some("Three open questions".into());
-    assert_eq!(run_analyze(with_exp).await, 0);
+    assert_eq!(run_analyze(with_exp, None).await, 0);
+}
+
+#[tokio::test]
+async fn analyze_fails_fast_on_a_long_rate_limit_window() {
+    let fake = coach_coaching::fake::FakeOpenAi::start().await;
+    fake.push(coach_coaching::fake::Scripted::RateLimitWindow {
+        reset_requests: "6m0s".into(),
+        reset_tokens: "1m30s".into(),
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let t = transcript_file(&dir);
+    let mut args = analyze_args(vec![t], "Ana", false);
+    args.provider = Some(ProviderChoice::Openai);
+    assert_eq!(run_analyze(args, Some(fake.config())).await, 1);
+    assert_eq!(
+        fake.request_count().await,
+        1,
+        "no wait in place, no second call"
+    );
 }

@@ -5,7 +5,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use coach_coaching::fake::{FakeOpenAi, INVENTED_QUOTE, Scripted};
+use coach_coaching::fake::{
+    AZURE_API_VERSION, AZURE_DEPLOYMENT, Envelope, FakeOpenAi, INVENTED_QUOTE, Scripted,
+};
 use coach_coaching::{
     ActiveExperiment, AnalysisError, Analyzer, OpenAiClient, OpenAiConfig, RunType,
 };
@@ -372,4 +374,260 @@ fn prompt_frames_the_transcript_as_data_and_round_trips() {
             .collect::<Vec<_>>()
     };
     assert_eq!(pairs(&back.meetings[0]), pairs(&input.meetings[0]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Provider shapes: one test per mode of the fake, each asserting the outcome and the calls made.
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn openrouter_error_inside_a_200_is_classified_by_its_code() {
+    let fake = FakeOpenAi::start().await;
+    // 502 in the body: transient, retried with backoff, then the answer.
+    fake.push(Scripted::ErrorInOk { code: 502 });
+    let a = client(fake.config())
+        .analyze(&single_input())
+        .await
+        .expect("analysis");
+    assert!(a.report.passed);
+    assert_eq!(a.attempts, 1, "not a Gate-1 repair");
+    assert_eq!(fake.request_count().await, 2);
+
+    // Still failing after the retries: transient, with the provider's own message.
+    fake.push_n(2, Scripted::ErrorInOk { code: 503 });
+    let mut cfg = fake.config();
+    cfg.max_retries = 1;
+    let err = client(cfg).analyze(&single_input()).await.unwrap_err();
+    assert!(err.is_transient(), "{err:?}");
+    assert!(err.to_string().contains("Provider returned error"), "{err}");
+    assert_eq!(fake.request_count().await, 4);
+
+    // A 4xx in the body is permanent at once.
+    fake.push(Scripted::ErrorInOk { code: 400 });
+    let err = client(fake.config())
+        .analyze(&single_input())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "OPENAI_BAD_REQUEST");
+    assert!(err.to_string().contains("Provider returned error"), "{err}");
+    assert_eq!(fake.request_count().await, 5);
+}
+
+#[tokio::test]
+async fn openrouter_finish_reason_error_is_retried_not_repaired() {
+    let fake = FakeOpenAi::start().await;
+    fake.push(Scripted::FinishReasonError);
+    let a = client(fake.config())
+        .analyze(&single_input())
+        .await
+        .expect("analysis");
+    assert_eq!(a.attempts, 1);
+    assert_eq!(fake.request_count().await, 2);
+    let reqs = fake.requests().await;
+    assert!(
+        !contents(&reqs[1]).contains("failed the Gate-1 check"),
+        "a provider failure is not sent back as a repair"
+    );
+}
+
+#[tokio::test]
+async fn groq_json_validate_failed_is_a_repair_round_with_the_failed_generation() {
+    let fake = FakeOpenAi::start().await;
+    fake.push(Scripted::JsonValidateFailed);
+    let a = client(fake.config())
+        .analyze(&single_input())
+        .await
+        .expect("analysis");
+    assert!(a.report.passed);
+    assert_eq!(a.attempts, 2, "counted against the repair budget");
+    assert_eq!(fake.request_count().await, 2);
+    let second = contents(&fake.requests().await[1]);
+    assert!(second.contains("OUTPUT_REJECTED_BY_SERVER"), "{second}");
+    assert!(second.contains("Failed to generate JSON"), "{second}");
+    assert!(
+        second.contains(INVENTED_QUOTE),
+        "the failed generation is fed back"
+    );
+    assert!(
+        second.contains("QUOTE_NOT_VERBATIM"),
+        "and what the local check says of it"
+    );
+
+    // Every answer rejected: the repair budget ends it, 3 calls in all.
+    let fake = FakeOpenAi::start().await;
+    fake.push_n(5, Scripted::JsonValidateFailed);
+    let err = client(fake.config())
+        .analyze(&single_input())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "GATE1_FAILED");
+    assert!(!err.is_transient());
+    assert_eq!(fake.request_count().await, 3);
+}
+
+async fn falls_back_from(envelope: Envelope) {
+    let fake = FakeOpenAi::start().await;
+    fake.reject_json_schema_as(Some(envelope));
+    let c = client(fake.config());
+    let a = c.analyze(&single_input()).await.expect("analysis");
+    assert!(a.report.passed, "{envelope:?}");
+    assert!(c.uses_json_mode(), "{envelope:?}");
+    let reqs = fake.requests().await;
+    assert_eq!(reqs.len(), 2, "{envelope:?}");
+    assert_eq!(reqs[1]["response_format"]["type"], "json_object");
+}
+
+#[tokio::test]
+async fn vllm_error_envelope_triggers_the_json_mode_fallback() {
+    falls_back_from(Envelope::Vllm).await;
+}
+
+#[tokio::test]
+async fn fastapi_detail_envelope_triggers_the_json_mode_fallback() {
+    falls_back_from(Envelope::FastApi).await;
+}
+
+#[tokio::test]
+async fn plain_text_error_triggers_the_json_mode_fallback() {
+    falls_back_from(Envelope::PlainText).await;
+}
+
+#[tokio::test]
+async fn think_block_before_the_json_passes_in_one_call() {
+    let fake = FakeOpenAi::start().await;
+    fake.push(Scripted::ThinkBlock);
+    let a = client(fake.config())
+        .analyze(&single_input())
+        .await
+        .expect("analysis");
+    assert!(a.report.passed);
+    assert_eq!(a.attempts, 1);
+    assert_eq!(fake.request_count().await, 1);
+}
+
+#[tokio::test]
+async fn content_parts_are_joined_and_reasoning_ignored() {
+    let fake = FakeOpenAi::start().await;
+    fake.push(Scripted::ContentParts);
+    let a = client(fake.config())
+        .analyze(&single_input())
+        .await
+        .expect("analysis");
+    assert!(a.report.passed);
+    assert_eq!(a.attempts, 1);
+    assert_eq!(fake.request_count().await, 1);
+}
+
+#[tokio::test]
+async fn an_unreadable_body_is_permanent_after_one_more_try() {
+    let fake = FakeOpenAi::start().await;
+    fake.push_n(10, Scripted::Unreadable);
+    let err = client(fake.config())
+        .analyze(&single_input())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "OPENAI_BAD_RESPONSE");
+    assert!(!err.is_transient(), "{err:?}");
+    assert_eq!(fake.request_count().await, 2);
+
+    // Once is a hiccup: the second try answers.
+    let fake = FakeOpenAi::start().await;
+    fake.push(Scripted::Unreadable);
+    let a = client(fake.config())
+        .analyze(&single_input())
+        .await
+        .expect("analysis");
+    assert_eq!(a.attempts, 1);
+    assert_eq!(fake.request_count().await, 2);
+}
+
+#[tokio::test]
+async fn reasoning_model_refusing_temperature_is_adapted_once_and_remembered() {
+    let fake = FakeOpenAi::start().await;
+    fake.refuse_temperature(true);
+    let mut cfg = fake.config();
+    cfg.model = "o4-mini".into();
+    let c = client(cfg);
+    let a = c.analyze(&single_input()).await.expect("analysis");
+    assert!(a.report.passed);
+    assert!(c.drops_temperature());
+    let reqs = fake.requests().await;
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[0]["temperature"], 0.2);
+    assert!(reqs[1].get("temperature").is_none(), "{}", reqs[1]);
+
+    // Remembered: the next run sends no temperature and pays no refused call.
+    c.analyze(&single_input()).await.expect("second analysis");
+    let reqs = fake.requests().await;
+    assert_eq!(reqs.len(), 3);
+    assert!(reqs[2].get("temperature").is_none());
+}
+
+#[tokio::test]
+async fn rate_limit_window_longer_than_the_client_waits_goes_back_to_the_caller() {
+    let fake = FakeOpenAi::start().await;
+    fake.push(Scripted::RateLimitWindow {
+        reset_requests: "6m0s".into(),
+        reset_tokens: "1m30s".into(),
+    });
+    let err = client(fake.config())
+        .analyze(&single_input())
+        .await
+        .unwrap_err();
+    assert!(err.is_transient());
+    assert_eq!(err.code(), "OPENAI_RETRY_AFTER_TOO_LONG");
+    assert_eq!(
+        err.retry_after(),
+        Some(Duration::from_secs(360)),
+        "the exhausted requests window, not the tokens one"
+    );
+    assert!(err.to_string().contains("6m0s"), "{err}");
+    assert_eq!(
+        fake.request_count().await,
+        1,
+        "no quick retries into a closed window"
+    );
+}
+
+#[tokio::test]
+async fn short_rate_limit_window_is_waited_for_in_place() {
+    let fake = FakeOpenAi::start().await;
+    fake.push(Scripted::RateLimitWindow {
+        reset_requests: "300ms".into(),
+        reset_tokens: "0s".into(),
+    });
+    let started = Instant::now();
+    let a = client(fake.config())
+        .analyze(&single_input())
+        .await
+        .expect("analysis");
+    assert!(a.report.passed);
+    assert_eq!(fake.request_count().await, 2);
+    // The backoff alone is at most 10 ms; only the window's reset makes it 300 ms.
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn azure_deployment_url_and_api_key_header() {
+    let fake = FakeOpenAi::start().await;
+    let a = client(fake.azure_config())
+        .analyze(&single_input())
+        .await
+        .expect("analysis");
+    assert!(a.report.passed);
+    let reqs = fake.raw_requests().await;
+    assert_eq!(reqs.len(), 1);
+    let r = &reqs[0];
+    assert_eq!(
+        r.url.path(),
+        format!("/openai/deployments/{AZURE_DEPLOYMENT}/chat/completions")
+    );
+    assert_eq!(
+        r.url.query(),
+        Some(format!("api-version={AZURE_API_VERSION}").as_str())
+    );
+    assert_eq!(r.headers.get("api-key").unwrap(), "sk-fake-key");
+    assert!(r.headers.get("authorization").is_none());
+    let body: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body["response_format"]["type"], "json_schema");
 }
