@@ -243,7 +243,7 @@ impl Journal {
             let ids: Vec<String> = conn
                 .prepare_cached(
                     "SELECT id FROM jobs WHERE status IN ('queued', 'retry_scheduled') AND next_attempt_at <= ?1
-                     ORDER BY next_attempt_at, id LIMIT ?2",
+                     ORDER BY next_attempt_at, rowid LIMIT ?2",
                 )?
                 .query_map(params![now, limit as i64], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
@@ -413,7 +413,7 @@ impl Journal {
     /// Jobs whose parent is `id` (follow-ups such as E1 after A2).
     pub async fn child_jobs(&self, id: String) -> Result<Vec<Job>, JournalError> {
         self.list_jobs_where(
-            "parent_id = ?1 ORDER BY created_at",
+            "parent_id = ?1 ORDER BY created_at, rowid",
             vec![Value::String(id)],
             100,
             0,
@@ -430,7 +430,9 @@ impl Journal {
     ) -> Result<Vec<Job>, JournalError> {
         let (clause, args) = filter_clause(&filter);
         self.list_jobs_where(
-            &format!("{clause} ORDER BY created_at DESC, id DESC"),
+            // Run ids carry random bits below the millisecond (they must be unguessable), so the
+            // insertion order (rowid) breaks ties between jobs created in the same millisecond.
+            &format!("{clause} ORDER BY created_at DESC, rowid DESC"),
             args,
             limit,
             offset,
