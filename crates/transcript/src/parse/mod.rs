@@ -11,7 +11,7 @@
 //! way. A turn with nothing in it (a label and no text) is removed so that no segment is empty;
 //! a transcript whose turns hold no word at all is `NO_SPEECH`, and one with no label at all is
 //! `NO_SPEAKER_LABELS` (speakers are never guessed). Times are checked as they arrive: over 24
-//! hours, or a pace under [`MIN_WORDS_PER_MINUTE`] over a long span, is `IMPLAUSIBLE_TIMES`
+//! hours, or a pace under [`MIN_WORDS_PER_MINUTE`] of talk time, is `IMPLAUSIBLE_TIMES`
 //! (the usual cause is milliseconds read as seconds).
 
 mod docx;
@@ -25,8 +25,9 @@ use crate::text::{self, CleanOpts};
 
 /// No meeting is longer than this (seconds).
 pub const MAX_MEETING_SECONDS: f64 = 24.0 * 3600.0;
-/// Below this many words per minute over a span of ten minutes or more, the times are not
-/// seconds (people speak 100-200 words a minute; milliseconds read as seconds give ~0.15).
+/// Below this many words per minute of talk time (segment durations, a minute or more of it),
+/// the times are not seconds (people speak 100-200 words a minute; milliseconds read as
+/// seconds give ~0.15).
 pub const MIN_WORDS_PER_MINUTE: f64 = 2.0;
 
 /// Parse transcript bytes in the given format (`Auto` detects it).
@@ -306,16 +307,22 @@ impl Builder {
         }
         let mut participants: Vec<String> = Vec::new();
         let mut words = 0usize;
-        let (mut first, mut last) = (f64::INFINITY, f64::NEG_INFINITY);
+        let (mut timed_words, mut talk) = (0usize, 0.0f64);
         for seg in &mut self.segments {
             let trimmed_len = seg.text.trim_end().len();
             seg.text.truncate(trimmed_len);
-            words += text::count_words(&seg.text);
-            if let Some(s) = seg.start {
-                first = first.min(s);
+            let n = text::count_words(&seg.text);
+            words += n;
+            if let Some(d) = seg.duration() {
+                timed_words += n;
+                talk += d;
             }
-            if let Some(e) = seg.end.or(seg.start) {
-                last = last.max(e);
+            // One person, one label: `Mei Tan` after `Mei Tan (she/her)` is written as first seen.
+            if let Some(p) = participants
+                .iter()
+                .find(|p| **p != seg.speaker && label::same_speaker(p, &seg.speaker))
+            {
+                seg.speaker.clone_from(p);
             }
             if label::is_person(&seg.speaker) && !participants.contains(&seg.speaker) {
                 participants.push(seg.speaker.clone());
@@ -326,14 +333,12 @@ impl Builder {
                 format: self.format,
             });
         }
-        let span = last - first;
-        if span.is_finite() && span >= 600.0 && (words as f64) * 60.0 / span < MIN_WORDS_PER_MINUTE
-        {
+        if talk >= 60.0 && (timed_words as f64) * 60.0 / talk < MIN_WORDS_PER_MINUTE {
             return Err(TranscriptError::ImplausibleTimes {
                 detail: format!(
-                    "{words} words over {:.1} h is under {MIN_WORDS_PER_MINUTE} words a minute; \
-                     the times look like milliseconds read as seconds",
-                    span / 3600.0
+                    "{timed_words} words over {:.1} h of talk is under {MIN_WORDS_PER_MINUTE} \
+                     words a minute; the times look like milliseconds read as seconds",
+                    talk / 3600.0
                 ),
             });
         }

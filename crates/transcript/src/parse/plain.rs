@@ -14,12 +14,17 @@
 //! and decorated (`jules`, `Mei Tan (she/her)`); a bare `Name:` keeps the stricter rule so that
 //! "here's the thing: ..." stays text.
 //!
+//! A lowercase `name: text` is a label when that name opens two or more lines (chat logs, Meet);
+//! seen once it stays text and is reported as `POSSIBLE_LABEL`.
+//!
 //! Any other non-empty line continues the current turn; blank lines are paragraph breaks, not
 //! speaker changes. Markdown headings and rules are skipped. Lines before the first label (a
 //! title, a date) are reported as `UNATTRIBUTED_TEXT` warnings.
 
 use super::{Builder, parse_timestamp};
-use crate::label::{is_cue_name, is_plausible_name, split_name_prefix, strip_decoration};
+use crate::label::{
+    is_cue_name, is_plausible_name, split_cue_prefix, split_name_prefix, strip_decoration,
+};
 use crate::model::{Format, Transcript, TranscriptError};
 use crate::text::CleanOpts;
 
@@ -35,13 +40,31 @@ enum Line<'a> {
 pub(crate) fn parse(text: &str) -> Result<Transcript, TranscriptError> {
     let mut b = Builder::new(Format::Text, CleanOpts { markdown: true }, text.len());
     let mut pending: Option<f64> = None;
+    let loose = loose_labels(text);
     for (n, line) in text.lines().enumerate() {
         let l = line.trim();
         if l.is_empty() || l.starts_with('#') || is_rule(l) {
             continue;
         }
         b.at(n + 1);
-        match classify(l) {
+        let mut kind = classify(l);
+        if kind.is_none()
+            && let Some((name, rest)) = split_cue_prefix(l)
+        {
+            if loose.iter().any(|(n, c)| *n == name && *c >= 2) {
+                kind = Some(Line::Label(name, None, rest));
+            } else {
+                b.warn(
+                    "POSSIBLE_LABEL",
+                    format!(
+                        "`{}:` may be a speaker label but appears only once, so the line was \
+                         kept as text of the current turn",
+                        super::preview(name, 40)
+                    ),
+                );
+            }
+        }
+        match kind {
             Some(Line::Label(name, start, rest)) => {
                 b.cue(Some(name), start.or(pending.take()), None);
                 b.text(rest);
@@ -54,6 +77,28 @@ pub(crate) fn parse(text: &str) -> Result<Transcript, TranscriptError> {
         }
     }
     b.finish()
+}
+
+/// Lowercase display names (`jules: ...`) that are not labels by the strict rule: one that
+/// opens two or more lines is a speaker (a chat log or Meet export); one seen once is reported.
+fn loose_labels(text: &str) -> Vec<(&str, usize)> {
+    let mut found: Vec<(&str, usize)> = Vec::new();
+    for line in text.lines() {
+        let l = line.trim();
+        if l.is_empty() || !l.as_bytes()[0].is_ascii_lowercase() {
+            continue;
+        }
+        if let Some((name, _)) = split_cue_prefix(l)
+            && !is_plausible_name(name)
+        {
+            if let Some((_, c)) = found.iter_mut().find(|(n, _)| *n == name) {
+                *c += 1;
+            } else if found.len() < 64 {
+                found.push((name, 1));
+            }
+        }
+    }
+    found
 }
 
 fn is_rule(l: &str) -> bool {
@@ -115,7 +160,7 @@ fn classify(l: &str) -> Option<Line<'_>> {
         if rest.is_empty() {
             return Some(Line::Time(t));
         }
-        let (name, after) = super::label::split_cue_prefix(rest)?;
+        let (name, after) = split_cue_prefix(rest)?;
         return Some(Line::Label(name, Some(t), after));
     }
     if let Some(t) = clock(l) {
