@@ -36,6 +36,8 @@ struct CueState {
     start: Option<f64>,
     end: Option<f64>,
     started: bool,
+    /// 1-based line of the `start --> end` line.
+    timing_line: usize,
 }
 
 fn parse_blocks(text: &str, format: Format) -> Result<Transcript, TranscriptError> {
@@ -75,6 +77,7 @@ fn parse_blocks(text: &str, format: Format) -> Result<Transcript, TranscriptErro
             break;
         }
     }
+    flush(&mut cue, &mut b);
     if timed_cues == 0 && other_blocks == 0 {
         // Only a header, notes and styles: nothing was said.
         return Err(TranscriptError::EmptyInput);
@@ -108,6 +111,7 @@ fn cue_block(
             if let Some(rest) = first.strip_prefix(kw)
                 && (rest.is_empty() || rest.starts_with([' ', '\t']))
             {
+                flush(cue, b);
                 *cue = None;
                 return Block::Metadata;
             }
@@ -124,14 +128,13 @@ fn cue_block(
             start: Some(start),
             end: Some(end),
             started: false,
+            timing_line: first_line + t,
         };
+        flush(cue, b);
+        b.at(first_line + t);
         payload(&block[t + 1..], first_line + t + 1, &mut state, b);
-        if !state.started {
-            // An empty cue still extends the current turn's time.
-            b.at(first_line + t);
-            b.cue(None, state.start, state.end);
-            state.started = true;
-        }
+        // A cue with no text yet may get it from the next block (a blank line after the timing
+        // line); `flush` extends the current turn if it never does.
         *cue = Some(state);
         return Block::Cue;
     }
@@ -152,6 +155,17 @@ fn cue_block(
         ),
     );
     Block::Other
+}
+
+/// An empty cue still extends the current turn's time.
+fn flush(cue: &mut Option<CueState>, b: &mut Builder) {
+    if let Some(state) = cue.as_mut()
+        && !state.started
+    {
+        b.at(state.timing_line);
+        b.cue(None, state.start, state.end);
+        state.started = true;
+    }
 }
 
 fn is_cue_id(line: &str) -> bool {
@@ -188,35 +202,39 @@ fn cue_label(line: &str) -> Option<(&str, &str)> {
 /// Read a cue's text lines (1-based `first_line` is the first of them), splitting on voice
 /// tags. The first line of a cue that has not started yet may carry a label.
 fn payload(lines: &[&str], first_line: usize, state: &mut CueState, b: &mut Builder) {
-    let (start, end) = (state.start, state.end);
     for (n, line) in lines.iter().enumerate() {
-        b.at(first_line + n);
+        let line_no = first_line + n;
+        b.at(line_no);
         let mut rest: &str = line;
         if !state.started
             && let Some((label, after)) = cue_label(rest)
         {
-            b.cue(Some(label), start, end);
-            state.started = true;
+            cue_at(b, state, Some(label), line_no);
             rest = after;
         }
         while let Some((before, name, after)) = find_voice(rest) {
             if !before.trim().is_empty() {
                 if !state.started {
-                    b.cue(None, start, end);
-                    state.started = true;
+                    cue_at(b, state, None, line_no);
                 }
                 b.text(before);
             }
-            b.cue(Some(name), start, end);
-            state.started = true;
+            cue_at(b, state, Some(name), line_no);
             rest = after;
         }
         if !state.started {
-            b.cue(None, start, end);
-            state.started = true;
+            cue_at(b, state, None, line_no);
         }
         b.text(rest);
     }
+}
+
+/// Open (or continue) a turn for this cue; times are reported against the timing line.
+fn cue_at(b: &mut Builder, state: &mut CueState, label: Option<&str>, line_no: usize) {
+    b.at(state.timing_line);
+    b.cue(label, state.start, state.end);
+    state.started = true;
+    b.at(line_no);
 }
 
 /// Find `<v Name>` / `<v.class Name>`: text before it, the name, text after it.
