@@ -172,6 +172,12 @@ fn classify(l: &str) -> Option<Line<'_>> {
         start = start.or(lead);
         return Some(Line::Label(name, start, rest));
     }
+    // `jules: (00:04)`: the time after the colon marks a speaker whatever the name's case.
+    if let Some((name, rest)) = split_cue_prefix(l)
+        && let (Some(t), rest) = leading_time(rest)
+    {
+        return Some(Line::Label(name, Some(t), rest));
+    }
     otter_header(l).map(|(name, t)| Line::Label(name, Some(t), ""))
 }
 
@@ -195,9 +201,7 @@ fn label(l: &str) -> Option<(&str, &str)> {
         return bracket_label(l, is_plausible_name);
     }
     // Rev `Speaker 1 (00:04): text`: the colon inside the time is not the label's.
-    if let Some(p) = l.as_bytes().iter().take(120).position(|&b| b == b')')
-        && l[p + 1..].starts_with(':')
-    {
+    if let Some(p) = l.get(..l.len().min(120)).and_then(|h| h.find("):")) {
         let rest = &l[p + 2..];
         if (rest.is_empty() || rest.starts_with([' ', '\t']))
             && split_time_suffix(&l[..=p]).1.is_some()
