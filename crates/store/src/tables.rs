@@ -192,6 +192,13 @@ pub struct Transcript {
         skip_serializing_if = "Option::is_none"
     )]
     pub parse_error: Option<String>,
+    /// Lines the parser could not place, one per line (`line N CODE: message`).
+    #[serde(
+        rename = "Parse Warnings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub parse_warnings: Option<String>,
     #[serde(rename = "Segments", default, skip_serializing_if = "Option::is_none")]
     pub segments: Option<i64>,
     #[serde(rename = "Words", default, skip_serializing_if = "Option::is_none")]

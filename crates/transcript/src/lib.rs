@@ -33,7 +33,7 @@
 //! # Design
 //! Parsers reduce each format to cues and share one builder (`parse` module) that merges
 //! consecutive cues of a speaker and cleans text in a single pass per cue, so a two-hour
-//! meeting parses and measures in well under the 5 ms budget without regexes or per-word
+//! meeting parses and measures within the 3 ms budget without regexes or per-word
 //! allocation. Labels are recognised conservatively ([`label`]) and never guessed.
 
 pub mod cli;
@@ -47,5 +47,5 @@ pub(crate) mod text;
 
 pub use coachee::find_coachee;
 pub use model::{Format, ParseWarning, Segment, Transcript, TranscriptError};
-pub use parse::{MAX_MEETING_SECONDS, MIN_WORDS_PER_MINUTE, detect, parse};
+pub use parse::{MAX_MEETING_SECONDS, MIN_WORDS_PER_MINUTE, detect, is_word_file, parse};
 pub use render::render;

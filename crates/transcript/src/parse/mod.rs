@@ -64,6 +64,12 @@ pub fn parse(input: &[u8], format: Format) -> Result<Transcript, TranscriptError
     }
 }
 
+/// Whether the bytes are a Word document (a zip archive, or the OLE container of an encrypted
+/// one) rather than text, so a `File` attachment is read as `.docx` whatever its declared format.
+pub fn is_word_file(input: &[u8]) -> bool {
+    docx::looks_like_office(input)
+}
+
 /// Detect the format of (BOM-stripped) text.
 ///
 /// # Errors
