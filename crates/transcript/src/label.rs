@@ -58,10 +58,10 @@ pub fn is_person(label: &str) -> bool {
 
 /// Words that open sentences or notes: a lowercase `so: ...` at the start of a cue is speech.
 const NOT_NAMES: &[&str] = &[
-    "a", "an", "and", "answer", "as", "at", "but", "example", "for", "here", "here's", "i",
-    "if", "in", "is", "it", "it's", "let's", "next", "no", "note", "now", "ok", "okay", "on",
-    "or", "question", "so", "step", "that", "the", "then", "there", "this", "time", "to",
-    "update", "was", "we", "well", "what", "yes", "you",
+    "a", "an", "and", "answer", "as", "at", "but", "example", "for", "here", "here's", "i", "if",
+    "in", "is", "it", "it's", "let's", "next", "no", "note", "now", "ok", "okay", "on", "or",
+    "question", "so", "step", "that", "the", "then", "there", "this", "time", "to", "update",
+    "was", "we", "well", "what", "yes", "you",
 ];
 
 /// The label without trailing decorations in `(...)` or `[...]` (pronouns, organisation,
@@ -216,7 +216,10 @@ mod tests {
 
     #[test]
     fn display_names_at_cue_start() {
-        assert_eq!(split_cue_prefix("jules: Halfway."), Some(("jules", " Halfway.")));
+        assert_eq!(
+            split_cue_prefix("jules: Halfway."),
+            Some(("jules", " Halfway."))
+        );
         assert_eq!(
             split_cue_prefix("Mei Tan (she/her): I can"),
             Some(("Mei Tan (she/her)", " I can"))
@@ -224,7 +227,10 @@ mod tests {
         assert_eq!(split_name_prefix("jules: Halfway."), None);
         assert_eq!(split_cue_prefix("so: we go"), None);
         assert_eq!(split_cue_prefix("here's the thing: no"), None);
-        assert_eq!(strip_decoration("Ravi Kumar (Contoso) (External)"), "Ravi Kumar");
+        assert_eq!(
+            strip_decoration("Ravi Kumar (Contoso) (External)"),
+            "Ravi Kumar"
+        );
         assert_eq!(strip_decoration("(she/her)"), "(she/her)");
         assert!(same_speaker("Mei Tan (she/her)", "Mei Tan"));
         assert!(!same_speaker("Mei Tan", "Mei Lin"));

@@ -47,7 +47,11 @@ fn assert_speakers(t: &Transcript, basis: Basis, want: &[(&str, usize, f64)]) {
     for (who, words, share) in want {
         let s = m.speaker(who).unwrap_or_else(|| panic!("{who} measured"));
         assert_eq!(s.words, *words, "{who} words");
-        assert!(close(s.talk_share, *share), "{who}: {} vs {share}", s.talk_share);
+        assert!(
+            close(s.talk_share, *share),
+            "{who}: {} vs {share}",
+            s.talk_share
+        );
     }
 }
 
@@ -66,7 +70,10 @@ fn zoom_display_names_are_separate_speakers() {
         ],
     );
     assert_eq!(t.segments[2].end, Some(14.0), "two cues of Mei's merge");
-    assert_eq!(t.segments[1].text, "Halfway. The last two services move next week.");
+    assert_eq!(
+        t.segments[1].text,
+        "Halfway. The last two services move next week."
+    );
     // Talk: Ravi 3 + 1.5 = 4.5 s, jules 3.5 s, Mei 2.5 + 1.5 + 0.5 gap = 4.5 s; total 12.5 s.
     assert_speakers(
         &t,
@@ -222,7 +229,11 @@ fn assemblyai_utterances_are_milliseconds() {
     let t = load("assemblyai.json");
     assert_segments(
         &t,
-        &[("A", Some(0.0), 6), ("B", Some(4.5), 8), ("A", Some(9.4), 2)],
+        &[
+            ("A", Some(0.0), 6),
+            ("B", Some(4.5), 8),
+            ("A", Some(9.4), 2),
+        ],
     );
     assert_eq!(t.segments[0].end, Some(4.2));
     // A: 4.2 + 2.4 = 6.6 s, B: 4.5 s; total 11.1 s.
@@ -239,8 +250,14 @@ fn assemblyai_utterances_are_milliseconds() {
 fn deepgram_utterances_with_and_without_envelope() {
     for name in ["deepgram.json", "deepgram_bare.json"] {
         let t = load(name);
-        assert_segments(&t, &[("Speaker 0", Some(0.4), 6), ("Speaker 1", Some(4.6), 8)]);
-        assert_eq!(t.segments[1].text, "halfway the last two services move next week");
+        assert_segments(
+            &t,
+            &[("Speaker 0", Some(0.4), 6), ("Speaker 1", Some(4.6), 8)],
+        );
+        assert_eq!(
+            t.segments[1].text,
+            "halfway the last two services move next week"
+        );
         // Speaker 0: 3.7 s, Speaker 1: 5.2 s; total 8.9 s.
         assert_speakers(
             &t,
@@ -253,7 +270,10 @@ fn deepgram_utterances_with_and_without_envelope() {
 #[test]
 fn rev_ai_monologues() {
     let t = load("revai.json");
-    assert_segments(&t, &[("Speaker 0", Some(0.5), 3), ("Mei Tan", Some(1.5), 2)]);
+    assert_segments(
+        &t,
+        &[("Speaker 0", Some(0.5), 3), ("Mei Tan", Some(1.5), 2)],
+    );
     assert_eq!(t.segments[0].text, "Where are we?");
     assert_eq!(t.segments[1].end, Some(2.4));
     // 0.6 s and 0.9 s; total 1.5 s.
@@ -284,7 +304,10 @@ fn teams_docx_is_read_as_text() {
     assert_speakers(
         &t,
         Basis::Words,
-        &[("Ravi Kumar", 7, 7.0 / 17.0), ("Mei Tan (she/her)", 10, 10.0 / 17.0)],
+        &[
+            ("Ravi Kumar", 7, 7.0 / 17.0),
+            ("Mei Tan (she/her)", 10, 10.0 / 17.0),
+        ],
     );
     let lines: Vec<usize> = t.warnings.iter().map(|w| w.line).collect();
     assert_eq!(lines, [1, 2, 3], "title, date and length are reported");
@@ -298,14 +321,28 @@ fn teams_docx_is_read_as_text() {
 fn damaged_and_protected_word_files_are_clear_errors() {
     let docx = bytes("teams.docx");
     let err = parse(&docx[..docx.len() / 2], Format::Auto).err();
-    assert_eq!(err.as_ref().map(TranscriptError::code), Some("DOCX_UNREADABLE"));
-    assert!(err.map(|e| e.to_string()).unwrap_or_default().contains("download"));
+    assert_eq!(
+        err.as_ref().map(TranscriptError::code),
+        Some("DOCX_UNREADABLE")
+    );
+    assert!(
+        err.map(|e| e.to_string())
+            .unwrap_or_default()
+            .contains("download")
+    );
     // An encrypted Office file is an OLE compound file, not a zip.
     let mut ole = vec![0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
     ole.extend_from_slice(&[0u8; 504]);
     let err = parse(&ole, Format::Auto).err();
-    assert_eq!(err.as_ref().map(TranscriptError::code), Some("DOCX_PROTECTED"));
-    assert!(err.map(|e| e.to_string()).unwrap_or_default().contains("password"));
+    assert_eq!(
+        err.as_ref().map(TranscriptError::code),
+        Some("DOCX_PROTECTED")
+    );
+    assert!(
+        err.map(|e| e.to_string())
+            .unwrap_or_default()
+            .contains("password")
+    );
 }
 
 #[test]
@@ -320,9 +357,15 @@ fn implausible_times_say_what_was_detected() {
         .collect();
     let input = serde_json::to_vec(&serde_json::json!({ "utterances": turns })).expect("json");
     let err = parse(&input, Format::Auto).err();
-    assert_eq!(err.as_ref().map(TranscriptError::code), Some("IMPLAUSIBLE_TIMES"));
+    assert_eq!(
+        err.as_ref().map(TranscriptError::code),
+        Some("IMPLAUSIBLE_TIMES")
+    );
     let msg = err.map(|e| e.to_string()).unwrap_or_default();
-    assert!(msg.contains("150 words") && msg.contains("milliseconds"), "{msg}");
+    assert!(
+        msg.contains("150 words") && msg.contains("milliseconds"),
+        "{msg}"
+    );
 
     // Over 24 hours.
     let vtt = "WEBVTT\n\n100:00:00.000 --> 100:00:05.000\nAna: Hello there.\n";
@@ -330,7 +373,10 @@ fn implausible_times_say_what_was_detected() {
         .err()
         .map(|e| format!("{}: {e}", e.code()))
         .unwrap_or_default();
-    assert!(msg.starts_with("IMPLAUSIBLE_TIMES") && msg.contains("line 3"), "{msg}");
+    assert!(
+        msg.starts_with("IMPLAUSIBLE_TIMES") && msg.contains("line 3"),
+        "{msg}"
+    );
 
     // AssemblyAI times beyond the declared `audio_duration`.
     let mut doc: serde_json::Value =
@@ -361,8 +407,11 @@ fn labels_without_words_are_an_error_not_empty_segments() {
 
 #[test]
 fn a_lowercase_name_seen_once_is_reported_not_guessed() {
-    let t = parse(b"Ana: We start.\nnote: bring the slides\nAna: Done.\n", Format::Text)
-        .expect("parses");
+    let t = parse(
+        b"Ana: We start.\nnote: bring the slides\nAna: Done.\n",
+        Format::Text,
+    )
+    .expect("parses");
     assert_segments(&t, &[("Ana", None, 7)]);
     let t = parse(
         b"Ana: We start.\nbo: ok then.\nAna: Done.\nbo: Bye.\n",
@@ -411,7 +460,9 @@ fn cli_reports_warnings_and_reads_docx() {
 
 #[test]
 fn hostile_coachee_lookup_is_bounded() {
-    let labels: Vec<String> = (0..50).map(|i| format!("{i}{}", "x".repeat(2000))).collect();
+    let labels: Vec<String> = (0..50)
+        .map(|i| format!("{i}{}", "x".repeat(2000)))
+        .collect();
     let segments: Vec<Segment> = labels
         .iter()
         .enumerate()
@@ -419,11 +470,14 @@ fn hostile_coachee_lookup_is_bounded() {
         .collect();
     let t = Transcript::from_segments(Format::Text, segments);
     let name = "y".repeat(100_000);
-    let err = find_coachee(&t, &name).err().expect("not found");
+    let err = find_coachee(&t, &name).expect_err("not found");
     assert_eq!(err.code(), "COACHEE_NOT_FOUND");
     let msg = err.to_string();
     // 20 labels and the name at 60 characters + `…` each, and the fixed wording.
     assert!(msg.len() < 2_500, "{} bytes", msg.len());
-    assert!(msg.contains(&format!("`{}…`", "y".repeat(60))), "name shortened");
+    assert!(
+        msg.contains(&format!("`{}…`", "y".repeat(60))),
+        "name shortened"
+    );
     assert!(msg.contains("and 30 more"), "speaker list capped");
 }

@@ -44,14 +44,12 @@ pub(crate) fn to_text(input: &[u8]) -> Result<String, TranscriptError> {
         return Err(unreadable("it does not start with a zip signature"));
     }
     let mut zip = zip::ZipArchive::new(Cursor::new(input)).map_err(|e| zip_error(&e))?;
-    let mut entry = zip
-        .by_name("word/document.xml")
-        .map_err(|e| match e {
-            zip::result::ZipError::FileNotFound => {
-                unreadable("the archive has no word/document.xml, so it is not a Word document")
-            }
-            e => zip_error(&e),
-        })?;
+    let mut entry = zip.by_name("word/document.xml").map_err(|e| match e {
+        zip::result::ZipError::FileNotFound => {
+            unreadable("the archive has no word/document.xml, so it is not a Word document")
+        }
+        e => zip_error(&e),
+    })?;
     if entry.encrypted() {
         return Err(TranscriptError::DocxProtected);
     }

@@ -109,9 +109,14 @@ pub(crate) fn parse(text: &str) -> Result<Transcript, TranscriptError> {
 /// AssemblyAI transcript has.
 fn is_assemblyai(o: &Map<String, Value>) -> bool {
     o.contains_key("utterances")
-        && ["audio_duration", "audio_url", "acoustic_model", "speaker_labels"]
-            .iter()
-            .any(|k| o.contains_key(*k))
+        && [
+            "audio_duration",
+            "audio_url",
+            "acoustic_model",
+            "speaker_labels",
+        ]
+        .iter()
+        .any(|k| o.contains_key(*k))
 }
 
 /// Times past the declared media length mean the units were misread.
@@ -157,7 +162,8 @@ fn turns(list: &[Value], per_second: f64, b: &mut Builder) -> Result<(), Transcr
             )));
         };
         let speaker = speaker_of(turn, &mut speaker_buf);
-        let start = time(turn.get("start").or_else(|| turn.get("start_time"))).map(|t| t / per_second);
+        let start =
+            time(turn.get("start").or_else(|| turn.get("start_time"))).map(|t| t / per_second);
         let end = time(turn.get("end").or_else(|| turn.get("end_time"))).map(|t| t / per_second);
         let text = ["text", "content", "transcript"]
             .iter()

@@ -260,7 +260,9 @@ impl Builder {
             let preview = preview(raw.trim(), 80);
             self.warn(
                 "UNATTRIBUTED_TEXT",
-                format!("text before any speaker label was not attributed to anyone: \"{preview}\""),
+                format!(
+                    "text before any speaker label was not attributed to anyone: \"{preview}\""
+                ),
             );
             return;
         }

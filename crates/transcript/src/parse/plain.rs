@@ -9,6 +9,7 @@
 //! - `[00:04] Name: text` — Fireflies;
 //! - a timestamp alone on a line (`00:05:00`) gives the start of the next labelled turn (Google
 //!   Meet).
+//!
 //! The time becomes the segment's start and is never left in the spoken text. Where the line's
 //! shape already marks a speaker (a timestamp beside the name), display names may be lowercase
 //! and decorated (`jules`, `Mei Tan (she/her)`); a bare `Name:` keeps the stricter rule so that
