@@ -472,6 +472,7 @@ mod tests {
             coachee_speaker: s("A"),
             parse_status: Some(ParseStatus::Parsed),
             parse_error: s("e"),
+            parse_warnings: s("line 1 UNATTRIBUTED_TEXT: title"),
             segments: Some(3),
             words: Some(10),
         });
