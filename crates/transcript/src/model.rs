@@ -62,8 +62,9 @@ impl FromStr for Format {
             "vtt" | "webvtt" => Ok(Format::Vtt),
             "srt" | "subrip" => Ok(Format::Srt),
             "json" => Ok(Format::Json),
+            // `docx` is not a name for text: a Word document is bytes, chosen with `--format
+            // docx` or found by its signature, never named inline beside a text.
             "text" | "txt" | "md" | "markdown" | "plain" => Ok(Format::Text),
-            "docx" | "word" => Ok(Format::Docx),
             other => Err(TranscriptError::UnknownFormat {
                 detail: format!("`{other}` is not a format name"),
             }),
