@@ -508,3 +508,80 @@ async fn a_new_delivery_for_a_done_request_changes_nothing_until_an_operator_req
     let request: tables::RunRequest = w.record(&id).await;
     assert_eq!(request.status, Some(tables::RunRequestStatus::Done));
 }
+
+/// A Teams `.docx` attached to the record's `File` (its `Format` left at `text`): R1 reads the
+/// Word document, measures the same turns the CLI prints for that file, and writes the lines it
+/// could not attribute to anyone to `Parse Warnings`; a damaged one fails with its code.
+#[tokio::test]
+async fn r1_reads_a_docx_file_and_writes_parse_warnings() {
+    use coach_store::attachment::AttachmentPolicy;
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let docx = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crates/transcript/tests/fixtures/layouts/teams.docx"
+    ))
+    .unwrap();
+    let files = MockServer::start().await;
+    for (name, body) in [
+        ("/teams.docx", docx.clone()),
+        ("/broken.docx", docx[..docx.len() / 2].to_vec()),
+    ] {
+        Mock::given(method("GET"))
+            .and(path(name))
+            .respond_with(ResponseTemplate::new(200).set_body_bytes(body))
+            .mount(&files)
+            .await;
+    }
+    let mut w = World::builder().prepare().await;
+    std::sync::Arc::get_mut(&mut w.deps)
+        .expect("nothing shares the dependencies before launch")
+        .attachments = AttachmentPolicy {
+        allowed_hosts: vec!["127.0.0.1".into()],
+        allow_insecure_http: true,
+        ..Default::default()
+    };
+    w.launch().await;
+    let user = w.user().await;
+    let attached = |file: &str| tables::Transcript {
+        title: Some(file.into()),
+        user: vec![user.clone()],
+        format: Some(tables::TranscriptFormat::Text),
+        file: vec![tables::Attachment {
+            url: format!("{}/{file}", files.uri()),
+            filename: Some(file.into()),
+            ..Default::default()
+        }],
+        coachee_speaker: Some("Mei Tan".into()),
+        ..Default::default()
+    };
+
+    let id = w.create(&attached("teams.docx")).await;
+    let request = w.run_request("docx", &user, &id).await;
+    let run = w.r1("r1-docx", &request).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let t: tables::Transcript = w.record(&id).await;
+    assert_eq!(t.parse_status, Some(tables::ParseStatus::Parsed));
+    let cli = coach_transcript::parse(&docx, coach_transcript::Format::Auto).unwrap();
+    assert_eq!(t.segments, Some(cli.segments.len() as i64));
+    assert_eq!(t.words, Some(cli.word_count() as i64));
+    assert_eq!((t.segments, t.words), (Some(3), Some(17)));
+    let warnings = t.parse_warnings.expect("Parse Warnings written");
+    let lines: Vec<&str> = warnings.lines().collect();
+    assert_eq!(lines.len(), 3, "{warnings}");
+    assert!(
+        lines[0].starts_with("line 1 UNATTRIBUTED_TEXT: ") && lines[0].contains("Migration sync"),
+        "{warnings}"
+    );
+
+    let id = w.create(&attached("broken.docx")).await;
+    let request = w.run_request("docx-broken", &user, &id).await;
+    let run = w.r1("r1-docx-broken", &request).await;
+    assert_eq!(run["status"], "failed");
+    assert_eq!(run["error"]["code"], "DOCX_UNREADABLE");
+    let t: tables::Transcript = w.record(&id).await;
+    assert_eq!(t.parse_status, Some(tables::ParseStatus::Failed));
+    assert!(t.parse_error.unwrap().contains("DOCX_UNREADABLE"));
+    assert_eq!(t.parse_warnings, None);
+}

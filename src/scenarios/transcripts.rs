@@ -1,6 +1,8 @@
 //! Transcript records: reading their text (long text or `File` attachment), parsing it, and writing the
-//! parse outcome back onto the record (`Parse Status`, `Parse Error`, `Segments`, `Words`) so the
-//! operator sees why a transcript was refused on the transcript itself.
+//! parse outcome back onto the record (`Parse Status`, `Parse Error`, `Parse Warnings`, `Segments`,
+//! `Words`) so the operator sees why a transcript was refused — or what in it could not be
+//! attributed to a speaker — on the transcript itself. A `File` that is a Word document (Teams and
+//! Meet download transcripts as `.docx`) is read as one whatever the record's `Format` says.
 
 use coach_store::tables::{self, ParseStatus, TableRecord, TranscriptFormat};
 use coach_store::{Fields, Record};
@@ -76,7 +78,11 @@ pub async fn record_text(
             ));
         }
     };
-    Ok((bytes, format_of(record)))
+    let mut format = format_of(record);
+    if coach_transcript::is_word_file(&bytes) {
+        format = Format::Docx;
+    }
+    Ok((bytes, format))
 }
 
 /// Parses transcript text, mapping parser errors to 422s with the parser's code.
@@ -102,12 +108,14 @@ fn parse_fields(outcome: &Result<Transcript, ScenarioError>) -> Fields {
         Ok(t) => json!({
             "Parse Status": ParseStatus::Parsed.as_str(),
             "Parse Error": Value::Null,
+            "Parse Warnings": warnings_text(t),
             "Segments": t.segments.len(),
             "Words": t.word_count(),
         }),
         Err(e) => json!({
             "Parse Status": ParseStatus::Failed.as_str(),
             "Parse Error": long_text(&e.user_message()),
+            "Parse Warnings": Value::Null,
             "Segments": Value::Null,
             "Words": Value::Null,
         }),
@@ -116,6 +124,19 @@ fn parse_fields(outcome: &Result<Transcript, ScenarioError>) -> Fields {
         Value::Object(m) => m,
         _ => Fields::new(),
     }
+}
+
+/// `Parse Warnings`: one `line N CODE: message` per warning, or null when there are none.
+fn warnings_text(t: &Transcript) -> Value {
+    if t.warnings.is_empty() {
+        return Value::Null;
+    }
+    let text: Vec<String> = t
+        .warnings
+        .iter()
+        .map(|w| format!("line {} {}: {}", w.line, w.code, w.message))
+        .collect();
+    Value::String(long_text(&text.join("\n")))
 }
 
 /// Whether the record already holds these parse fields (then no write is needed).

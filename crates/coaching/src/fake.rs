@@ -588,6 +588,7 @@ pub fn input_from_prompt(prompt: &str) -> AnalysisInput {
                 format: Format::Text,
                 participants,
                 segments,
+                warnings: Vec::new(),
             }
         })
         .collect();

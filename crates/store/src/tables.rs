@@ -192,6 +192,13 @@ pub struct Transcript {
         skip_serializing_if = "Option::is_none"
     )]
     pub parse_error: Option<String>,
+    /// Lines the parser could not place, one per line (`line N CODE: message`).
+    #[serde(
+        rename = "Parse Warnings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub parse_warnings: Option<String>,
     #[serde(rename = "Segments", default, skip_serializing_if = "Option::is_none")]
     pub segments: Option<i64>,
     #[serde(rename = "Words", default, skip_serializing_if = "Option::is_none")]
@@ -465,6 +472,7 @@ mod tests {
             coachee_speaker: s("A"),
             parse_status: Some(ParseStatus::Parsed),
             parse_error: s("e"),
+            parse_warnings: s("line 1 UNATTRIBUTED_TEXT: title"),
             segments: Some(3),
             words: Some(10),
         });

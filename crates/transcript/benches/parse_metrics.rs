@@ -1,5 +1,5 @@
 //! Parse + metrics of a two-hour, ~20,000-word meeting built from the fixtures.
-//! Target: median <= 5 ms. Run: `cargo bench -p coach-transcript --bench parse_metrics`.
+//! Target: median <= 3 ms for parse + metrics. Run: `cargo bench -p coach-transcript --bench parse_metrics`.
 
 #[path = "../tests/common/meeting.rs"]
 mod meeting;

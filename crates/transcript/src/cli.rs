@@ -10,14 +10,14 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::metrics::{self, Basis, MeetingMetrics};
-use crate::model::{Format, Transcript, TranscriptError};
+use crate::model::{Format, ParseWarning, Transcript, TranscriptError};
 
 /// Transcript subcommands.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum Command {
     /// Parse a transcript and print its segments as JSON.
     Parse {
-        /// The transcript file (WebVTT, SRT, JSON or text).
+        /// The transcript file (WebVTT, SRT, JSON, text or .docx).
         file: PathBuf,
         /// Input format; `auto` detects it from the content.
         #[arg(long, value_enum, default_value = "auto")]
@@ -25,7 +25,7 @@ pub enum Command {
     },
     /// Compute conversation metrics and show the coachee's next to everyone else's.
     Metrics {
-        /// The transcript file (WebVTT, SRT, JSON or text).
+        /// The transcript file (WebVTT, SRT, JSON, text or .docx).
         file: PathBuf,
         /// The coachee's speaker label, or a unique first name.
         #[arg(long)]
@@ -127,6 +127,8 @@ struct ParseOutput<'a> {
     format: Format,
     participants: &'a [String],
     segments: Vec<SegmentOutput<'a>>,
+    /// Input that could not be placed (always present, empty when everything was placed).
+    warnings: &'a [ParseWarning],
 }
 
 #[derive(Serialize)]
@@ -154,6 +156,7 @@ impl<'a> From<&'a Transcript> for ParseOutput<'a> {
                     text: &s.text,
                 })
                 .collect(),
+            warnings: &t.warnings,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! coach-transcript: meeting transcript parsers and per-speaker conversation metrics.
 //!
-//! Turns a WebVTT, SRT, JSON or plain-text transcript into numbered segments (`S1..Sn`, one
-//! per speaker turn) and measures how each person communicates. It is independent of HTTP and
+//! Turns a WebVTT, SRT, JSON (plain turn lists and the AssemblyAI, Deepgram, whisperX and Rev.ai
+//! shapes), plain-text (Zoom, Teams, Otter, Rev, Fireflies layouts) or `.docx` transcript into
+//! numbered segments (`S1..Sn`, one per speaker turn) and measures how each person communicates. It is independent of HTTP and
 //! storage; the worker stores the results, and the coaching crate quotes segments by id.
 //!
 //! # Public API
@@ -15,7 +16,9 @@
 //!   monologues, questions, interruptions, fillers, hedges, pace, with segment ids as evidence.
 //! - [`cli::Command`] / [`cli::run`] — `coach-worker transcript parse|metrics`.
 //! - [`TranscriptError::code`] — stable codes: `EMPTY_INPUT`, `INVALID_UTF8`,
-//!   `NO_SPEAKER_LABELS`, `UNKNOWN_FORMAT`, `COACHEE_NOT_FOUND`.
+//!   `NO_SPEAKER_LABELS`, `UNKNOWN_FORMAT`, `COACHEE_NOT_FOUND`, `NO_SPEECH`,
+//!   `IMPLAUSIBLE_TIMES`, `DOCX_UNREADABLE`, `DOCX_PROTECTED`.
+//! - [`Transcript::warnings`] — what could not be placed ([`ParseWarning`]), never dropped.
 //!
 //! ```
 //! use coach_transcript::{Format, parse, find_coachee, metrics};
@@ -30,7 +33,7 @@
 //! # Design
 //! Parsers reduce each format to cues and share one builder (`parse` module) that merges
 //! consecutive cues of a speaker and cleans text in a single pass per cue, so a two-hour
-//! meeting parses and measures in well under the 5 ms budget without regexes or per-word
+//! meeting parses and measures within the 3 ms budget without regexes or per-word
 //! allocation. Labels are recognised conservatively ([`label`]) and never guessed.
 
 pub mod cli;
@@ -43,6 +46,6 @@ mod render;
 pub(crate) mod text;
 
 pub use coachee::find_coachee;
-pub use model::{Format, Segment, Transcript, TranscriptError};
-pub use parse::{detect, parse};
+pub use model::{Format, ParseWarning, Segment, Transcript, TranscriptError};
+pub use parse::{MAX_MEETING_SECONDS, MIN_WORDS_PER_MINUTE, detect, is_word_file, parse};
 pub use render::render;

@@ -26,8 +26,11 @@ pub enum Format {
     Srt,
     /// JSON turn list or QMSum.
     Json,
-    /// Plain text / Markdown with `Name:` labels.
+    /// Plain text / Markdown with `Name:` labels (or a speaker line with a timestamp).
     Text,
+    /// A Word document (`.docx`, as Teams and Google Meet download transcripts): its
+    /// paragraphs are read as text.
+    Docx,
 }
 
 impl Format {
@@ -39,6 +42,7 @@ impl Format {
             Format::Srt => "srt",
             Format::Json => "json",
             Format::Text => "text",
+            Format::Docx => "docx",
         }
     }
 }
@@ -58,6 +62,8 @@ impl FromStr for Format {
             "vtt" | "webvtt" => Ok(Format::Vtt),
             "srt" | "subrip" => Ok(Format::Srt),
             "json" => Ok(Format::Json),
+            // `docx` is not a name for text: a Word document is bytes, chosen with `--format
+            // docx` or found by its signature, never named inline beside a text.
             "text" | "txt" | "md" | "markdown" | "plain" => Ok(Format::Text),
             other => Err(TranscriptError::UnknownFormat {
                 detail: format!("`{other}` is not a format name"),
@@ -132,6 +138,19 @@ impl Segment {
     }
 }
 
+/// Something the parser could not place, reported instead of being dropped in silence: text
+/// before the first speaker label, a block without cue timings, a JSON entry without text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParseWarning {
+    /// Stable SCREAMING_SNAKE code (`UNATTRIBUTED_TEXT`, `UNTIMED_BLOCK`, `EMPTY_ENTRY`,
+    /// `TIME_NOT_MONOTONE`, `WARNINGS_TRUNCATED`).
+    pub code: String,
+    /// 1-based line of the input (for JSON: 1-based number of the entry in its list).
+    pub line: usize,
+    /// What was found and what happened to it.
+    pub message: String,
+}
+
 /// A parsed, normalised transcript.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Transcript {
@@ -142,7 +161,13 @@ pub struct Transcript {
     pub participants: Vec<String>,
     /// The turns, `S1..Sn`.
     pub segments: Vec<Segment>,
+    /// Input the parser could not attribute to a segment (at most [`MAX_WARNINGS`] entries).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<ParseWarning>,
 }
+
+/// Cap on [`Transcript::warnings`]: past it one `WARNINGS_TRUNCATED` entry says how many more.
+pub const MAX_WARNINGS: usize = 50;
 
 impl Transcript {
     /// Build a transcript from segments, deriving the participants (people, in order of first
@@ -158,6 +183,7 @@ impl Transcript {
             format,
             participants,
             segments,
+            warnings: Vec::new(),
         }
     }
 
@@ -233,6 +259,39 @@ pub enum TranscriptError {
         /// The participant closest to `name` by edit distance, if any.
         closest: Option<String>,
     },
+    /// Speaker labels were found but not one of their turns holds a word.
+    #[error(
+        "this {format} transcript has speaker labels but no spoken words under any of them: \
+         check that the export includes the transcript text, not only the speaker list"
+    )]
+    NoSpeech {
+        /// The format that was read.
+        format: Format,
+    },
+    /// Times that no meeting has: longer than 24 hours, or a pace that means the unit is wrong.
+    #[error(
+        "implausible times in this transcript ({detail}): export times in seconds (or the \
+         service's documented unit) and check the file is one meeting of at most 24 hours"
+    )]
+    ImplausibleTimes {
+        /// What was detected.
+        detail: String,
+    },
+    /// The Word document cannot be read (not a zip, no `word/document.xml`, bad XML).
+    #[error(
+        "the Word document cannot be read ({detail}): download the transcript again as .docx, \
+         or save it as .txt or .vtt"
+    )]
+    DocxUnreadable {
+        /// What failed.
+        detail: String,
+    },
+    /// The Word document is password-protected (encrypted), or is an old binary `.doc`.
+    #[error(
+        "the Word document is password-protected or in the old binary .doc format: remove the \
+         password (or save as .docx) and attach it again"
+    )]
+    DocxProtected,
 }
 
 impl TranscriptError {
@@ -244,6 +303,10 @@ impl TranscriptError {
             TranscriptError::NoSpeakerLabels { .. } => "NO_SPEAKER_LABELS",
             TranscriptError::UnknownFormat { .. } => "UNKNOWN_FORMAT",
             TranscriptError::CoacheeNotFound { .. } => "COACHEE_NOT_FOUND",
+            TranscriptError::NoSpeech { .. } => "NO_SPEECH",
+            TranscriptError::ImplausibleTimes { .. } => "IMPLAUSIBLE_TIMES",
+            TranscriptError::DocxUnreadable { .. } => "DOCX_UNREADABLE",
+            TranscriptError::DocxProtected => "DOCX_PROTECTED",
         }
     }
 }

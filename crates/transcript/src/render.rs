@@ -20,7 +20,7 @@ pub fn render(t: &Transcript, format: Format) -> String {
     let mut out = String::with_capacity(t.segments.iter().map(|s| s.text.len() + 48).sum());
     match format {
         Format::Json | Format::Auto => json(t, &mut out),
-        Format::Text => {
+        Format::Text | Format::Docx => {
             for s in &t.segments {
                 out.push_str(&s.speaker);
                 out.push(':');

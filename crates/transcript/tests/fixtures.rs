@@ -298,7 +298,8 @@ fn cli_parse_prints_the_documented_shape() {
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     let keys: Vec<&String> = v.as_object().expect("object").keys().collect();
-    assert_eq!(keys, ["format", "participants", "segments"]);
+    assert_eq!(keys, ["format", "participants", "segments", "warnings"]);
+    assert_eq!(v["warnings"], serde_json::json!([]));
     assert_eq!(v["format"], "vtt");
     let seg = v["segments"][0].as_object().expect("segment");
     let mut keys: Vec<&str> = seg.keys().map(String::as_str).collect();
