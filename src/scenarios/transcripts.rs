@@ -23,6 +23,7 @@ fn format_of(record: &tables::Transcript) -> Format {
         Some(TranscriptFormat::Srt) => Format::Srt,
         Some(TranscriptFormat::Json) => Format::Json,
         Some(TranscriptFormat::Text) => Format::Text,
+        Some(TranscriptFormat::Docx) => Format::Docx,
         Some(TranscriptFormat::Auto) | None => Format::Auto,
     }
 }

@@ -104,7 +104,7 @@ macro_rules! select {
 }
 
 select!(Role { Coachee = "coachee", Coach = "coach", Admin = "admin" });
-select!(TranscriptFormat { Auto = "auto", Vtt = "vtt", Srt = "srt", Json = "json", Text = "text" });
+select!(TranscriptFormat { Auto = "auto", Vtt = "vtt", Srt = "srt", Json = "json", Text = "text", Docx = "docx" });
 select!(ParseStatus { Pending = "Pending", Parsed = "Parsed", Failed = "Failed" });
 select!(RunRequestStatus { Queued = "Queued", Processing = "Processing", Done = "Done", Failed = "Failed" });
 select!(RunRequestSource { Make = "make", Airtable = "airtable", Admin = "admin" });
