@@ -336,6 +336,13 @@ async fn logout_ends_the_session_and_the_login_form_is_rate_limited() {
     }
     assert_eq!(statuses[0], 401);
     assert_eq!(*statuses.last().unwrap(), 429, "{statuses:?}");
+
+    // Wrong logins from the same address (everyone, behind a proxy) do not lock the admin out.
+    b.cookies = login_cookie;
+    let admin = b
+        .post("/admin/login", &[("csrf", &csrf), ("token", TOKEN)])
+        .await;
+    assert_eq!(admin.status, 303, "{}", admin.body);
 }
 
 #[cfg(unix)]

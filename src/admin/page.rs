@@ -278,27 +278,29 @@ async fn login(req: HttpRequest, bytes: web::Bytes) -> HttpResponse {
             "This form was refused: its CSRF token is missing or wrong. Reload the page and try again.",
         );
     }
+    // The right token is always let in; only wrong ones spend the per-client budget. Behind a
+    // proxy every client shares one address, and charging every attempt would let anyone lock the
+    // admin out with one wrong login every few seconds.
     let client = crate::http::limit::client_of(&req);
-    if let Err(wait) = keys.login_limit.check(client) {
-        let mut page = login_page(
-            keys,
-            StatusCode::TOO_MANY_REQUESTS,
-            &format!("Too many login attempts; wait {wait} seconds and try again."),
-        );
-        if let Ok(value) = header::HeaderValue::from_str(&wait.to_string()) {
-            page.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-        return page;
-    }
     let token = fields.get("token").map(String::as_str).unwrap_or("");
     if !keys.auth.matches(token) {
+        if let Err(wait) = keys.login_limit.check(client) {
+            let mut page = login_page(
+                keys,
+                StatusCode::TOO_MANY_REQUESTS,
+                &format!("Too many login attempts; wait {wait} seconds and try again."),
+            );
+            if let Ok(value) = header::HeaderValue::from_str(&wait.to_string()) {
+                page.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            return page;
+        }
         return login_page(
             keys,
             StatusCode::UNAUTHORIZED,
             "That is not the admin token.",
         );
     }
-    keys.login_limit.refund(client);
     let session = hex::encode(rand::random::<[u8; 16]>());
     let now = now_ms() / 1000;
     keys.sessions.open(&session, now + SESSION_SECS, now);
@@ -472,9 +474,19 @@ async fn index(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let bulk = if total > 0 {
         format!(
             "<form method=\"post\" action=\"/admin/replay/confirm\">{csrf}{hidden}\
-             <button type=\"submit\">Replay all {total} matching…</button></form>",
+             <button type=\"submit\">{label}</button></form>",
+            // The confirm page that follows shows the exact count of what would be replayed.
+            label = if status.is_empty() {
+                "Replay the failed runs among these…".to_owned()
+            } else {
+                format!("Replay all {total} matching…")
+            },
             csrf = csrf_input(keys, &nonce),
-            hidden = filter_hidden(&status, &scenario)
+            // An empty status replays failed runs only (see `replay_confirm`), so it is sent as such.
+            hidden = filter_hidden(
+                if status.is_empty() { "failed" } else { &status },
+                &scenario
+            )
         )
     } else {
         String::new()

@@ -209,8 +209,10 @@ pub async fn receive(
                     Err(e)
                 }
                 Err(e) => {
-                    state.journal.release_delivery(key).await?;
+                    // Disarm the guard first: if this future is dropped during the release, a
+                    // second (detached) release could delete a retry's new reservation.
                     reservation.answered();
+                    state.journal.release_delivery(key).await?;
                     Err(e)
                 }
             }

@@ -59,18 +59,6 @@ impl RateLimiter {
             Err(((1.0 - refilled) / self.per_sec).ceil().max(1.0) as u64)
         }
     }
-
-    /// Gives back a token taken by [`RateLimiter::check`] (a login that succeeded costs nothing).
-    pub fn refund(&self, client: Option<IpAddr>) {
-        let client = client.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some((tokens, _)) = buckets.get_mut(&client) {
-            *tokens = (*tokens + 1.0).min(self.burst);
-        }
-    }
 }
 
 /// The TCP peer's address of a request.
@@ -92,7 +80,5 @@ mod tests {
         }
         assert_eq!(limiter.check(a), Err(1));
         assert!(limiter.check(b).is_ok());
-        limiter.refund(a);
-        assert!(limiter.check(a).is_ok());
     }
 }

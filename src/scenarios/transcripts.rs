@@ -159,7 +159,15 @@ pub async fn write_parse_results(deps: &Deps, parsed: &[Parsed]) -> Result<(), S
     let updates: Vec<(String, Fields)> = parsed
         .iter()
         .filter_map(|p| {
-            let fields = parse_fields(&p.outcome);
+            let mut fields = parse_fields(&p.outcome);
+            // `Parse Warnings` is written only when there is something to say or to clear, so a
+            // base created before the field existed keeps working for warning-free transcripts
+            // (Airtable refuses an unknown field name, even with a null value).
+            if fields.get("Parse Warnings").is_some_and(Value::is_null)
+                && p.record.parse_warnings.is_none()
+            {
+                fields.remove("Parse Warnings");
+            }
             (!unchanged(&p.record, &fields)).then(|| (p.record.id.clone(), fields))
         })
         .collect();
