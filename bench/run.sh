@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every benchmark and writes BENCHMARKS.md: webhook intake under load, end-to-end throughput against
+# Runs every benchmark and writes BENCHMARKS.md: webhook intake under load (distinct Run Requests, the
+# repeated case as one labelled row, and side by side with the Python peer), end-to-end throughput against
 # the Airtable fake (5 requests/s enforced), parse + metrics, Gate-1 and rules analysis (criterion), and
 # start-up time and idle memory. Medians of several runs throughout.
 # Usage: bench/run.sh            (about 10 minutes on 2 cores, after the release build)
@@ -12,8 +13,15 @@ trap 'rm -rf "$tmp"' EXIT
 cargo build --release --bin coach-worker --example intake_load --example e2e_throughput
 
 echo "intake..." >&2
-target/release/examples/intake_load --worker target/release/coach-worker \
+target/release/examples/intake_load --worker target/release/coach-worker --requests distinct \
   --connections 1,16,64,256 --seconds 8 --runs 3 > "$tmp/intake.md"
+# The repeated-request case (every delivery names the same Run Request, so all but the first join one
+# job) is a cheaper path; one row for comparison, never the headline.
+target/release/examples/intake_load --worker target/release/coach-worker --requests repeated \
+  --jobs paused --connections 64 --seconds 8 --runs 3 | tail -n +3 > "$tmp/intake-repeated.md"
+
+echo "side by side with the peer..." >&2
+bench/side_by_side.sh 8 3 64 > "$tmp/peer.md"
 
 echo "end to end..." >&2
 target/release/examples/e2e_throughput --requests 60 > "$tmp/e2e.md"
@@ -60,9 +68,16 @@ fi
   echo
   echo "## Webhook intake (\`examples/intake_load.rs\`, median of 3 runs of 8 s)"
   echo
-  echo "Signed deliveries, each with its own \`webhook-id\` (a new journaled delivery and a new R1 job), over keep-alive HTTP/1.1 from a second process. \`paused\`: jobs paused (\`COACH_PAUSE_JOBS\`), intake alone; \`running\`: the R1 jobs run at the same time on the same cores. The last column checks, after each run, that every acknowledged delivery is in the journal."
+  echo "Signed deliveries (Standard Webhooks headers) over keep-alive HTTP/1.1 from a second process. \`distinct\`: each delivery has its own \`webhook-id\` and its own Run Request, so each is a new journaled delivery and a new R1 job (the real case). \`one, repeated\`: every delivery names the same Run Request, so after the first each is a new delivery row that joins the one active job and creates none (a cheaper path, shown for comparison only). \`paused\`: jobs paused (\`COACH_PAUSE_JOBS\`), intake alone; \`running\`: the R1 jobs run at the same time on the same cores. The last column is read back from the journal after each run: deliveries journaled / acknowledged, and the jobs created (one per distinct Run Request)."
   echo
   cat "$tmp/intake.md"
+  cat "$tmp/intake-repeated.md"
+  echo
+  echo "## Side by side with the Python peer (\`bench/side_by_side.sh\`, median of 3 runs of 8 s, 64 connections)"
+  echo
+  echo "The FastAPI + uvicorn + SQLite intake in \`../shared/peers\` (two uvicorn processes, \`synchronous=NORMAL\`; the worker commits with \`FULL\`) and the worker, loaded in the same run by the same generator (\`../shared/peers/replay-load\`) replaying the same file of pre-signed Make-scheme deliveries (\`gen_requests.py\`: each with its own delivery id and its own Run Request). The worker also journals each delivery's signed content (the Make scheme does not sign the delivery id)."
+  echo
+  cat "$tmp/peer.md"
   echo
   echo "## End to end against the Airtable fake (\`examples/e2e_throughput.rs\`)"
   echo

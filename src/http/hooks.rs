@@ -134,24 +134,17 @@ pub async fn receive(
     let delivery_id = headers
         .webhook_id
         .or_else(|| header(&req, "x-coach-delivery"));
-    let mut key = webhook::delivery_key(
+    let key = webhook::delivery_key(
         &scenario,
         delivery_id,
         header(&req, "idempotency-key"),
         &json,
     );
-    if verified.scheme == webhook::Scheme::Make {
-        // The Make scheme signs neither `X-Coach-Delivery` nor `Idempotency-Key`, so a captured
-        // request re-sent with a new one must not become a new delivery: the signed content names
-        // the delivery key it first came with, and a repeat of that content is answered as that key.
-        key = first_key_for_signed(
-            &state.journal,
-            &scenario,
-            webhook::signed_content_key(&scenario, verified.timestamp, &body),
-            key,
-        )
-        .await?;
-    }
+    // The Make scheme signs neither `X-Coach-Delivery` nor `Idempotency-Key`: the journal decides a
+    // repeat of its signed content under the delivery key that content first came with, in the same
+    // operation that journals the delivery.
+    let signed_key = (verified.scheme == webhook::Scheme::Make)
+        .then(|| webhook::signed_content_key(&scenario, verified.timestamp, &body));
     let delivery = NewDelivery {
         key: key.clone(),
         scenario: scenario.clone(),
@@ -166,9 +159,9 @@ pub async fn receive(
             job.delivery_key = Some(key.clone());
             job.dedupe_key = dedupe_key;
             let run_id = job.id.clone();
-            let outcome = state
+            let (outcome, key) = state
                 .journal
-                .accept_delivery(delivery, job, 202, queued_answer)
+                .accept_signed_delivery(delivery, signed_key, job, 202, queued_answer)
                 .await?;
             answered(&scenario, &key, outcome, || {
                 tracing::info!(scenario = %scenario, delivery_key = %key, run_id = %run_id, "delivery accepted");
@@ -176,7 +169,10 @@ pub async fn receive(
             })
         }
         None => {
-            let outcome = state.journal.reserve_delivery(delivery).await?;
+            let (outcome, key) = state
+                .journal
+                .reserve_signed_delivery(delivery, signed_key)
+                .await?;
             if outcome != DeliveryOutcome::New {
                 return answered(&scenario, &key, outcome, || HttpResponse::Ok().finish());
             }
@@ -217,42 +213,6 @@ pub async fn receive(
                 }
             }
         }
-    }
-}
-
-/// The delivery key under which signed content was first received: `key` when this content is new
-/// (it is then recorded as a delivery row of its own, keyed on the content, whose answer names
-/// `key`), else the key recorded with it. A captured Make-scheme request re-sent with a new delivery
-/// id is thereby answered as the first delivery was, and starts no job.
-async fn first_key_for_signed(
-    journal: &crate::journal::Journal,
-    scenario: &str,
-    signed_key: String,
-    key: String,
-) -> Result<String, ApiError> {
-    let record = NewDelivery {
-        key: signed_key.clone(),
-        scenario: scenario.to_owned(),
-        body_hash: signed_key.clone(),
-        body: String::new(),
-    };
-    match journal.reserve_delivery(record).await? {
-        DeliveryOutcome::New => {
-            journal
-                .complete_delivery(signed_key, 200, json!({ "delivery_key": key }))
-                .await?;
-            Ok(key)
-        }
-        DeliveryOutcome::Replayed { body, .. } => Ok(body["delivery_key"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or(key)),
-        DeliveryOutcome::InProgress | DeliveryOutcome::KeyReused => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "DELIVERY_IN_PROGRESS",
-            "the first request with this signed content is still being processed; retry in a moment",
-        )
-        .with_retry_after(1)),
     }
 }
 

@@ -70,9 +70,35 @@ impl Journal {
         status: u16,
         answer: impl FnOnce(&str) -> Value + Send + 'static,
     ) -> Result<DeliveryOutcome, JournalError> {
+        self.accept_signed_delivery(delivery, None, job, status, answer)
+            .await
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// [`Journal::accept_delivery`] for a delivery whose delivery key is not covered by its signature
+    /// (the Make scheme): `signed_key` names the signed content, and the content's first delivery key
+    /// is used in place of `delivery.key` (see [`SignedContent`]). All of it is one journal operation.
+    /// Returns the outcome and the delivery key it was decided under.
+    pub async fn accept_signed_delivery(
+        &self,
+        mut delivery: NewDelivery,
+        signed_key: Option<String>,
+        mut job: NewJob,
+        status: u16,
+        answer: impl FnOnce(&str) -> Value + Send + 'static,
+    ) -> Result<(DeliveryOutcome, String), JournalError> {
         let outcome = self.call(move |conn| {
+            let signed = match SignedContent::resolve(conn, signed_key, &mut delivery)? {
+                Ok(signed) => signed,
+                Err(outcome) => return Ok((outcome, delivery.key)),
+            };
             if let Some(outcome) = existing(conn, &delivery)? {
-                return Ok(outcome);
+                signed.record(conn, &delivery)?;
+                return Ok((outcome, delivery.key));
+            }
+            signed.record(conn, &delivery)?;
+            if job.delivery_key.is_some() {
+                job.delivery_key = Some(delivery.key.clone());
             }
             let (job_id, created) = super::jobs::insert_job(conn, &job)?;
             let answer = answer(&job_id);
@@ -92,13 +118,13 @@ impl Journal {
                 job_id
             ])?;
             if created {
-                Ok(DeliveryOutcome::New)
+                Ok((DeliveryOutcome::New, delivery.key))
             } else {
-                Ok(DeliveryOutcome::Replayed { status, body: answer })
+                Ok((DeliveryOutcome::Replayed { status, body: answer }, delivery.key))
             }
         })
         .await?;
-        if outcome == DeliveryOutcome::New {
+        if outcome.0 == DeliveryOutcome::New {
             self.jobs_queued();
         }
         Ok(outcome)
@@ -110,10 +136,27 @@ impl Journal {
         &self,
         delivery: NewDelivery,
     ) -> Result<DeliveryOutcome, JournalError> {
+        self.reserve_signed_delivery(delivery, None)
+            .await
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// [`Journal::reserve_delivery`] for a delivery of the Make scheme, like
+    /// [`Journal::accept_signed_delivery`]. The caller completes or releases the returned key.
+    pub async fn reserve_signed_delivery(
+        &self,
+        mut delivery: NewDelivery,
+        signed_key: Option<String>,
+    ) -> Result<(DeliveryOutcome, String), JournalError> {
         let owner = self.incarnation().to_owned();
         self.call(move |conn| {
+            let signed = match SignedContent::resolve(conn, signed_key, &mut delivery)? {
+                Ok(signed) => signed,
+                Err(outcome) => return Ok((outcome, delivery.key)),
+            };
+            signed.record(conn, &delivery)?;
             if let Some(outcome) = existing(conn, &delivery)? {
-                return Ok(outcome);
+                return Ok((outcome, delivery.key));
             }
             conn.prepare_cached(
                 "INSERT INTO deliveries (key, scenario, body_hash, body, received_at, owner)
@@ -127,7 +170,7 @@ impl Journal {
                 now_ms(),
                 owner
             ])?;
-            Ok(DeliveryOutcome::New)
+            Ok((DeliveryOutcome::New, delivery.key))
         })
         .await
     }
@@ -245,4 +288,64 @@ fn existing(
             }
         }
     }))
+}
+
+/// What a Make-scheme signature covers (timestamp and raw body) does not include the delivery key, so
+/// a captured request re-sent with a new `X-Coach-Delivery` or `Idempotency-Key` must not become a new
+/// delivery. The signed content therefore gets a row of its own (key `{scenario}:signed:{hash}`, answer
+/// `{"delivery_key": …}`) naming the delivery key it first came with, and a repeat of that content is
+/// decided as that key. The row is written in the same operation as the delivery, so it costs no
+/// journal round trip of its own and is durable exactly when the delivery is.
+struct SignedContent {
+    /// The signed-content key when this content is new and its row is still to be written.
+    new_key: Option<String>,
+}
+
+impl SignedContent {
+    /// Points `delivery` at the key its signed content first came with. `Err(outcome)` when that
+    /// cannot be decided yet (a row written before this was one operation, still reserved).
+    fn resolve(
+        conn: &rusqlite::Connection,
+        signed_key: Option<String>,
+        delivery: &mut NewDelivery,
+    ) -> Result<Result<SignedContent, DeliveryOutcome>, JournalError> {
+        let Some(signed_key) = signed_key else {
+            return Ok(Ok(SignedContent { new_key: None }));
+        };
+        let row: Option<Option<String>> = conn
+            .prepare_cached("SELECT response_body FROM deliveries WHERE key = ?1")?
+            .query_row([&signed_key], |r| r.get(0))
+            .optional()?;
+        match row {
+            None => Ok(Ok(SignedContent {
+                new_key: Some(signed_key),
+            })),
+            Some(None) => Ok(Err(DeliveryOutcome::InProgress)),
+            Some(Some(answer)) => {
+                let first = serde_json::from_str::<Value>(&answer)?;
+                if let Some(first) = first["delivery_key"].as_str() {
+                    first.clone_into(&mut delivery.key);
+                }
+                Ok(Ok(SignedContent { new_key: None }))
+            }
+        }
+    }
+
+    /// Writes the signed content's row, naming the key `delivery` is decided under.
+    fn record(
+        &self,
+        conn: &rusqlite::Connection,
+        delivery: &NewDelivery,
+    ) -> Result<(), JournalError> {
+        let Some(signed_key) = &self.new_key else {
+            return Ok(());
+        };
+        let answer = serde_json::to_string(&serde_json::json!({ "delivery_key": delivery.key }))?;
+        conn.prepare_cached(
+            "INSERT INTO deliveries (key, scenario, body_hash, body, received_at, response_status, response_body)
+             VALUES (?1, ?2, ?1, '', ?3, 200, ?4)",
+        )?
+        .execute(params![signed_key, delivery.scenario, now_ms(), answer])?;
+        Ok(())
+    }
 }

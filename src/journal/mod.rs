@@ -200,6 +200,18 @@ impl Journal {
         retention::incremental_vacuum_mode(&conn)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        // Each operation runs in a savepoint; its statement journal (the pages to restore if the
+        // operation fails) is scratch that dies with the transaction, so it is kept in memory rather
+        // than in a temporary file opened, written and closed by many batches.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        // Intake dirties pages all over the key indexes, so a 1,000-page WAL (SQLite's default) was
+        // checkpointed every few batches, writing the same hot pages into the database file again and
+        // again. A checkpoint every 8,192 pages (32 MiB of WAL) writes each of them once for many
+        // batches. Durability is the WAL's and its fsync at each commit, whatever the checkpoint
+        // interval; only the WAL a restart may have to read grows. https://www.sqlite.org/wal.html
+        conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
+        // Truncate a WAL grown past this after a checkpoint resets it, so it does not keep its peak size.
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         migrate(&conn)?;
 
         let (tx, rx) = mpsc::unbounded_channel::<Op>();
