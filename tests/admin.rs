@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use coach_store::tables;
 use coach_worker::journal::{JobFilter, JobStatus, NewJob};
 use coach_worker::scenarios;
+use common::browser::{Browser, csrf_of};
 use common::world::{World, WorldBuilder};
 use serde_json::{Value, json};
 
@@ -329,7 +330,7 @@ async fn show_gives_output_report_and_card_of_succeeded_runs_and_the_delivery_of
 
     // The page opens on recent runs of every status.
     let mut b = Browser::new(&w.app.address);
-    b.login().await;
+    b.login(TOKEN).await;
     let page = b.get("/admin").await;
     assert!(page.body.contains(&single_id), "{}", page.body);
     assert!(
@@ -766,123 +767,7 @@ async fn the_cli_replays_every_failed_run_with_a_summary_and_exits_quietly_on_a_
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
-// ---- the /admin page, over plain HTTP (forms and cookies by hand, redirects not followed) ----
-
-struct Browser {
-    client: reqwest::Client,
-    base: String,
-    cookies: std::collections::HashMap<String, String>,
-}
-
-struct Page {
-    status: u16,
-    location: Option<String>,
-    set_cookies: Vec<String>,
-    csp: Option<String>,
-    body: String,
-}
-
-impl Browser {
-    fn new(base: &str) -> Browser {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        Browser {
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            base: base.to_owned(),
-            cookies: Default::default(),
-        }
-    }
-
-    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
-        let cookie: Vec<String> = self
-            .cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let resp = req
-            .header("cookie", cookie.join("; "))
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .map(|v| v.to_str().unwrap().to_owned())
-        };
-        let location = header("location");
-        let csp = header("content-security-policy");
-        let set_cookies: Vec<String> = resp
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap().to_owned())
-            .collect();
-        for c in &set_cookies {
-            let pair = c.split(';').next().unwrap();
-            let (name, value) = pair.split_once('=').unwrap();
-            if value.is_empty() || c.contains("Max-Age=0") {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.to_owned(), value.to_owned());
-            }
-        }
-        Page {
-            status,
-            location,
-            set_cookies,
-            csp,
-            body: resp.text().await.unwrap(),
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let req = self.client.get(format!("{}{path}", self.base));
-        self.send(req).await
-    }
-
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
-        let body: Vec<String> = form
-            .iter()
-            .map(|(k, v)| format!("{k}={}", urlencode(v)))
-            .collect();
-        let req = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body.join("&"));
-        self.send(req).await
-    }
-
-    async fn login(&mut self) {
-        let page = self.get("/admin").await;
-        let csrf = csrf_of(&page.body);
-        let done = self
-            .post("/admin/login", &[("csrf", &csrf), ("token", TOKEN)])
-            .await;
-        assert_eq!(done.status, 303);
-    }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// The first CSRF token in a page.
-fn csrf_of(html: &str) -> String {
-    let start = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
-    html[start..start + html[start..].find('"').unwrap()].to_owned()
-}
+// ---- the /admin page, over plain HTTP (`common::browser`) ----
 
 #[tokio::test]
 async fn admin_page_login_sets_a_strict_httponly_session_and_refuses_forms_without_csrf() {
@@ -989,7 +874,7 @@ async fn admin_page_shows_escaped_errors_and_replays_a_fixed_run_after_confirmat
     w.settle(0).await;
 
     let mut b = Browser::new(&w.app.address);
-    b.login().await;
+    b.login(TOKEN).await;
     let list = b.get("/admin").await;
     assert!(list.body.contains(&failed_r1), "the failed run is listed");
     assert!(list.body.contains("NO_SPEAKER_LABELS"));

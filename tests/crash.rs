@@ -480,38 +480,45 @@ async fn sigterm_under_load_loses_no_acknowledged_delivery() {
     );
 }
 
+/// A user named `name` and the three baseline sample transcripts (coachee "Maya Chen") in the fake
+/// base: the user's id and the transcripts' ids.
+async fn seed_baseline(fake: &FakeAirtable, name: &str) -> (String, Vec<String>) {
+    let user = fake
+        .insert(
+            tables::USERS,
+            tables::User {
+                name: Some(name.to_owned()),
+                ..Default::default()
+            }
+            .to_fields(),
+        )
+        .id;
+    let mut ids = Vec::new();
+    for (file, date) in [
+        ("baseline-1-sprint-planning.vtt", "2026-10-01"),
+        ("baseline-2-incident-review.srt", "2026-10-08"),
+        ("baseline-3-roadmap-sync.md", "2026-10-15"),
+    ] {
+        let t = tables::Transcript {
+            title: Some(file.into()),
+            user: vec![user.clone()],
+            meeting_date: Some(date.into()),
+            transcript: Some(sample(file)),
+            coachee_speaker: Some("Maya Chen".into()),
+            ..Default::default()
+        };
+        ids.push(fake.insert(tables::TRANSCRIPTS, t.to_fields()).id);
+    }
+    (user, ids)
+}
+
 #[tokio::test]
 async fn a1_deliveries_cut_off_by_kill_9_are_answered_on_retry_with_one_pack_each() {
     let fake = FakeAirtable::start().await;
     const PACKS: usize = 12;
     let mut bodies = Vec::new();
     for p in 0..PACKS {
-        let user = fake
-            .insert(
-                tables::USERS,
-                tables::User {
-                    name: Some(format!("Maya Chen {p}")),
-                    ..Default::default()
-                }
-                .to_fields(),
-            )
-            .id;
-        let mut ids = Vec::new();
-        for (file, date) in [
-            ("baseline-1-sprint-planning.vtt", "2026-10-01"),
-            ("baseline-2-incident-review.srt", "2026-10-08"),
-            ("baseline-3-roadmap-sync.md", "2026-10-15"),
-        ] {
-            let t = tables::Transcript {
-                title: Some(file.into()),
-                user: vec![user.clone()],
-                meeting_date: Some(date.into()),
-                transcript: Some(sample(file)),
-                coachee_speaker: Some("Maya Chen".into()),
-                ..Default::default()
-            };
-            ids.push(fake.insert(tables::TRANSCRIPTS, t.to_fields()).id);
-        }
+        let (user, ids) = seed_baseline(&fake, &format!("Maya Chen {p}")).await;
         bodies.push(json!({ "user_id": user, "transcript_ids": ids }));
     }
     let mut w = Worker::on_airtable(&fake);
@@ -623,32 +630,7 @@ async fn sigterm_drains_requests_and_jobs_under_one_deadline() {
     const REQUESTS: usize = 8;
     const PACKS: usize = 8;
     let fake = FakeAirtable::start().await;
-    let user = fake
-        .insert(
-            tables::USERS,
-            tables::User {
-                name: Some("Maya Chen".into()),
-                ..Default::default()
-            }
-            .to_fields(),
-        )
-        .id;
-    let mut transcripts = Vec::new();
-    for (file, date) in [
-        ("baseline-1-sprint-planning.vtt", "2026-10-01"),
-        ("baseline-2-incident-review.srt", "2026-10-08"),
-        ("baseline-3-roadmap-sync.md", "2026-10-15"),
-    ] {
-        let t = tables::Transcript {
-            title: Some(file.into()),
-            user: vec![user.clone()],
-            meeting_date: Some(date.into()),
-            transcript: Some(sample(file)),
-            coachee_speaker: Some("Maya Chen".into()),
-            ..Default::default()
-        };
-        transcripts.push(fake.insert(tables::TRANSCRIPTS, t.to_fields()).id);
-    }
+    let (user, transcripts) = seed_baseline(&fake, "Maya Chen").await;
     let mut requests = Vec::new();
     for i in 0..REQUESTS {
         let r = tables::RunRequest {

@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::collections::HashMap;
-
 use coach_store::tables;
 use coach_worker::journal::NewJob;
+use common::browser::{Browser, csrf_of};
 use common::world::{COACHEE, World, sample_text};
 use common::*;
 use serde_json::Value;
@@ -196,81 +195,6 @@ async fn answers_carry_hardening_headers_and_json_errors() {
     assert_eq!(resp.headers()["x-content-type-options"], "nosniff");
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["code"], "BODY_TOO_LARGE", "{body}");
-}
-
-/// A minimal browser for the admin page: cookies by hand, redirects not followed.
-struct Browser {
-    base: String,
-    client: reqwest::Client,
-    cookies: HashMap<String, String>,
-}
-
-struct Page {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: String,
-}
-
-impl Browser {
-    fn new(base: &str) -> Browser {
-        Browser {
-            base: base.into(),
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookies: HashMap::new(),
-        }
-    }
-
-    async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
-        let cookie: Vec<String> = self
-            .cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let resp = req
-            .header("cookie", cookie.join("; "))
-            .send()
-            .await
-            .unwrap();
-        for c in resp.headers().get_all("set-cookie") {
-            let c = c.to_str().unwrap();
-            let (pair, _) = c.split_once(';').unwrap_or((c, ""));
-            let (name, value) = pair.split_once('=').unwrap();
-            if value.is_empty() {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.into(), value.into());
-            }
-        }
-        Page {
-            status: resp.status().as_u16(),
-            headers: resp.headers().clone(),
-            body: resp.text().await.unwrap(),
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let req = self.client.get(format!("{}{path}", self.base));
-        self.send(req).await
-    }
-
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
-        // The values sent here (hex tokens, letters, digits and dashes) need no URL encoding.
-        let body: Vec<String> = form.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let req = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body.join("&"));
-        self.send(req).await
-    }
-}
-
-fn csrf_of(html: &str) -> String {
-    let start = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
-    html[start..start + 64].to_owned()
 }
 
 /// Logging out ends the session on the server: the saved cookie and its CSRF token no longer work.

@@ -10,6 +10,7 @@ use coach_worker::startup::{Application, Registry};
 use coach_worker::webhook::{Secret, signature};
 use serde_json::Value;
 
+pub mod browser;
 pub mod world;
 
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
