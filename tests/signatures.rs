@@ -105,25 +105,7 @@ fn standard_webhooks_vector_verifies_and_negative_examples_are_refused() {
 
 #[tokio::test]
 async fn the_sign_command_produces_headers_the_worker_accepts() {
-    let app = common::spawn_app_with(
-        {
-            let mut r = coach_worker::startup::Registry::empty();
-            struct H;
-            #[async_trait::async_trait]
-            impl coach_worker::http::Hook for H {
-                fn validate(&self, b: &Value) -> Result<Value, coach_worker::error::ApiError> {
-                    Ok(b.clone())
-                }
-                fn job_kind(&self) -> Option<&str> {
-                    Some("none")
-                }
-            }
-            r.hooks.insert("r1".into(), std::sync::Arc::new(H));
-            r
-        },
-        |_| {},
-    )
-    .await;
+    let app = common::spawn_app_with(accept_all(), |_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let body_path = dir.path().join("body.json");
     std::fs::write(&body_path, br#"{"run_request_id":"recAAAAAAAAAAAAAA"}"#).unwrap();
@@ -169,6 +151,7 @@ async fn the_sign_command_produces_headers_the_worker_accepts() {
     let _ = json!({});
 }
 
+/// A registry whose `r1` hook accepts any body and queues a job nobody runs.
 fn accept_all() -> coach_worker::startup::Registry {
     let mut r = coach_worker::startup::Registry::empty();
     struct H;
