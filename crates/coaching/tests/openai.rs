@@ -492,10 +492,10 @@ async fn plain_text_error_triggers_the_json_mode_fallback() {
     falls_back_from(Envelope::PlainText).await;
 }
 
-#[tokio::test]
-async fn think_block_before_the_json_passes_in_one_call() {
+/// An answer in `shape` is read as the model's JSON: it passes Gate-1 in one call, with no retry.
+async fn passes_in_one_call(shape: Scripted) {
     let fake = FakeOpenAi::start().await;
-    fake.push(Scripted::ThinkBlock);
+    fake.push(shape);
     let a = client(fake.config())
         .analyze(&single_input())
         .await
@@ -506,16 +506,13 @@ async fn think_block_before_the_json_passes_in_one_call() {
 }
 
 #[tokio::test]
+async fn think_block_before_the_json_passes_in_one_call() {
+    passes_in_one_call(Scripted::ThinkBlock).await;
+}
+
+#[tokio::test]
 async fn content_parts_are_joined_and_reasoning_ignored() {
-    let fake = FakeOpenAi::start().await;
-    fake.push(Scripted::ContentParts);
-    let a = client(fake.config())
-        .analyze(&single_input())
-        .await
-        .expect("analysis");
-    assert!(a.report.passed);
-    assert_eq!(a.attempts, 1);
-    assert_eq!(fake.request_count().await, 1);
+    passes_in_one_call(Scripted::ContentParts).await;
 }
 
 #[tokio::test]
