@@ -157,9 +157,11 @@ pub fn worker_registry(config: &ServeConfig, deps: Arc<Deps>) -> Registry {
             token.clone(),
             Some(deps.store.clone()),
         ));
-        registry
-            .routes
-            .push(crate::admin::page::routes(token, config.cookie_secure));
+        registry.routes.push(crate::admin::page::routes_with_store(
+            token,
+            config.cookie_secure,
+            Some(deps.store.clone()),
+        ));
     }
     registry
 }

@@ -55,10 +55,28 @@ pub fn run_detail(
     view
 }
 
+/// The Run-record fields the admin API shows, as (view key, record field).
+pub const RECORD_FIELDS: &[(&str, &str)] = &[
+    ("output", "Output"),
+    ("gate1_report", "Gate1 Report"),
+    ("coaching_card", "Coaching Card"),
+];
+
 /// Fills `output`, `gate1_report` and `coaching_card` that the job itself does not carry from the
 /// Run record its result names. A store error is shown as `run_record.error`, not as a failed call:
 /// the journal's view of the run is still worth having.
 pub async fn add_run_record(view: &mut Value, job: &Job, store: &coach_store::Store) {
+    add_run_record_fields(view, job, store, RECORD_FIELDS).await;
+}
+
+/// [`add_run_record`] over any Run fields (the page also reads `Metrics` for its talk-share chart,
+/// which the API leaves out to keep its answer as it was).
+pub async fn add_run_record_fields(
+    view: &mut Value,
+    job: &Job,
+    store: &coach_store::Store,
+    fields: &[(&str, &str)],
+) {
     let Some(record_id) = job
         .result
         .as_ref()
@@ -76,11 +94,7 @@ pub async fn add_run_record(view: &mut Value, job: &Job, store: &coach_store::St
         }
     };
     view["run_record"] = json!({"id": record_id});
-    for (key, field) in [
-        ("output", "Output"),
-        ("gate1_report", "Gate1 Report"),
-        ("coaching_card", "Coaching Card"),
-    ] {
+    for &(key, field) in fields {
         if view[key].is_null()
             && let Some(value) = record.fields.get(field)
         {

@@ -1,6 +1,12 @@
 //! The server-rendered admin page at `/admin`: failed and recent runs with filters, a run's detail
-//! (error, attempts, Gate-1 report, output, redacted delivery), a replay button per run and a
-//! replay-all-matching button with a confirmation step. Plain HTML forms; no JavaScript.
+//! (error, attempts, Gate-1 report as a table, coaching card, talk share, output, redacted
+//! delivery), a replay button per run and a replay-all-matching button with a confirmation step.
+//! Plain HTML forms; no JavaScript.
+//!
+//! Layout. This module holds the routes, sessions and CSRF; [`render`] the templates, which take
+//! plain data and know nothing of actix; [`card`], [`gate1`] and [`talk`] the coaching card's
+//! markdown, the Gate-1 table and the talk-share chart. A finished run keeps its output, report,
+//! card and metrics on its Run record, which the detail page reads from the store when it has one.
 //!
 //! Sessions. Logging in posts the admin token once; the answer sets a session cookie
 //! (`HttpOnly`, `SameSite=Strict`, `Path=/admin`, `Secure` when `COACH_COOKIE_SECURE` is set) whose
@@ -17,9 +23,11 @@
 //! filter form is a GET that changes nothing, so it deliberately carries no token: a token in a URL
 //! would end up in logs and `Referer` headers.
 //!
-//! Escaping. Every value shown goes through [`esc`] (text and attribute context alike: `& < > " '`),
-//! and the pages are served with a `Content-Security-Policy` that allows no script at all, so even a
-//! value that slipped through could not run.
+//! Escaping. The pages are maud templates (see [`render`]): every interpolated value is escaped by
+//! the template itself, so there is no escape call to forget; prepared HTML needs an explicit
+//! `PreEscaped`, used only for the fixed stylesheet and the filtered card markdown ([`card`]). The
+//! pages are also served with a `Content-Security-Policy` that allows no script at all (inline
+//! styles only), so even a value that slipped through could not run.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,6 +37,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use hmac::{Hmac, KeyInit, Mac};
+use maud::Markup;
 use serde_json::{Value, json};
 use sha2::Sha256;
 
@@ -37,8 +46,15 @@ use super::auth::{AdminAuth, Sessions};
 use super::replay::{self, Outcome};
 use super::view;
 use crate::http::AppState;
-use crate::journal::{JobFilter, JobStatus, now_ms};
+use crate::journal::{Job, JobFilter, JobStatus, now_ms};
 use crate::startup::Routes;
+use coach_store::Store;
+use render::RunHead;
+
+mod card;
+mod gate1;
+mod render;
+mod talk;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -55,6 +71,8 @@ pub struct PageKeys {
     secure: bool,
     sessions: Sessions,
     login_limit: crate::http::limit::RateLimiter,
+    /// Where a finished run's Run record is read from (none in tests that wire the page alone).
+    store: Option<Store>,
 }
 
 impl PageKeys {
@@ -113,6 +131,12 @@ impl PageKeys {
 
 /// The `/admin` page routes. Register them only when an admin token is configured.
 pub fn routes(token: String, cookie_secure: bool) -> Routes {
+    routes_with_store(token, cookie_secure, None)
+}
+
+/// The `/admin` page routes, reading finished runs' Run records (output, Gate-1 report, card and
+/// metrics) from `store`.
+pub fn routes_with_store(token: String, cookie_secure: bool, store: Option<Store>) -> Routes {
     let key: [u8; 32] = rand::random();
     let keys = web::Data::new(PageKeys {
         auth: AdminAuth::new(&token),
@@ -122,6 +146,7 @@ pub fn routes(token: String, cookie_secure: bool) -> Routes {
         secure: cookie_secure,
         sessions: Sessions::default(),
         login_limit: crate::http::limit::RateLimiter::new(5, 1.0 / 12.0),
+        store,
     });
     Arc::new(move |cfg: &mut web::ServiceConfig| {
         cfg.service(
@@ -139,35 +164,8 @@ pub fn routes(token: String, cookie_secure: bool) -> Routes {
     })
 }
 
-/// Escapes text for HTML text and attribute values alike.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
-}
-
-fn pretty(v: &Value) -> String {
-    serde_json::to_string_pretty(v).unwrap_or_default()
-}
-
-fn html(status: StatusCode, title: &str, body: &str) -> HttpResponse {
+/// An HTML answer with the page's security headers.
+fn html(status: StatusCode, title: &str, body: Markup) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .insert_header((
@@ -177,14 +175,16 @@ fn html(status: StatusCode, title: &str, body: &str) -> HttpResponse {
         .insert_header((header::X_FRAME_OPTIONS, "DENY"))
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::REFERRER_POLICY, "no-referrer"))
-        .body(format!(
-            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t} · coach-worker admin</title>\
-             <style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:80rem}}table{{border-collapse:collapse}}\
-             td,th{{border:1px solid #ccc;padding:.3rem .5rem;text-align:left;vertical-align:top}}pre{{background:#f6f6f6;padding:.5rem;white-space:pre-wrap}}\
-             .failed{{color:#a00}}.succeeded{{color:#070}}form.inline{{display:inline}}</style></head>\
-             <body><h1>{t}</h1>{body}</body></html>",
-            t = esc(title)
-        ))
+        .body(render::layout(title, body).into_string())
+}
+
+/// A JSON value as the page shows it: a string without its quotes, null as nothing.
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
 }
 
 fn see_other(to: &str) -> HttpResponse {
@@ -208,22 +208,7 @@ fn keys_of(req: &HttpRequest) -> Option<&PageKeys> {
 fn login_page(keys: &PageKeys, status: StatusCode, message: &str) -> HttpResponse {
     let nonce = hex::encode(rand::random::<[u8; 16]>());
     let csrf = hex::encode(keys.mac(&["login", &nonce]));
-    let note = if message.is_empty() {
-        String::new()
-    } else {
-        format!("<p class=\"failed\">{}</p>", esc(message))
-    };
-    let mut resp = html(
-        status,
-        "Admin login",
-        &format!(
-            "{note}<form method=\"post\" action=\"/admin/login\">\
-             <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-             <label>Admin token <input type=\"password\" name=\"token\" autocomplete=\"current-password\" required></label> \
-             <button type=\"submit\">Log in</button></form>",
-            esc(&csrf)
-        ),
-    );
+    let mut resp = html(status, "Admin login", render::login(&csrf, message));
     let _ = resp.add_cookie(&keys.cookie(LOGIN_COOKIE, nonce, 600));
     resp
 }
@@ -232,10 +217,7 @@ fn forbidden(message: &str) -> HttpResponse {
     html(
         StatusCode::FORBIDDEN,
         "Refused",
-        &format!(
-            "<p class=\"failed\">{}</p><p><a href=\"/admin\">Back</a></p>",
-            esc(message)
-        ),
+        render::notice(message, Some(("/admin", "Back"))),
     )
 }
 
@@ -330,29 +312,6 @@ async fn logout(req: HttpRequest, bytes: web::Bytes) -> HttpResponse {
     resp
 }
 
-fn csrf_input(keys: &PageKeys, nonce: &str) -> String {
-    format!(
-        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
-        esc(&keys.csrf(nonce))
-    )
-}
-
-fn replay_button(keys: &PageKeys, nonce: &str, run_id: &str) -> String {
-    format!(
-        "<form class=\"inline\" method=\"post\" action=\"/admin/runs/{id}/replay\">{csrf}<button type=\"submit\">Replay</button></form>",
-        id = esc(run_id),
-        csrf = csrf_input(keys, nonce)
-    )
-}
-
-fn header_bar(keys: &PageKeys, nonce: &str) -> String {
-    format!(
-        "<p><a href=\"/admin\">Recent runs</a> · <a href=\"/admin?status=failed\">Failed runs</a> · \
-         <form class=\"inline\" method=\"post\" action=\"/admin/logout\">{}<button type=\"submit\">Log out</button></form></p>",
-        csrf_input(keys, nonce)
-    )
-}
-
 /// The list filter a page names. The list opens on recent runs of every status (`default` is "",
 /// "any"), with "Failed runs" one click away in the header; a replay-all form without a status
 /// replays failed runs only (`default` "failed"), as the API does.
@@ -372,14 +331,6 @@ fn filter_spec(status: &str, scenario: &str) -> FilterSpec {
         since: None,
         until: None,
     }
-}
-
-fn filter_hidden(status: &str, scenario: &str) -> String {
-    format!(
-        "<input type=\"hidden\" name=\"status\" value=\"{}\"><input type=\"hidden\" name=\"scenario\" value=\"{}\">",
-        esc(status),
-        esc(scenario)
-    )
 }
 
 async fn index(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
@@ -412,107 +363,43 @@ async fn index(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         (Ok(t), Ok(j)) => (t, j),
         _ => return forbidden("the journal is unavailable; retry shortly"),
     };
-    let mut rows = String::new();
-    for job in &jobs {
-        let v = view::run_view(job);
-        let error = if v["error"].is_null() {
-            String::new()
-        } else {
-            let message: String = text(&v["error"]["message"]).chars().take(200).collect();
-            format!("[{}] {}", text(&v["error"]["code"]), message)
-        };
-        let action = if job.status.is_finished() {
-            replay_button(keys, &nonce, &job.id)
-        } else {
-            String::new()
-        };
-        rows.push_str(&format!(
-            "<tr><td><a href=\"/admin/runs/{id}\">{id}</a></td><td>{scenario}</td><td>{kind}</td>\
-             <td class=\"{status}\">{status}</td><td>{attempts}</td><td>{created}</td><td>{error}</td><td>{action}</td></tr>",
-            id = esc(&job.id),
-            scenario = esc(&job.scenario),
-            kind = esc(&job.kind),
-            status = esc(job.status.as_str()),
-            attempts = job.attempts,
-            created = esc(&text(&v["created_at"])),
-            error = esc(&error),
-        ));
-    }
-    let options: String = [
-        "failed",
-        "",
-        "succeeded",
-        "cancelled",
-        "queued,retry_scheduled,running",
-    ]
-    .iter()
-    .map(|s| {
-        let label = if s.is_empty() { "any" } else { s };
-        let selected = if *s == status { " selected" } else { "" };
-        format!(
-            "<option value=\"{v}\"{selected}>{l}</option>",
-            v = esc(s),
-            l = esc(label)
-        )
-    })
-    .collect();
-    let pages = (total as usize).div_ceil(PAGE_SIZE).max(1);
-    let link = |p: usize| {
-        format!(
-            "/admin?status={}&amp;scenario={}&amp;page={p}",
-            esc(&url_encode(&status)),
-            esc(&url_encode(&scenario))
-        )
+    let runs: Vec<RunHead> = jobs.iter().map(|job| run_head(job, true)).collect();
+    let list = render::List {
+        status: &status,
+        scenario: &scenario,
+        page,
+        pages: (total as usize).div_ceil(PAGE_SIZE).max(1),
+        total,
+        runs: &runs,
     };
-    let mut nav = format!("page {page} of {pages} ({total} runs)");
-    if page > 1 {
-        nav = format!("<a href=\"{}\">previous</a> · {nav}", link(page - 1));
-    }
-    if page < pages {
-        nav = format!("{nav} · <a href=\"{}\">next</a>", link(page + 1));
-    }
-    let bulk = if total > 0 {
-        format!(
-            "<form method=\"post\" action=\"/admin/replay/confirm\">{csrf}{hidden}\
-             <button type=\"submit\">{label}</button></form>",
-            // The confirm page that follows shows the exact count of what would be replayed.
-            label = if status.is_empty() {
-                "Replay the failed runs among these…".to_owned()
-            } else {
-                format!("Replay all {total} matching…")
-            },
-            csrf = csrf_input(keys, &nonce),
-            // An empty status replays failed runs only (see `replay_confirm`), so it is sent as such.
-            hidden = filter_hidden(
-                if status.is_empty() { "failed" } else { &status },
-                &scenario
-            )
-        )
-    } else {
-        String::new()
-    };
-    let body = format!(
-        "{bar}<form method=\"get\" action=\"/admin\"><label>Status <select name=\"status\">{options}</select></label> \
-         <label>Scenario <input name=\"scenario\" value=\"{scenario}\" size=\"6\"></label> <button type=\"submit\">Filter</button></form>\
-         {bulk}<p>{nav}</p><table><tr><th>Run</th><th>Scenario</th><th>Kind</th><th>Status</th><th>Attempts</th><th>Created</th>\
-         <th>Error</th><th></th></tr>{rows}</table>",
-        bar = header_bar(keys, &nonce),
-        scenario = esc(&scenario),
-    );
-    html(StatusCode::OK, "Runs", &body)
+    html(
+        StatusCode::OK,
+        "Runs",
+        render::list(&keys.csrf(&nonce), &list),
+    )
 }
 
-/// Percent-encodes a query value (only what the filters can hold needs it, but do it all).
-fn url_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+/// What the templates show of `job`; `with_error` adds its error, cut short, for the list.
+fn run_head(job: &Job, with_error: bool) -> RunHead {
+    let v = view::run_view(job);
+    let error = if !with_error || v["error"].is_null() {
+        String::new()
+    } else {
+        let message: String = text(&v["error"]["message"]).chars().take(200).collect();
+        format!("[{}] {}", text(&v["error"]["code"]), message)
+    };
+    RunHead {
+        id: job.id.clone(),
+        scenario: job.scenario.clone(),
+        kind: job.kind.clone(),
+        status: job.status.as_str().to_owned(),
+        attempts: job.attempts,
+        created: text(&v["created_at"]),
+        finished: text(&v["finished_at"]),
+        error,
+        replay_of: job.replay_of.clone(),
+        replayable: job.status.is_finished(),
     }
-    out
 }
 
 async fn detail(
@@ -533,10 +420,7 @@ async fn detail(
             return html(
                 e.status,
                 "Run not found",
-                &format!(
-                    "<p>{}</p><p><a href=\"/admin\">Back</a></p>",
-                    esc(&e.message)
-                ),
+                render::notice(&e.message, Some(("/admin", "Back"))),
             );
         }
     };
@@ -556,49 +440,17 @@ async fn detail(
         .await
         .ok()
         .flatten();
-    let v = view::run_detail(&job, &children, &attempts, delivery.as_ref());
-    let mut body = header_bar(keys, &nonce);
-    body.push_str(&format!(
-        "<table><tr><th>Run</th><td>{id}</td></tr><tr><th>Scenario / kind</th><td>{sc} / {kind}</td></tr>\
-         <tr><th>Status</th><td class=\"{st}\">{st}</td></tr><tr><th>Attempts</th><td>{att}</td></tr>\
-         <tr><th>Created</th><td>{cr}</td></tr><tr><th>Finished</th><td>{fi}</td></tr>",
-        id = esc(&job.id),
-        sc = esc(&job.scenario),
-        kind = esc(&job.kind),
-        st = esc(job.status.as_str()),
-        att = job.attempts,
-        cr = esc(&text(&v["created_at"])),
-        fi = esc(&text(&v["finished_at"])),
-    ));
-    if let Some(old) = &job.replay_of {
-        body.push_str(&format!(
-            "<tr><th>Replay of</th><td><a href=\"/admin/runs/{o}\">{o}</a></td></tr>",
-            o = esc(old)
-        ));
+    let mut v = view::run_detail(&job, &children, &attempts, delivery.as_ref());
+    if let Some(store) = &keys.store {
+        let mut fields = view::RECORD_FIELDS.to_vec();
+        fields.push(("metrics", "Metrics"));
+        view::add_run_record_fields(&mut v, &job, store, &fields).await;
     }
-    body.push_str("</table>");
-    if job.status.is_finished() {
-        body.push_str(&format!("<p>{}</p>", replay_button(keys, &nonce, &job.id)));
-    }
-    for (title, value) in [
-        ("Error", &v["error"]),
-        ("Gate-1 report", &v["gate1_report"]),
-        ("Output", &v["output"]),
-        ("Result", &v["result"]),
-        ("Delivery (secrets redacted)", &v["delivery"]),
-        ("Attempts", &v["attempts_detail"]),
-        ("Follow-ups", &v["follow_ups"]),
-    ] {
-        let empty = value.is_null() || value.as_array().is_some_and(|a| a.is_empty());
-        if !empty {
-            body.push_str(&format!(
-                "<h2>{}</h2><pre>{}</pre>",
-                esc(title),
-                esc(&pretty(value))
-            ));
-        }
-    }
-    html(StatusCode::OK, &format!("Run {}", job.id), &body)
+    html(
+        StatusCode::OK,
+        &format!("Run {}", job.id),
+        render::detail(&keys.csrf(&nonce), &run_head(&job, false), &v),
+    )
 }
 
 async fn replay_one(
@@ -618,11 +470,7 @@ async fn replay_one(
     let job = match api::load(&state, &id).await {
         Ok(job) => job,
         Err(e) => {
-            return html(
-                e.status,
-                "Run not found",
-                &format!("<p>{}</p>", esc(&e.message)),
-            );
+            return html(e.status, "Run not found", render::notice(&e.message, None));
         }
     };
     let outcome = match replay::replay_one(&state.journal, &job, false, false).await {
@@ -667,12 +515,7 @@ async fn replay_one(
         Outcome::Skipped { reason } => html(
             StatusCode::CONFLICT,
             "Not replayed",
-            &format!(
-                "<p>Run {} was not replayed: {}.</p><p><a href=\"/admin/runs/{}\">Back to the run</a></p>",
-                esc(&id),
-                esc(reason),
-                esc(&id)
-            ),
+            render::not_replayed(&id, reason),
         ),
         Outcome::Replayed { new_run_id: None } => see_other("/admin"),
     }
@@ -724,37 +567,25 @@ async fn run_bulk_page(
     let answer = match api::run_bulk(&state, &keys.auth, request).await {
         Ok(a) => a,
         Err(e) => {
-            return html(
-                e.status,
-                "Not replayed",
-                &format!("<p>{}</p>", esc(&e.message)),
-            );
+            return html(e.status, "Not replayed", render::notice(&e.message, None));
         }
     };
     let replayed = answer["replayed"].as_array().map_or(0, Vec::len);
     let skipped = answer["skipped"].as_array().map_or(0, Vec::len);
-    let what = if scenario.is_empty() {
-        format!("status “{status}”")
-    } else {
-        format!("status “{status}” and scenario “{scenario}”")
-    };
+    let csrf = keys.csrf(&nonce);
     let body = if dry_run {
-        format!(
-            "{bar}<p>{matched} runs match {what}: {replayed} would be replayed, {skipped} skipped \
-             (already replayed, or not finished).</p>\
-             <form method=\"post\" action=\"/admin/replay\">{csrf}{hidden}\
-             <button type=\"submit\">Yes, replay {replayed} runs</button></form> <p><a href=\"/admin\">Cancel</a></p>",
-            bar = header_bar(keys, &nonce),
-            matched = answer["matched"],
-            what = esc(&what),
-            csrf = csrf_input(keys, &nonce),
-            hidden = filter_hidden(&status, &scenario),
+        render::confirm(
+            &csrf,
+            &render::Confirm {
+                status: &status,
+                scenario: &scenario,
+                matched: answer["matched"].as_u64().unwrap_or(0),
+                replayed,
+                skipped,
+            },
         )
     } else {
-        format!(
-            "{bar}<p>Replayed {replayed} runs; {skipped} skipped.</p><p><a href=\"/admin?status=\">See recent runs</a></p>",
-            bar = header_bar(keys, &nonce),
-        )
+        render::replay_started(&csrf, replayed, skipped)
     };
     html(
         StatusCode::OK,
@@ -763,6 +594,6 @@ async fn run_bulk_page(
         } else {
             "Replay started"
         },
-        &body,
+        body,
     )
 }
