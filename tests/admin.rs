@@ -338,6 +338,39 @@ async fn show_gives_output_report_and_card_of_succeeded_runs_and_the_delivery_of
         "{}",
         page.body
     );
+
+    // A succeeded run's page renders the Run record: the card as HTML, the Gate-1 report as a
+    // table of passed checks, and one talk-share bar per speaker whose widths add up to the chart.
+    for run_id in [&single_id, &build_id] {
+        let detail = b.get(&format!("/admin/runs/{run_id}")).await;
+        let body = &detail.body;
+        assert_eq!(detail.status, 200);
+        assert!(body.contains("<div class=\"card\"><h1>"), "{body}");
+        assert!(body.contains("<table class=\"gate1\">"), "{body}");
+        assert!(
+            body.contains("<td class=\"check-pass\">pass</td>"),
+            "{body}"
+        );
+        assert!(!body.contains("<td class=\"check-fail\">"), "{body}");
+        let widths: Vec<f64> = body
+            .split("<rect class=\"share\"")
+            .skip(1)
+            .map(|r| {
+                let at = r.find("width=\"").unwrap() + 7;
+                r[at..at + r[at..].find('"').unwrap()].parse().unwrap()
+            })
+            .collect();
+        let charts = body.matches("<svg class=\"talk\"").count();
+        assert_eq!(charts, if run_id == &build_id { 3 } else { 1 }, "{body}");
+        assert!(widths.len() >= 2 * charts, "{widths:?}");
+        // Each chart is 300 units wide at 100 %; shares are rounded to a tenth of a unit.
+        let total: f64 = widths.iter().sum();
+        assert!(
+            (total - 300.0 * charts as f64).abs() < 0.1 * widths.len() as f64,
+            "{widths:?}"
+        );
+        assert!(!body.contains("<script"), "{body}");
+    }
 }
 
 #[tokio::test]

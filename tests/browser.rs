@@ -518,6 +518,26 @@ async fn an_admin_logs_in_sees_a_failed_run_replays_it_and_forms_and_errors_are_
         .wait_for(&format!("a[href='/admin/runs/{failed_r1}']"))
         .await;
     assert_eq!(b.text(&original).await, failed_r1, "links the replayed run");
+    // The succeeded run shows its card as HTML, its Gate-1 checks and a drawn talk-share chart,
+    // all under the page's CSP (no script, inline styles only).
+    let drawn = b
+        .exec(
+            "const bars = [...document.querySelectorAll('svg.talk rect.share')];             return {card: document.querySelectorAll('div.card h1').length,                     passes: document.querySelectorAll('table.gate1 td.check-pass').length,                     fails: document.querySelectorAll('table.gate1 td.check-fail').length,                     bars: bars.length,                     width: bars.reduce((sum, r) => sum + r.getBBox().width, 0)};",
+            json!([]),
+        )
+        .await;
+    assert_eq!(drawn["card"], 1, "{drawn}");
+    assert!(drawn["passes"].as_u64().unwrap() >= 1, "{drawn}");
+    assert_eq!(drawn["fails"], 0, "{drawn}");
+    assert!(
+        drawn["bars"].as_u64().unwrap() >= 2,
+        "one bar per speaker: {drawn}"
+    );
+    let width = drawn["width"].as_f64().unwrap();
+    assert!(
+        (width - 300.0).abs() < 1.0,
+        "the shares fill the chart: {drawn}"
+    );
     let replayed = w.app.journal.get_job(new_id.clone()).await.unwrap();
     assert_eq!(replayed.replay_of.as_deref(), Some(failed_r1.as_str()));
     let done: tables::RunRequest = tables::RunRequest::from_record(
