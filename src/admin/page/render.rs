@@ -17,7 +17,8 @@ table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.3rem .5rem;t
 pre{background:#f6f6f6;padding:.5rem;white-space:pre-wrap}.failed,.check-fail{color:#a00}\
 .succeeded,.check-pass{color:#070}form.inline{display:inline}nav.bar{margin-bottom:1rem}\
 .card{border:1px solid #ccc;padding:0 1rem;max-width:50rem}figure.talk{margin:.5rem 0}\
-details summary{cursor:pointer}";
+details summary{cursor:pointer}sup.footnote-reference{margin-left:.15em}\
+.footnote-definition p{display:inline;margin-left:.4em}";
 
 /// One run as the list and the detail page show it.
 #[derive(Debug, Clone, Default)]
@@ -499,7 +500,11 @@ mod tests {
             html.contains(&format!("data-speaker=\"{ESCAPED}\"")),
             "{html}"
         );
-        assert!(html.contains(&format!("{ESCAPED} (coachee)")), "{html}");
+        assert!(
+            html.contains(&format!("<title>{ESCAPED}: 60.0 %</title>")),
+            "{html}"
+        );
+        assert!(html.contains("(coachee)</text>"), "{html}");
         assert!(html.contains(&format!("The Run record could not be read: {ESCAPED}")));
     }
 

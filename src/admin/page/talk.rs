@@ -11,7 +11,7 @@ use serde_json::Value;
 
 /// Width in SVG units of a 100 % bar.
 pub const BAR_WIDTH: f64 = 300.0;
-const LABEL_WIDTH: f64 = 160.0;
+const LABEL_WIDTH: f64 = 180.0;
 const ROW_HEIGHT: f64 = 22.0;
 const BAR_HEIGHT: f64 = 16.0;
 /// Room right of a full bar for its percentage.
@@ -57,6 +57,19 @@ pub fn bars(meeting: &Value, coachee: &str) -> Vec<Bar> {
         .collect()
 }
 
+/// Characters of a speaker's name that fit left of the bars; longer names are cut with `…` (the
+/// whole name stays in the bar's tooltip).
+const LABEL_CHARS: usize = 20;
+
+fn short(name: &str) -> String {
+    if name.chars().count() <= LABEL_CHARS {
+        return name.to_owned();
+    }
+    let mut cut: String = name.chars().take(LABEL_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
 /// A number for an SVG attribute: one decimal is finer than a pixel at this size.
 fn num(x: f64) -> String {
     format!("{x:.1}")
@@ -73,8 +86,9 @@ pub fn chart(bars: &[Bar], label: &str) -> Markup {
             @for (i, bar) in bars.iter().enumerate() {
                 @let y = ROW_HEIGHT * i as f64;
                 g.bar data-speaker=(bar.speaker) {
+                    title { (bar.speaker) ": " (format!("{:.1} %", bar.share * 100.0)) }
                     text x=(num(LABEL_WIDTH - 6.0)) y=(num(y + 15.0)) text-anchor="end" font-size="13" {
-                        (bar.speaker) @if bar.coachee { " (coachee)" }
+                        (short(&bar.speaker)) @if bar.coachee { " (coachee)" }
                     }
                     rect x=(num(LABEL_WIDTH)) y=(num(y + 3.0)) width=(num(BAR_WIDTH)) height=(num(BAR_HEIGHT)) fill="#eee" {}
                     rect.share x=(num(LABEL_WIDTH)) y=(num(y + 3.0)) width=(num(bar.width)) height=(num(BAR_HEIGHT))
@@ -173,6 +187,18 @@ mod tests {
         assert_eq!(
             share_widths(&html),
             vec![150.0, 90.0, 60.0, 150.0, 90.0, 60.0]
+        );
+    }
+
+    #[test]
+    fn long_names_are_cut_on_the_chart_and_kept_whole_in_the_tooltip() {
+        let name = "Maximiliane Oberhuber-Castellanos";
+        let m = json!({"speakers": [{"speaker": name, "talk_share": 1.0}]});
+        let svg = charts(&m, "").into_string();
+        assert!(svg.contains(">Maximiliane Oberhub…</text>"), "{svg}");
+        assert!(
+            svg.contains(&format!("<title>{name}: 100.0 %</title>")),
+            "{svg}"
         );
     }
 
