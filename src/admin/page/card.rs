@@ -50,6 +50,66 @@ pub fn render(markdown: &str) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// Tags the markdown writer produces for the options enabled here.
+    const WRITER_TAGS: &[&str] = &[
+        "p",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "ul",
+        "ol",
+        "li",
+        "em",
+        "strong",
+        "del",
+        "a",
+        "code",
+        "pre",
+        "blockquote",
+        "hr",
+        "br",
+        "table",
+        "thead",
+        "tbody",
+        "tr",
+        "th",
+        "td",
+        "sup",
+        "div",
+        "section",
+    ];
+
+    proptest! {
+        /// Whatever the card holds, every tag in the HTML is one the markdown writer made (none
+        /// from the card's own text), and no link points at a script.
+        #[test]
+        fn any_card_yields_only_writer_tags(md in prop::collection::vec(prop_oneof![
+            Just("<script>".to_owned()), Just("</script>".to_owned()), Just("<img src=x onerror=y>".to_owned()),
+            Just("<b onclick=\"z\">".to_owned()), Just("[l](javascript:a)".to_owned()), Just("[l](https://e.org)".to_owned()),
+            Just("![i](x.png)".to_owned()), Just("[^1]".to_owned()), Just("\n\n[^1]: note\n".to_owned()),
+            Just("`<i>`".to_owned()), Just("\n    <pre>\n".to_owned()), Just("&lt;".to_owned()),
+            Just("# ".to_owned()), Just("- ".to_owned()), Just("\n".to_owned()), Just("| a | b |\n|---|---|\n".to_owned()),
+            "[a-z <>\"'=/]{0,12}",
+        ], 0..24)) {
+            let html = render(&md.concat()).into_string();
+            for tag in html.split('<').skip(1) {
+                let name: String = tag
+                    .trim_start_matches('/')
+                    .chars()
+                    .take_while(char::is_ascii_alphanumeric)
+                    .collect();
+                prop_assert!(WRITER_TAGS.contains(&name.as_str()), "<{}> in {}", name, html);
+                let tag = &tag[..tag.find('>').unwrap_or(tag.len())];
+                prop_assert!(!tag.contains("javascript:"), "{}", html);
+                prop_assert!(!tag.contains(" on"), "{}", html);
+            }
+        }
+    }
 
     fn html_of(md: &str) -> String {
         render(md).into_string()
