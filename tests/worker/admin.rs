@@ -2,7 +2,7 @@
 //! offline rules analyzer, wired exactly as `serve` wires them (`serve::worker_registry`), and an
 //! admin token.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -10,10 +10,10 @@
 //!   `insufficient_quota` (fails fast, the error written on the Run and the Run Request) and three
 //!   answers failing Gate-1 (the run fails and keeps the Gate-1 report).
 //!
-//! The world is the shared one (`tests/common/world.rs`); what these tests adjust on it is the
+//! The world is the shared one (`common/world.rs`); what these tests adjust on it is the
 //! number of job attempts and the OpenAI client's timeouts and backoffs.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};

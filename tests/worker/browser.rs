@@ -3,7 +3,7 @@
 //! needed. The worker is real: the real scenarios over the SQLite store with the offline rules
 //! analyzer, as `serve` wires them, and an admin token.
 //!
-//! What a browser proves that `tests/admin.rs` (plain HTTP, cookies by hand) cannot: that a browser
+//! What a browser proves that the `admin` suite (plain HTTP, cookies by hand) cannot: that a browser
 //! keeps the `SameSite=Strict`, `HttpOnly` session cookie across the login redirect, that the forms
 //! as rendered (not as the test believes they are) submit what the server wants, and that an error
 //! text holding `<script>` reaches the screen as text, with no script element in the document.
@@ -14,7 +14,7 @@
 //! ends the session and kills that group when the test ends, panics included, so no Chromium
 //! outlives the test. Every wait is a poll with a deadline, never a bare sleep.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -1,7 +1,7 @@
 //! The service spine over HTTP: signatures, idempotency, errors, jobs and retries, with job kinds
 //! defined here.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -2,7 +2,7 @@
 //! Airtable fake and again against the SQLite store, with the OpenAI fake as the provider; then
 //! repeated deliveries, bad input, and the Airtable calls each scenario made.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! One harness for the test binaries that need the real scenarios behind a real worker: a
+//! One harness for the suites that need the real scenarios behind a real worker: a
 //! [`World`] is the worker on a random port (as [`TestApp`]), the [`Deps`] it runs on (so a test can
 //! seed and read the store directly) and, when chosen, the Airtable and OpenAI fakes.
 //!
@@ -13,7 +13,7 @@
 //! once instead of at its next idle wake-up.
 //!
 //! Suite-specific helpers stay in their files as further `impl World` blocks (an inherent impl may
-//! live anywhere in the crate that defines the type, and every test binary is such a crate).
+//! live anywhere in the crate that defines the type, and the test binary is that crate).
 #![allow(dead_code)]
 
 use std::sync::Arc;
