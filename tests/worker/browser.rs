@@ -382,15 +382,15 @@ impl World {
     }
 
     async fn wait_finished(&self, id: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let job = self.app.journal.get_job(id.into()).await.unwrap();
-            if job.status.is_finished() {
-                return job.status.as_str().to_owned();
-            }
-            assert!(Instant::now() < deadline, "job {id} did not finish");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        self.app
+            .until(WAIT, async || {
+                let job = self.app.journal.get_job(id.into()).await.unwrap();
+                job.status
+                    .is_finished()
+                    .then(|| job.status.as_str().to_owned())
+            })
+            .await
+            .unwrap_or_else(|| panic!("job {id} did not finish"))
     }
 }
 
@@ -511,7 +511,7 @@ async fn an_admin_logs_in_sees_a_failed_run_replays_it_and_forms_and_errors_are_
             "the replay did not succeed within {WAIT:?}:\n{}",
             b.body_text().await
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        w.run_until_idle().await;
         b.refresh().await;
     }
     let original = b

@@ -78,21 +78,19 @@ impl World {
 
     /// Polls a job until it is finished, for up to `limit`.
     async fn wait_run(&self, run_id: &str, limit: Duration) -> Value {
-        let deadline = Instant::now() + limit;
-        loop {
-            let (_, run) = self.app.get_json(&format!("/v1/runs/{run_id}")).await;
-            if matches!(
-                run["status"].as_str(),
-                Some("succeeded" | "failed" | "cancelled")
-            ) {
-                return run;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "run {run_id} did not finish in {limit:?}: {run}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let mut run = Value::Null;
+        let finished = self
+            .app
+            .until(limit, async || {
+                run = self.app.get_json(&format!("/v1/runs/{run_id}")).await.1;
+                matches!(
+                    run["status"].as_str(),
+                    Some("succeeded" | "failed" | "cancelled")
+                )
+                .then(|| run.clone())
+            })
+            .await;
+        finished.unwrap_or_else(|| panic!("run {run_id} did not finish in {limit:?}: {run}"))
     }
 
     /// One R1 on SQLite: seed, queue, deliver, wait; returns the job view, the request id and how
