@@ -124,6 +124,7 @@ pub struct RunnerConfig {
 pub struct RunnerHandle {
     wake: Arc<Notify>,
     stop: watch::Sender<bool>,
+    settled: watch::Receiver<u64>,
 }
 
 impl RunnerHandle {
@@ -136,6 +137,12 @@ impl RunnerHandle {
     pub fn stop(&self) {
         let _ = self.stop.send(true);
     }
+
+    /// How many job tasks have ended; it changes once each one's outcome is in the journal, so
+    /// the test harness waits on it ("run until idle") instead of polling the journal.
+    pub fn settled(&self) -> watch::Receiver<u64> {
+        self.settled.clone()
+    }
 }
 
 /// The job runner.
@@ -146,6 +153,7 @@ pub struct Runner {
     wake: Arc<Notify>,
     stop_tx: watch::Sender<bool>,
     stop_rx: watch::Receiver<bool>,
+    settled: watch::Sender<u64>,
 }
 
 impl Runner {
@@ -160,6 +168,7 @@ impl Runner {
             wake,
             stop_tx,
             stop_rx,
+            settled: watch::channel(0).0,
         }
     }
 
@@ -172,6 +181,7 @@ impl Runner {
         RunnerHandle {
             wake: self.wake.clone(),
             stop: self.stop_tx.clone(),
+            settled: self.settled.subscribe(),
         }
     }
 
@@ -197,6 +207,7 @@ impl Runner {
             }
             while let Some(done) = running.try_join_next_with_id() {
                 running_ids.remove(&finished_task(done));
+                self.settled.send_modify(|n| *n += 1);
             }
             let free = self.config.concurrency.saturating_sub(running.len());
             let mut next_due = None;
@@ -233,6 +244,7 @@ impl Runner {
                 _ = tokio::time::sleep(sleep_for) => {}
                 Some(done) = running.join_next_with_id(), if !running.is_empty() => {
                     running_ids.remove(&finished_task(done));
+                    self.settled.send_modify(|n| *n += 1);
                 }
                 _ = stop.changed() => {}
             }

@@ -9,7 +9,7 @@
 //! - SIGTERM with slow requests in flight and long jobs running: one deadline for both, no job
 //!   claimed after the signal, nothing acknowledged lost.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -10,10 +10,11 @@
 //! Metrics: `/metrics` is read after the story and must expose deliveries by scenario, jobs by
 //! state, job durations, Airtable and OpenAI calls with latency histograms, retries, tokens and cost.
 //!
-//! The tracing subscriber and the Prometheus recorder are process-wide, so this binary holds exactly
-//! one test function.
+//! The tracing subscriber and the Prometheus recorder are process-wide, so this suite holds exactly
+//! one test function, and it needs a process of its own (nextest gives every test one; see
+//! `main.rs`).
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

@@ -15,7 +15,7 @@
 //! deliveries (so a repeat gets the same answer); that is the replay contract, not a write to the
 //! store, so the journal's delivery table is not part of the "nothing written" check.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

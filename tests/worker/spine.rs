@@ -1,7 +1,7 @@
 //! The service spine over HTTP: signatures, idempotency, errors, jobs and retries, with job kinds
 //! defined here.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -405,15 +405,9 @@ async fn chained_jobs_show_as_follow_ups() {
         .unwrap();
     let run_id = resp["run_id"].as_str().unwrap();
     app.wait_run(run_id).await;
-    let mut child = Value::Null;
-    for _ in 0..100 {
-        let (_, run) = app.get_json(&format!("/v1/runs/{run_id}")).await;
-        child = run["follow_ups"][0].clone();
-        if child["status"] == "succeeded" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
-    }
+    app.run_until_idle().await;
+    let (_, run) = app.get_json(&format!("/v1/runs/{run_id}")).await;
+    let child = run["follow_ups"][0].clone();
     assert_eq!(child["status"], "succeeded");
     assert_eq!(counters.echo.load(Ordering::SeqCst), 2);
 }

@@ -1,6 +1,6 @@
 //! Signature schemes against the Standard Webhooks test vector and the `sign` command.
 
-mod common;
+use crate::common;
 
 use coach_worker::webhook::signature::{SignedHeaders, verify};
 use coach_worker::webhook::{Scheme, Secret, SignatureError};

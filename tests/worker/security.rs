@@ -2,7 +2,7 @@
 //! run ids, admin sessions and the login form, replays of captured Make-scheme requests, response
 //! headers, and the data folder's permissions.
 
-mod common;
+use crate::common;
 
 use coach_store::tables;
 use coach_worker::journal::NewJob;

@@ -2,11 +2,12 @@
 //! Airtable fake and again against the SQLite store, with the OpenAI fake as the provider; then
 //! repeated deliveries, bad input, and the Airtable calls each scenario made.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
 use coach_store::tables::{self, TableRecord};
+use common::WAIT_LIMIT;
 use common::world::{World, WorldBuilder};
 use serde_json::{Value, json};
 
@@ -415,14 +416,16 @@ async fn queue_request(w: &World, key: &str, user: &str, transcript: &str) -> St
 }
 
 async fn wait_status(w: &World, id: &str, want: tables::RunRequestStatus) {
-    for _ in 0..200 {
-        let r: tables::RunRequest = w.record(id).await;
-        if r.status == Some(want) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let reached = w
+        .app
+        .until(WAIT_LIMIT, async || {
+            let r: tables::RunRequest = w.record(id).await;
+            (r.status == Some(want)).then_some(())
+        })
+        .await;
+    if reached.is_none() {
+        panic!("run request {id} never became {want}");
     }
-    panic!("run request {id} never became {want}");
 }
 
 #[tokio::test]

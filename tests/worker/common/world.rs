@@ -1,4 +1,4 @@
-//! One harness for the test binaries that need the real scenarios behind a real worker: a
+//! One harness for the suites that need the real scenarios behind a real worker: a
 //! [`World`] is the worker on a random port (as [`TestApp`]), the [`Deps`] it runs on (so a test can
 //! seed and read the store directly) and, when chosen, the Airtable and OpenAI fakes.
 //!
@@ -13,7 +13,7 @@
 //! once instead of at its next idle wake-up.
 //!
 //! Suite-specific helpers stay in their files as further `impl World` blocks (an inherent impl may
-//! live anywhere in the crate that defines the type, and every test binary is such a crate).
+//! live anywhere in the crate that defines the type, and the test binary is that crate).
 #![allow(dead_code)]
 
 use std::sync::Arc;
@@ -31,7 +31,7 @@ use coach_worker::startup::{Application, Registry};
 use coach_worker::webhook::Secret;
 use serde_json::{Value, json};
 
-use super::{TestApp, client, test_config};
+use super::{TestApp, client, tap_runner, test_config};
 
 /// A sample transcript shipped in `samples/transcripts/`, with the format and meeting date it is
 /// seeded with.
@@ -236,6 +236,7 @@ impl WorldBuilder {
                 client: client(),
                 journal,
                 data_dir,
+                settled: None,
             },
             deps,
             airtable,
@@ -289,7 +290,7 @@ impl World {
             wiring,
             poll,
         } = self.pending.take().expect("the world is launched once");
-        let registry = match wiring {
+        let mut registry = match wiring {
             Wiring::Scenarios => {
                 let mut registry: Registry = scenarios::registry(self.deps.clone(), poll, None);
                 if let Some(token) = &config.admin_token {
@@ -303,11 +304,18 @@ impl World {
             }
             Wiring::Serve => coach_worker::serve::worker_registry(&config, self.deps.clone()),
         };
+        let tap = tap_runner(&mut registry);
         let app = Application::build_with(&config, secrets, self.app.journal.clone(), registry)
             .await
             .unwrap();
         self.app.address = format!("http://127.0.0.1:{}", app.port());
         tokio::spawn(app.run_until_stopped());
+        self.app.settled = Some(tap.await.expect("the worker starts its background tasks"));
+    }
+
+    /// Runs the worker until it is idle (see [`TestApp::run_until_idle`]).
+    pub async fn run_until_idle(&self) {
+        self.app.run_until_idle().await;
     }
 
     /// The Airtable fake; panics when the world runs on SQLite.

@@ -4,7 +4,7 @@
 //! operator added or deleted by hand, and meetings finishing at the same moment all end with the
 //! experiment completed once, at the right meeting.
 
-mod common;
+use crate::common;
 
 use coach_store::Fields;
 use coach_store::tables::{self, EventType, ExperimentStatus};

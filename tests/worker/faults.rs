@@ -10,10 +10,10 @@
 //!   `insufficient_quota` (fails fast, the error written on the Run and the Run Request) and three
 //!   answers failing Gate-1 (the run fails and keeps the Gate-1 report).
 //!
-//! The world is the shared one (`tests/common/world.rs`); what these tests adjust on it is the
+//! The world is the shared one (`common/world.rs`); what these tests adjust on it is the
 //! number of job attempts and the OpenAI client's timeouts and backoffs.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,21 +78,19 @@ impl World {
 
     /// Polls a job until it is finished, for up to `limit`.
     async fn wait_run(&self, run_id: &str, limit: Duration) -> Value {
-        let deadline = Instant::now() + limit;
-        loop {
-            let (_, run) = self.app.get_json(&format!("/v1/runs/{run_id}")).await;
-            if matches!(
-                run["status"].as_str(),
-                Some("succeeded" | "failed" | "cancelled")
-            ) {
-                return run;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "run {run_id} did not finish in {limit:?}: {run}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let mut run = Value::Null;
+        let finished = self
+            .app
+            .until(limit, async || {
+                run = self.app.get_json(&format!("/v1/runs/{run_id}")).await.1;
+                matches!(
+                    run["status"].as_str(),
+                    Some("succeeded" | "failed" | "cancelled")
+                )
+                .then(|| run.clone())
+            })
+            .await;
+        finished.unwrap_or_else(|| panic!("run {run_id} did not finish in {limit:?}: {run}"))
     }
 
     /// One R1 on SQLite: seed, queue, deliver, wait; returns the job view, the request id and how

@@ -3,7 +3,7 @@
 //! needed. The worker is real: the real scenarios over the SQLite store with the offline rules
 //! analyzer, as `serve` wires them, and an admin token.
 //!
-//! What a browser proves that `tests/admin.rs` (plain HTTP, cookies by hand) cannot: that a browser
+//! What a browser proves that the `admin` suite (plain HTTP, cookies by hand) cannot: that a browser
 //! keeps the `SameSite=Strict`, `HttpOnly` session cookie across the login redirect, that the forms
 //! as rendered (not as the test believes they are) submit what the server wants, and that an error
 //! text holding `<script>` reaches the screen as text, with no script element in the document.
@@ -14,7 +14,7 @@
 //! ends the session and kills that group when the test ends, panics included, so no Chromium
 //! outlives the test. Every wait is a poll with a deadline, never a bare sleep.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -382,15 +382,15 @@ impl World {
     }
 
     async fn wait_finished(&self, id: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let job = self.app.journal.get_job(id.into()).await.unwrap();
-            if job.status.is_finished() {
-                return job.status.as_str().to_owned();
-            }
-            assert!(Instant::now() < deadline, "job {id} did not finish");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        self.app
+            .until(WAIT, async || {
+                let job = self.app.journal.get_job(id.into()).await.unwrap();
+                job.status
+                    .is_finished()
+                    .then(|| job.status.as_str().to_owned())
+            })
+            .await
+            .unwrap_or_else(|| panic!("job {id} did not finish"))
     }
 }
 
@@ -511,7 +511,7 @@ async fn an_admin_logs_in_sees_a_failed_run_replays_it_and_forms_and_errors_are_
             "the replay did not succeed within {WAIT:?}:\n{}",
             b.body_text().await
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        w.run_until_idle().await;
         b.refresh().await;
     }
     let original = b

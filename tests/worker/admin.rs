@@ -2,9 +2,9 @@
 //! offline rules analyzer, wired exactly as `serve` wires them (`serve::worker_registry`), and an
 //! admin token.
 
-mod common;
+use crate::common;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use coach_store::tables;
 use coach_worker::journal::{JobFilter, JobStatus, NewJob};
@@ -40,13 +40,10 @@ impl World {
             ],
             ..Default::default()
         };
-        for _ in 0..1200 {
-            if self.app.journal.count_jobs(active.clone()).await.unwrap() <= parked {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+        self.run_until_idle().await;
+        if self.app.journal.count_jobs(active).await.unwrap() > parked {
+            panic!("jobs did not settle");
         }
-        panic!("jobs did not settle");
     }
 
     /// A job that stays queued for an hour (nothing runs it during the test).
