@@ -37,8 +37,8 @@ use super::auth::{AdminAuth, Sessions};
 use super::replay::{self, Outcome};
 use super::view;
 use crate::http::AppState;
+use crate::http::Routes;
 use crate::journal::{JobFilter, JobStatus, now_ms};
-use crate::startup::Routes;
 
 type HmacSha256 = Hmac<Sha256>;
 
