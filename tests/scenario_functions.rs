@@ -1,7 +1,12 @@
 //! The scenarios called as plain functions: typed requests in, typed outcomes and errors out, with
 //! no HTTP server, over the embedded store, the rules analyzer and a journal in a temporary folder.
+//! One test goes through HTTP on purpose: the request id a delivery came with is stored with its job
+//! and appears on the job's logs.
 
-use std::sync::Arc;
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
 
 use coach_coaching::Analyzer;
 use coach_store::tables::{self, RunStatus, RunType, TableRecord};
@@ -261,9 +266,9 @@ async fn journal_rows_of_the_untyped_shape_read_as_typed_jobs_and_options() {
             "known": {
                 "run_type": "single_meeting",
                 "run_status": "Succeeded",
-                "user_id": "recUSERxxxxxxxx1",
+                "user_id": "recUSERxxxxxxxxx1",
                 "experiment": {
-                    "id": "recEXPxxxxxxxxx1",
+                    "id": "recEXPxxxxxxxxxx1",
                     "key": "e1:recRUNxxxxxxxxx00",
                     "started_at": "2026-01-05T09:00:00Z",
                     "target_meetings": 3,
@@ -317,4 +322,57 @@ async fn journal_rows_of_the_untyped_shape_read_as_typed_jobs_and_options() {
     let err = JobSpec::parse(&job(&f.deps, &id).await).unwrap_err();
     assert_eq!(err.code, "JOB_PAYLOAD_INVALID");
     assert!(!err.transient);
+}
+
+/// An in-memory log sink.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_deliverys_request_id_is_stored_with_its_job_and_on_the_jobs_logs() {
+    let logs = Logs::default();
+    let sink = logs.clone();
+    // This test's runtime runs the job runner on this thread, so a thread-local subscriber sees it.
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .json()
+            .with_span_list(true)
+            .with_writer(move || sink.clone())
+            .finish(),
+    );
+    let w = common::world::World::builder().start().await;
+    let (user, transcripts) = w.seed().await;
+    let request = w.run_request("rr-request-id", &user, &transcripts[0]).await;
+    let body = serde_json::to_vec(&json!({ "run_request_id": request })).unwrap();
+    let mut headers = common::standard_headers("delivery-request-id", common::now(), &body);
+    headers.push(("X-Request-Id".into(), "req-joins-17".into()));
+    let resp = w.app.post_raw("r1", body, headers).await;
+    assert_eq!(resp.status(), 202);
+    let queued: serde_json::Value = resp.json().await.unwrap();
+    let run_id = queued["run_id"].as_str().unwrap().to_owned();
+    let run = w.app.wait_run(&run_id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+
+    let job = w.app.journal.get_job(run_id).await.unwrap();
+    assert_eq!(job.request_id.as_deref(), Some("req-joins-17"));
+    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let done = text
+        .lines()
+        .find(|line| line.contains("job succeeded"))
+        .unwrap_or_else(|| panic!("no job log line:\n{text}"));
+    assert!(done.contains("req-joins-17"), "{done}");
+    assert!(done.contains("r1:delivery-request-id"), "{done}");
 }

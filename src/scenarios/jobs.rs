@@ -6,6 +6,10 @@
 //! held (`baseline_pack_id`, `run_request_id`, `run_id`, `known`, `run`), so rows written before the
 //! types existed read the same. A payload that does not read as its kind is a permanent failure
 //! (`JOB_PAYLOAD_INVALID`), never a silently skipped shortcut.
+//!
+//! This is the one module of the scenarios that handles `serde_json::Value`: the runner's API is
+//! JSON (`JobOutcome::result`, `JobError::details`, `JobHandler::on_failed`), so the typed outcomes
+//! are serialised into it here.
 
 use std::sync::Arc;
 

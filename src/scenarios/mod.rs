@@ -27,9 +27,15 @@
 //! delivery key and the record ids it works on, under the runner's `job` span (which carries the
 //! request id of the delivery that created the job), so one grep joins a delivery to its records.
 //!
-//! `serde_json::Value` appears here only where the data is arbitrary JSON by contract: the coaching
-//! output S1 checks and the analysis output written to a Run (both shaped by the Gate-1 schema, read
-//! through `coach_coaching::CheckedOutput`), and the analysis cache entries of the journal.
+//! `serde_json::Value` appears here only where the data is JSON by contract, each place documented:
+//! the coaching output S1 checks ([`gate1::CheckRequest::output`]; the analysis output a Run keeps is
+//! read through `coach_coaching::CheckedOutput`), and in [`jobs`] the boundary with the runner and
+//! the journal, whose API is JSON (`JobOutcome::result`, `JobError::details`, the payload column),
+//! which the typed outcomes and specs are serialised into there, once.
+//!
+//! Record ids: requests hold [`RecordId`]s parsed at the edge; link fields of typed records stay
+//! `Vec<String>` (as the store returns them) and are read into a `RecordId` once, where a scenario
+//! follows them ([`known_id`]), after which the store does not validate them again.
 
 pub mod baseline;
 pub mod experiments;
