@@ -1,7 +1,7 @@
 //! A1 (create a Baseline Pack) and A2/S3 (build it: one `baseline_pack` Run over its three
 //! transcripts, then E1).
 
-use coach_coaching::{AnalysisInput, RunType as CoachingRunType};
+use coach_coaching::AnalysisInput;
 use coach_store::tables::{self, BaselinePackStatus, RunStatus, RunType};
 use coach_store::{RecordId, StoreError};
 use serde::{Deserialize, Serialize};
@@ -10,7 +10,7 @@ use tracing::Instrument;
 use super::experiments::{E1Facts, Instantiate};
 use super::jobs::{JobRun, JobSpec};
 use super::transcripts::{self, coachee_label};
-use super::{Delivery, Deps, ScenarioError, known_id, long_text, record_time};
+use super::{Delivery, Deps, ScenarioError, analysis_run_type, known_id, long_text, record_time};
 use crate::jobs::JobError;
 use crate::journal::{NewJob, now_ms};
 
@@ -335,7 +335,7 @@ async fn build_pack_in(
         ));
     }
     let input = AnalysisInput {
-        run_type: CoachingRunType::BaselinePack,
+        run_type: analysis_run_type(RunType::BaselinePack),
         coachee,
         meetings,
         active_experiment: None,

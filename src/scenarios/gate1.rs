@@ -9,14 +9,15 @@
 //! The output to check is arbitrary JSON by contract (checking its shape is the point), so it is the
 //! one `serde_json::Value` of a scenario request.
 
-use coach_coaching::{Gate1Context, Gate1Failure, RunType, gate1};
+use coach_coaching::{Gate1Context, Gate1Failure, gate1};
 use coach_store::RecordId;
+use coach_store::tables::RunType;
 use coach_transcript::Format;
 use serde::Serialize;
 use tracing::Instrument;
 
 use super::transcripts::{self, coachee_label};
-use super::{Deps, ScenarioError};
+use super::{Deps, ScenarioError, analysis_run_type};
 
 /// Where S1's transcript comes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,7 +97,7 @@ fn analyse(
     let coachee = coachee_label(&transcript, &record, None)?;
     let meetings = [transcript];
     let ctx = Gate1Context::new(
-        RunType::SingleMeeting,
+        analysis_run_type(RunType::SingleMeeting),
         coachee.clone(),
         request.experiment_active,
         &meetings,
