@@ -78,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let enqueued = scenarios::poller::poll_once(&deps).await?;
     // Run the jobs with the worker's own runner and handlers.
-    let mut registry = scenarios::registry(deps.clone(), Duration::ZERO, None);
+    let mut registry = coach_worker::app::registry(deps.clone(), Duration::ZERO, None);
     let mut runner = coach_worker::jobs::Runner::new(
         journal.clone(),
         coach_worker::jobs::RunnerConfig {

@@ -11,7 +11,7 @@ use secrecy::ExposeSecret;
 
 use crate::config::{ProviderChoice, ServeConfig};
 use crate::journal::Journal;
-use crate::scenarios::{self, Deps};
+use crate::scenarios::Deps;
 use crate::startup::{Application, Registry};
 use crate::webhook::Secret;
 
@@ -137,7 +137,7 @@ pub fn worker_registry(config: &ServeConfig, deps: Arc<Deps>) -> Registry {
         .airtable_webhook_mac_secret
         .as_ref()
         .map(|_| Arc::new(tokio::sync::Notify::new()));
-    let mut registry = scenarios::registry(
+    let mut registry = crate::app::registry(
         deps.clone(),
         Duration::from_secs(config.poll_interval_secs),
         ping.clone(),

@@ -1,4 +1,6 @@
 //! Building and running the worker: journal, store, analyzer, job runner, HTTP server, poller.
+//! With [`crate::app`] (what the worker serves) this is the composition root: nothing below imports
+//! either.
 //!
 //! [`Application::build`] does everything that can fail before the first request (open the journal,
 //! requeue jobs a dead process left running, release the synchronous deliveries it was answering,
@@ -19,39 +21,13 @@ use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 
 use crate::config::ServeConfig;
-use crate::http::{AppState, Hooks, futures_ready::ReadyFuture};
-use crate::jobs::{JobHandler, Runner, RunnerConfig, RunnerHandle};
+use crate::http::AppState;
+use crate::jobs::{Runner, RunnerConfig, RunnerHandle};
 use crate::journal::Journal;
 use crate::webhook::Secret;
 
-/// A task that runs beside the server (the poller), given the runner and a stop signal.
-pub type BackgroundTask =
-    Box<dyn FnOnce(RunnerHandle, tokio::sync::watch::Receiver<bool>) -> ReadyFuture + Send>;
-/// Extra routes (the admin API and page).
-pub type Routes = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
-
-/// The scenarios a worker serves: its hooks, job handlers, readiness check and background tasks.
-pub struct Registry {
-    pub hooks: Hooks,
-    pub handlers: Vec<(String, Arc<dyn JobHandler>)>,
-    pub ready: Arc<dyn Fn() -> ReadyFuture + Send + Sync>,
-    /// Tasks that run beside the server (the poller); given the runner handle, stopped on shutdown.
-    pub background: Vec<BackgroundTask>,
-    /// Extra routes (the admin API and page).
-    pub routes: Vec<Routes>,
-}
-
-impl Registry {
-    pub fn empty() -> Registry {
-        Registry {
-            hooks: Hooks::new(),
-            handlers: Vec::new(),
-            ready: Arc::new(|| Box::pin(async { Ok(()) })),
-            background: Vec::new(),
-            routes: Vec::new(),
-        }
-    }
-}
+pub use crate::app::{BackgroundTask, Registry};
+pub use crate::http::Routes;
 
 /// A built, bound, not yet running worker.
 pub struct Application {

@@ -26,8 +26,8 @@ use super::replay::{self, Outcome};
 use super::view;
 use crate::error::ApiError;
 use crate::http::AppState;
+use crate::http::Routes;
 use crate::journal::{Job, JobFilter, JobStatus, JournalError, NewAudit, rfc3339};
-use crate::startup::Routes;
 use coach_store::Store;
 
 /// Most runs one bulk replay call may touch; narrow the filter (or page with the CLI) beyond that.

@@ -18,9 +18,10 @@
 
 use std::collections::HashSet;
 
-use serde_json::{Value, json};
+use coach_store::RecordId;
 use tokio::task::JoinSet;
 
+use crate::jobs::JobOptions;
 use crate::journal::{Job, Journal, JournalError, NewJob};
 
 /// What became of one run asked to be replayed.
@@ -47,22 +48,21 @@ pub fn replay_job(old: &Job, bypass_cache: bool) -> NewJob {
         .result
         .as_ref()
         .and_then(|r| r.get("run_record_id"))
-        .filter(|v| v.is_string())
-        .cloned()
-        .unwrap_or(Value::Null);
+        .and_then(|v| v.as_str())
+        .and_then(|id| RecordId::parse(id).ok());
     // The first Run of a chain of replays: D1 keys a meeting's attempt on it, so replaying a run
-    // that succeeded updates its attempt event instead of counting the meeting twice.
-    let root_record = old
-        .options
-        .get("replay_root_record")
-        .filter(|v| v.is_string())
-        .cloned()
-        .unwrap_or_else(|| old_record.clone());
-    job.options = json!({
-        "replay_of_record": old_record,
-        "replay_root_record": root_record,
-        "bypass_cache": bypass_cache,
-    });
+    // that succeeded updates its attempt event instead of counting the meeting twice. Options that
+    // do not read (a row from an older worker) count as none.
+    let root_record = JobOptions::of(old)
+        .ok()
+        .and_then(|o| o.replay_root_record)
+        .or_else(|| old_record.clone());
+    job.options = JobOptions {
+        replay_of_record: old_record,
+        replay_root_record: root_record,
+        bypass_cache,
+    }
+    .to_value();
     job
 }
 

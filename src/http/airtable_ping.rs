@@ -14,7 +14,7 @@ use sha2::Sha256;
 use tokio::sync::Notify;
 
 use crate::error::ApiError;
-use crate::startup::Routes;
+use crate::http::Routes;
 
 /// Verifies an Airtable content MAC over `body`.
 pub fn verify_mac(secret_base64: &str, header: &str, body: &[u8]) -> bool {

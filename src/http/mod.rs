@@ -24,6 +24,9 @@ use crate::webhook::Secret;
 
 pub use hooks::{Hook, Hooks};
 
+/// Extra routes a worker serves besides the hooks (the admin API and page, the Airtable ping).
+pub type Routes = std::sync::Arc<dyn Fn(&mut actix_web::web::ServiceConfig) + Send + Sync>;
+
 /// What every request handler can reach.
 pub struct AppState {
     pub journal: Journal,
@@ -215,6 +218,8 @@ pub async fn request_id(
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
+    // The intake stores it with the jobs a delivery creates, so their logs carry it too.
+    actix_web::HttpMessage::extensions_mut(&req).insert(hooks::RequestId(id.clone()));
     let mut res = next.call(req).instrument(span).await?;
     if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&id) {
         res.headers_mut().insert(

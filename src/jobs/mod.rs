@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::BackoffBuilder;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
@@ -72,6 +72,47 @@ impl JobError {
     fn to_value(&self) -> Value {
         serde_json::to_value(self)
             .unwrap_or_else(|_| json!({"code": self.code, "message": self.message}))
+    }
+}
+
+/// The options a job carries besides its facts, stored in the journal's `options` column. Admin
+/// replays set them; a job enqueued by a delivery, a chain or the poller has none (`{}`).
+///
+/// The serde names are the journal's keys, so rows written before these were typed read the same.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobOptions {
+    /// The Run record the replayed job wrote (a replay's Run links it through `Replay Of`).
+    #[serde(default)]
+    pub replay_of_record: Option<coach_store::RecordId>,
+    /// The first Run record of the chain of replays this job belongs to: D1 keys a meeting's attempt
+    /// on it, so replaying a run updates its attempt event instead of counting the meeting twice.
+    #[serde(default)]
+    pub replay_root_record: Option<coach_store::RecordId>,
+    /// Skip the analysis cache (an admin replay may ask for a fresh answer).
+    #[serde(default)]
+    pub bypass_cache: bool,
+}
+
+impl JobOptions {
+    /// Reads a job's options; a row without options (`{}` or null) has the defaults.
+    pub fn of(job: &Job) -> Result<JobOptions, JobError> {
+        if job.options.is_null() {
+            return Ok(JobOptions::default());
+        }
+        serde_json::from_value(job.options.clone()).map_err(|e| {
+            JobError::permanent(
+                "JOB_OPTIONS_INVALID",
+                format!(
+                    "the options of job {} do not read as job options: {e}",
+                    job.id
+                ),
+            )
+        })
+    }
+
+    /// The options as the journal stores them.
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).unwrap_or_else(|_| json!({}))
     }
 }
 
@@ -309,8 +350,15 @@ async fn run_one(
         job,
     };
     let id = ctx.job.id.clone();
-    let span =
-        tracing::info_span!("job", job_id = %id, kind = %ctx.job.kind, attempt = ctx.job.attempts);
+    // The request id of the delivery that created the job joins its logs to the delivery's.
+    let span = tracing::info_span!(
+        "job",
+        job_id = %id,
+        kind = %ctx.job.kind,
+        attempt = ctx.job.attempts,
+        request_id = ctx.job.request_id.as_deref(),
+        delivery_key = ctx.job.delivery_key.as_deref(),
+    );
     let Some(handler) = handlers.get(&ctx.job.kind).cloned() else {
         let err = JobError::permanent(
             "UNKNOWN_JOB_KIND",

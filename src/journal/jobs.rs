@@ -68,6 +68,8 @@ pub struct NewJob {
     /// Free-form options for the handler (e.g. `{"bypass_cache": true}`).
     pub options: Value,
     pub run_at: i64,
+    /// The request id of the delivery that created the job (its logs carry it).
+    pub request_id: Option<String>,
 }
 
 impl NewJob {
@@ -83,6 +85,7 @@ impl NewJob {
             replay_of: None,
             options: Value::Object(Default::default()),
             run_at: now_ms(),
+            request_id: None,
         }
     }
 }
@@ -119,6 +122,8 @@ pub struct Job {
     pub updated_at: i64,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// The request id of the delivery that created the job.
+    pub request_id: Option<String>,
 }
 
 /// One attempt of a job.
@@ -142,7 +147,7 @@ pub struct JobFilter {
 }
 
 const JOB_COLUMNS: &str = "id, kind, scenario, payload, status, attempts, next_attempt_at, last_error, result, \
-     delivery_key, dedupe_key, parent_id, replay_of, options, created_at, updated_at, started_at, finished_at";
+     delivery_key, dedupe_key, parent_id, replay_of, options, created_at, updated_at, started_at, finished_at, request_id";
 
 fn json_col(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<Value>> {
     let text: Option<String> = row.get(idx)?;
@@ -170,6 +175,7 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
         updated_at: row.get(15)?,
         started_at: row.get(16)?,
         finished_at: row.get(17)?,
+        request_id: row.get(18)?,
     })
 }
 
@@ -180,8 +186,8 @@ pub(super) fn insert_job(conn: &Connection, job: &NewJob) -> Result<(String, boo
     let inserted = conn
         .prepare_cached(
             "INSERT OR IGNORE INTO jobs (id, kind, scenario, payload, status, attempts, next_attempt_at, delivery_key,
-                 dedupe_key, parent_id, replay_of, options, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, 'queued', 0, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+                 dedupe_key, parent_id, replay_of, options, created_at, updated_at, request_id)
+             VALUES (?1, ?2, ?3, ?4, 'queued', 0, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)",
         )?
         .execute(params![
             job.id,
@@ -194,7 +200,8 @@ pub(super) fn insert_job(conn: &Connection, job: &NewJob) -> Result<(String, boo
             job.parent_id,
             job.replay_of,
             serde_json::to_string(&job.options)?,
-            now
+            now,
+            job.request_id
         ])?;
     if inserted == 1 {
         return Ok((job.id.clone(), true));

@@ -180,6 +180,10 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX succeeded_keys_at ON succeeded_keys(at);
     "#,
+    // 4: the request id of the delivery that created a job (its logs carry it).
+    r#"
+    ALTER TABLE jobs ADD COLUMN request_id TEXT;
+    "#,
 ];
 
 impl Journal {

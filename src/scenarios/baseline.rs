@@ -1,144 +1,107 @@
 //! A1 (create a Baseline Pack) and A2/S3 (build it: one `baseline_pack` Run over its three
 //! transcripts, then E1).
 
-use std::sync::Arc;
+use coach_coaching::AnalysisInput;
+use coach_store::tables::{self, BaselinePackStatus, RunStatus, RunType};
+use coach_store::{RecordId, StoreError};
+use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
-use coach_coaching::{AnalysisInput, RunType as CoachingRunType};
-use coach_store::Fields;
-use coach_store::tables::{self, BaselinePackStatus, RunStatus, RunType, TableRecord};
-use serde_json::{Value, json};
-
-use super::input::{object, optional_bool, optional_str, record_id, record_id_field};
+use super::experiments::{E1Facts, Instantiate};
+use super::jobs::{JobRun, JobSpec};
 use super::transcripts::{self, coachee_label};
-use super::{
-    Deps, HookResult, JOB_BASELINE, JOB_E1, Scenario, ScenarioError, created, long_text,
-    record_time, run_key,
-};
-use crate::error::ApiError;
-use crate::http::Hook;
-use crate::jobs::{JobContext, JobError, JobOutcome};
+use super::{Delivery, Deps, ScenarioError, analysis_run_type, known_id, long_text, record_time};
+use crate::jobs::JobError;
 use crate::journal::{NewJob, now_ms};
 
-/// A1: validates a user and exactly 3 distinct transcripts of that user, creates the pack.
-pub struct A1Hook(pub Arc<Deps>);
-
-#[derive(Debug, Clone)]
-pub struct A1Request {
-    pub user_id: String,
-    pub transcript_ids: Vec<String>,
+/// A1's request: a user and exactly 3 distinct transcripts of that user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewPack {
+    pub user_id: RecordId,
+    /// Exactly 3, distinct (the web layer checks both before it builds the request).
+    pub transcript_ids: Vec<RecordId>,
     pub name: Option<String>,
+    /// Queue the build at once.
     pub build: bool,
 }
 
-impl A1Request {
-    pub fn parse(body: &Value) -> Result<A1Request, ApiError> {
-        object(body)?;
-        let user_id = record_id_field(body, "user_id")?;
-        let ids = match body.get("transcript_ids") {
-            Some(Value::Array(items)) => items,
-            None | Some(Value::Null) => {
-                return Err(ApiError::unprocessable(
-                    "MISSING_FIELD",
-                    "`transcript_ids` is required: a list of 3 transcript record ids",
-                )
-                .with_details(json!({"pointer": "/transcript_ids"})));
-            }
-            Some(_) => {
-                return Err(ApiError::unprocessable(
-                    "WRONG_TYPE",
-                    "`transcript_ids` must be a list of 3 transcript record ids",
-                )
-                .with_details(json!({"pointer": "/transcript_ids"})));
-            }
-        };
-        if ids.len() != 3 {
-            return Err(ApiError::unprocessable(
-                "WRONG_TRANSCRIPT_COUNT",
-                format!(
-                    "a baseline pack takes exactly 3 transcripts; {} were given",
-                    ids.len()
-                ),
-            )
-            .with_details(json!({"pointer": "/transcript_ids", "count": ids.len()})));
-        }
-        let mut transcript_ids = Vec::with_capacity(3);
-        for (i, id) in ids.iter().enumerate() {
-            let pointer = format!("/transcript_ids/{i}");
-            let id = id.as_str().ok_or_else(|| {
-                ApiError::unprocessable("WRONG_TYPE", "each transcript id must be a string")
-                    .with_details(json!({"pointer": pointer}))
-            })?;
-            let id = record_id(id, &pointer)?;
-            if transcript_ids.contains(&id) {
-                return Err(ApiError::unprocessable(
-                    "DUPLICATE_TRANSCRIPT",
-                    "the 3 transcripts must be distinct",
-                )
-                .with_details(json!({"pointer": pointer})));
-            }
-            transcript_ids.push(id);
-        }
-        let name = optional_str(body, "name")?.map(str::to_owned);
-        let build = optional_bool(body, "build")?.unwrap_or(false);
-        Ok(A1Request {
-            user_id,
-            transcript_ids,
-            name,
-            build,
-        })
-    }
+/// What A1 did: the pack, and the build job when one was asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackCreated {
+    pub pack: tables::BaselinePack,
+    pub build_run_id: Option<String>,
 }
 
-#[async_trait::async_trait]
-impl Hook for A1Hook {
-    fn validate(&self, body: &Value) -> Result<Value, ApiError> {
-        A1Request::parse(body)?;
-        Ok(body.clone())
-    }
-
-    fn job_kind(&self) -> Option<&str> {
-        None
-    }
-
-    async fn respond(&self, delivery_key: &str, payload: Value) -> HookResult {
-        let request = A1Request::parse(&payload)?;
-        let pack = create_pack(&self.0, delivery_key, &request).await?;
-        let mut body =
-            json!({ "baseline_pack_id": pack.id, "status": BaselinePackStatus::Queued.as_str() });
-        if request.build {
-            let mut job = NewJob::new(JOB_BASELINE, "a1", json!({ "baseline_pack_id": pack.id }));
-            job.dedupe_key = Some(format!("baseline:{}", pack.id));
-            // The build's delivery is this A1 delivery: the admin view shows it with the run.
-            job.delivery_key = Some(delivery_key.to_owned());
-            let (run_id, _) = self.0.journal.enqueue(job).await?;
-            body["run_id"] = json!(run_id);
-            body["status_url"] = json!(format!("/v1/runs/{run_id}"));
-        }
-        created(body)
-    }
+/// A2/S3's request (and the `baseline` job's facts).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BuildPack {
+    pub baseline_pack_id: RecordId,
 }
 
-/// Checks the user and transcripts and upserts the pack (`Key` = `a1:{delivery}`).
+/// What a build wrote (the `baseline` job's result).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PackBuilt {
+    pub baseline_pack_id: RecordId,
+    pub run_record_id: String,
+    pub gate1_passed: bool,
+    pub provider: String,
+    pub cached: bool,
+}
+
+/// The Run record a failed job wrote, if it could write one (the failed job's result).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FailureWritten {
+    pub run_record_id: Option<String>,
+}
+
+/// A1: checks the user and transcripts, upserts the pack (`Key` = `a1:{delivery}`) and, with
+/// `build`, queues its build under this delivery (the admin view shows it with the run).
 pub async fn create_pack(
     deps: &Deps,
+    delivery: &Delivery,
+    request: &NewPack,
+) -> Result<PackCreated, ScenarioError> {
+    let delivery_key = delivery.key.as_str();
+    let span = tracing::info_span!(
+        "create_pack",
+        scenario = "a1",
+        delivery_key,
+        request_id = delivery.request_id.as_deref(),
+        user_id = %request.user_id,
+        transcript_ids = ?request.transcript_ids.iter().map(RecordId::as_str).collect::<Vec<_>>(),
+    );
+    async move {
+        let pack = write_pack(deps, delivery_key, request).await?;
+        let mut build_run_id = None;
+        if request.build {
+            let mut job = JobSpec::Baseline(BuildPack {
+                baseline_pack_id: known_id(&pack.id)?,
+            })
+            .into_job("a1");
+            job.delivery_key = Some(delivery_key.to_owned());
+            job.request_id = delivery.request_id.clone();
+            let (run_id, _) = deps.journal.enqueue(job).await?;
+            build_run_id = Some(run_id);
+        }
+        Ok(PackCreated { pack, build_run_id })
+    }
+    .instrument(span)
+    .await
+}
+
+async fn write_pack(
+    deps: &Deps,
     delivery_key: &str,
-    request: &A1Request,
+    request: &NewPack,
 ) -> Result<tables::BaselinePack, ScenarioError> {
-    let user: tables::User = transcripts::typed(
-        &deps
-            .store
-            .get(tables::USERS, &request.user_id)
-            .await
-            .map_err(|e| not_found(e, "USER_NOT_FOUND", "/user_id"))?,
-    )?;
+    let user: tables::User = transcripts::read(deps, &request.user_id)
+        .await
+        .map_err(|e| not_found(e, "USER_NOT_FOUND", "/user_id"))?;
     for (i, id) in request.transcript_ids.iter().enumerate() {
         let pointer = format!("/transcript_ids/{i}");
-        let record = deps
-            .store
-            .get(tables::TRANSCRIPTS, id)
+        let transcript: tables::Transcript = transcripts::read(deps, id)
             .await
             .map_err(|e| not_found(e, "TRANSCRIPT_NOT_FOUND", &pointer))?;
-        let transcript: tables::Transcript = transcripts::typed(&record)?;
         if !transcript.user.iter().any(|u| u == &user.id) {
             return Err(ScenarioError::unprocessable(
                 "TRANSCRIPT_NOT_OWNED",
@@ -161,132 +124,108 @@ pub async fn create_pack(
         key: Some(format!("a1:{delivery_key}")),
         name: Some(name),
         user: vec![user.id.clone()],
-        transcripts: request.transcript_ids.clone(),
+        transcripts: request
+            .transcript_ids
+            .iter()
+            .map(|id| id.as_str().to_owned())
+            .collect(),
         status: Some(BaselinePackStatus::Queued),
         ..Default::default()
     };
-    let written = deps
-        .store
-        .upsert(tables::BASELINE_PACKS, vec![pack.to_fields()])
-        .await?;
-    let record = written.first().ok_or_else(|| {
-        ScenarioError::unprocessable("STORE_EMPTY_ANSWER", "the store returned no record")
-    })?;
-    transcripts::typed(record)
+    transcripts::upsert(deps, &pack).await
 }
 
-fn not_found(e: coach_store::StoreError, code: &'static str, pointer: &str) -> ScenarioError {
+fn not_found(e: ScenarioError, code: &'static str, pointer: &str) -> ScenarioError {
     match e {
-        coach_store::StoreError::NotFound { table, id } => {
-            ScenarioError::unprocessable(code, format!("record {id} does not exist in \"{table}\""))
-                .with_pointer(pointer)
-        }
-        other => ScenarioError::Store(other),
+        ScenarioError::Store(StoreError::NotFound { table, id }) => ScenarioError::NotFound {
+            code,
+            message: format!("record {id} does not exist in \"{table}\""),
+            pointer: Some(pointer.to_owned()),
+        },
+        other => other,
     }
 }
 
-/// A2 and S3: queue the build of a pack.
-pub struct BuildHook;
-
-#[async_trait::async_trait]
-impl Hook for BuildHook {
-    fn validate(&self, body: &Value) -> Result<Value, ApiError> {
-        object(body)?;
-        Ok(json!({ "baseline_pack_id": record_id_field(body, "baseline_pack_id")? }))
+/// Writes a build's final failure: a failed Run, and the pack `Failed` with the error.
+pub async fn record_failure(
+    deps: &Deps,
+    request: &BuildPack,
+    job: &JobRun<'_>,
+    error: &JobError,
+) -> FailureWritten {
+    let pack_id = request.baseline_pack_id.as_str().to_owned();
+    let message = long_text(&format!("[{}] {}", error.code, error.message));
+    let mut run = failed_run(job, error);
+    run.run_type = Some(RunType::BaselinePack);
+    run.baseline_pack = vec![pack_id.clone()];
+    if let Ok(pack) =
+        transcripts::read::<tables::BaselinePack>(deps, &request.baseline_pack_id).await
+    {
+        run.user = pack.user;
+        run.transcripts = pack.transcripts;
     }
-
-    fn job_kind(&self) -> Option<&str> {
-        Some(JOB_BASELINE)
+    let run_id = upsert_run(deps, &run).await.ok();
+    let update = tables::BaselinePackUpdate {
+        status: tables::Change::Set(BaselinePackStatus::Failed),
+        error: tables::Change::Set(message),
+        run: match &run_id {
+            Some(id) => tables::Change::Set(vec![id.clone()]),
+            None => tables::Change::Keep,
+        },
+        ..Default::default()
+    };
+    if let Err(e) = deps.store.patch(&request.baseline_pack_id, &update).await {
+        tracing::error!(
+            code = e.code(),
+            "could not write the failure onto the baseline pack"
+        );
     }
-
-    fn dedupe_key(&self, payload: &Value) -> Option<String> {
-        payload["baseline_pack_id"]
-            .as_str()
-            .map(|id| format!("baseline:{id}"))
-    }
-}
-
-/// The `baseline` job.
-pub struct BuildJob(pub Arc<Deps>);
-
-#[async_trait::async_trait]
-impl Scenario for BuildJob {
-    async fn run(&self, ctx: &JobContext) -> Result<JobOutcome, ScenarioError> {
-        build_pack(&self.0, ctx).await
-    }
-
-    async fn record_failure(&self, ctx: &JobContext, error: &JobError) -> Option<Value> {
-        let pack_id = ctx.job.payload["baseline_pack_id"].as_str()?.to_owned();
-        let message = long_text(&format!("[{}] {}", error.code, error.message));
-        let mut run = failed_run(ctx, error);
-        run.run_type = Some(RunType::BaselinePack);
-        run.baseline_pack = vec![pack_id.clone()];
-        if let Ok(pack) = self.0.store.get(tables::BASELINE_PACKS, &pack_id).await
-            && let Ok(pack) = tables::BaselinePack::from_record(&pack)
-        {
-            run.user = pack.user;
-            run.transcripts = pack.transcripts;
-        }
-        let run_id = upsert_run(&self.0, &run).await.ok();
-        let mut fields = json!({ "Status": BaselinePackStatus::Failed.as_str(), "Error": message });
-        if let Some(id) = &run_id {
-            fields["Run"] = json!([id]);
-        }
-        if let Value::Object(fields) = fields
-            && let Err(e) = self
-                .0
-                .store
-                .update(tables::BASELINE_PACKS, vec![(pack_id, fields)])
-                .await
-        {
-            tracing::error!(
-                code = e.code(),
-                "could not write the failure onto the baseline pack"
-            );
-        }
-        Some(json!({ "run_record_id": run_id }))
+    FailureWritten {
+        run_record_id: run_id,
     }
 }
 
 /// A Run record for a job that failed for good.
-pub fn failed_run(ctx: &JobContext, error: &JobError) -> tables::Run {
+pub fn failed_run(job: &JobRun<'_>, error: &JobError) -> tables::Run {
     tables::Run {
-        key: Some(run_key(ctx)),
+        key: Some(job.run_key()),
         status: Some(RunStatus::Failed),
-        attempt: Some(i64::from(ctx.job.attempts)),
-        replay_of: super::replay_of_record(ctx).into_iter().collect(),
+        attempt: Some(i64::from(job.attempts())),
+        replay_of: replay_of(job),
         error: Some(long_text(&format!("[{}] {}", error.code, error.message))),
         gate1_passed: Some(false),
         gate1_report: error.details.get("gate1_report").map(|r| r.to_string()),
-        started_at: ctx.job.started_at.map(record_time),
+        started_at: job.started_at().map(record_time),
         finished_at: Some(record_time(now_ms())),
         ..Default::default()
     }
 }
 
+fn replay_of(job: &JobRun<'_>) -> Vec<String> {
+    job.options
+        .replay_of_record
+        .iter()
+        .map(|id| id.as_str().to_owned())
+        .collect()
+}
+
 /// Upserts a Run on its Key; returns its record id.
 pub async fn upsert_run(deps: &Deps, run: &tables::Run) -> Result<String, ScenarioError> {
-    let written = deps
-        .store
-        .upsert(tables::RUNS, vec![run.to_fields()])
-        .await?;
-    written.first().map(|r| r.id.clone()).ok_or_else(|| {
-        ScenarioError::unprocessable("STORE_EMPTY_ANSWER", "the store returned no record")
-    })
+    Ok(transcripts::upsert(deps, run).await?.id)
 }
 
 /// The Run fields an analysis fills.
 pub fn analysis_run(
-    ctx: &JobContext,
+    job: &JobRun<'_>,
     analysis: &coach_coaching::Analysis,
     cached: bool,
     duration_ms: i64,
 ) -> tables::Run {
     tables::Run {
-        key: Some(run_key(ctx)),
+        key: Some(job.run_key()),
         status: Some(RunStatus::Succeeded),
-        attempt: Some(i64::from(ctx.job.attempts)),
-        replay_of: super::replay_of_record(ctx).into_iter().collect(),
+        attempt: Some(i64::from(job.attempts())),
+        replay_of: replay_of(job),
         provider: Some(analysis.provider.clone()),
         model: Some(analysis.model.clone()),
         prompt_version: Some(analysis.prompt_version.clone()),
@@ -310,7 +249,7 @@ pub fn analysis_run(
         output: Some(long_text(&analysis.output.to_string())),
         coaching_card: Some(long_text(&analysis.card_markdown)),
         metrics: Some(long_text(&analysis.metrics.to_string())),
-        started_at: ctx.job.started_at.map(record_time),
+        started_at: job.started_at().map(record_time),
         finished_at: Some(record_time(now_ms())),
         ..Default::default()
     }
@@ -318,14 +257,35 @@ pub fn analysis_run(
 
 /// Builds a pack: parse the 3 transcripts, analyse them together, write the Run, set the pack
 /// `Ready`, and chain E1.
-pub async fn build_pack(deps: &Deps, ctx: &JobContext) -> Result<JobOutcome, ScenarioError> {
+pub async fn build_pack(
+    deps: &Deps,
+    request: &BuildPack,
+    job: &JobRun<'_>,
+) -> Result<(PackBuilt, Vec<NewJob>), ScenarioError> {
+    let span = tracing::info_span!(
+        "build_pack",
+        scenario = %job.ctx.job.scenario,
+        run_id = job.id(),
+        delivery_key = job.delivery_key(),
+        baseline_pack_id = %request.baseline_pack_id,
+        run_record_id = tracing::field::Empty,
+    );
+    build_pack_in(deps, request, job)
+        .instrument(span.clone())
+        .await
+        .inspect(|(built, _)| {
+            span.record("run_record_id", built.run_record_id.as_str());
+        })
+}
+
+async fn build_pack_in(
+    deps: &Deps,
+    request: &BuildPack,
+    job: &JobRun<'_>,
+) -> Result<(PackBuilt, Vec<NewJob>), ScenarioError> {
     let started = std::time::Instant::now();
-    let pack_id = ctx.job.payload["baseline_pack_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    let pack: tables::BaselinePack =
-        transcripts::typed(&deps.store.get(tables::BASELINE_PACKS, &pack_id).await?)?;
+    let pack_id = &request.baseline_pack_id;
+    let pack: tables::BaselinePack = transcripts::read(deps, pack_id).await?;
     if pack.transcripts.len() != 3 {
         return Err(ScenarioError::unprocessable(
             "WRONG_TRANSCRIPT_COUNT",
@@ -343,9 +303,7 @@ pub async fn build_pack(deps: &Deps, ctx: &JobContext) -> Result<JobOutcome, Sce
             .is_none_or(|s| s.trim().is_empty())
     });
     let user = match (needs_user, pack.user.first()) {
-        (true, Some(id)) => Some(transcripts::typed::<tables::User>(
-            &deps.store.get(tables::USERS, id).await?,
-        )?),
+        (true, Some(id)) => Some(transcripts::read::<tables::User>(deps, &known_id(id)?).await?),
         _ => None,
     };
     // The coachee label of each meeting; a parse or label failure lands on that transcript.
@@ -377,51 +335,46 @@ pub async fn build_pack(deps: &Deps, ctx: &JobContext) -> Result<JobOutcome, Sce
         ));
     }
     let input = AnalysisInput {
-        run_type: CoachingRunType::BaselinePack,
+        run_type: analysis_run_type(RunType::BaselinePack),
         coachee,
         meetings,
         active_experiment: None,
     };
-    let (analysis, cached) = deps.analyze(&input, super::bypass_cache(ctx)).await?;
+    let (analysis, cached) = deps.analyze(&input, job.options.bypass_cache).await?;
 
-    let mut run = analysis_run(ctx, &analysis, cached, started.elapsed().as_millis() as i64);
+    let mut run = analysis_run(job, &analysis, cached, started.elapsed().as_millis() as i64);
     run.run_type = Some(RunType::BaselinePack);
     run.user = pack.user.clone();
-    run.baseline_pack = vec![pack_id.clone()];
+    run.baseline_pack = vec![pack_id.as_str().to_owned()];
     run.transcripts = pack.transcripts.clone();
     let run_record_id = upsert_run(deps, &run).await?;
 
-    let mut fields = Fields::new();
-    fields.insert("Status".into(), json!(BaselinePackStatus::Ready.as_str()));
-    fields.insert("Run".into(), json!([run_record_id]));
-    fields.insert("Error".into(), Value::Null);
-    deps.store
-        .update(tables::BASELINE_PACKS, vec![(pack_id.clone(), fields)])
-        .await?;
+    let update = tables::BaselinePackUpdate {
+        status: tables::Change::Set(BaselinePackStatus::Ready),
+        run: tables::Change::Set(vec![run_record_id.clone()]),
+        error: tables::Change::Clear,
+        ..Default::default()
+    };
+    deps.store.patch(pack_id, &update).await?;
 
-    let mut e1 = NewJob::new(
-        JOB_E1,
-        &ctx.job.scenario,
-        json!({
-            "run_id": run_record_id,
-            "run": {
-                "user": pack.user,
-                "baseline_pack": pack_id,
-                "finished_at": run.finished_at,
-                "output": analysis.output,
-            }
+    let e1 = JobSpec::E1(Instantiate {
+        run_id: known_id(&run_record_id)?,
+        run: Some(E1Facts {
+            user: pack.user.clone(),
+            baseline_pack: Some(pack_id.as_str().to_owned()),
+            finished_at: run.finished_at.clone(),
+            output: coach_coaching::CheckedOutput::read(&analysis.output),
         }),
-    );
-    e1.parent_id = Some(ctx.job.id.clone());
-    e1.dedupe_key = Some(format!("e1:{run_record_id}"));
-    Ok(JobOutcome {
-        result: json!({
-            "baseline_pack_id": pack_id,
-            "run_record_id": run_record_id,
-            "gate1_passed": analysis.report.passed,
-            "provider": analysis.provider,
-            "cached": cached,
-        }),
-        follow_ups: vec![e1],
     })
+    .follow_up_of(job);
+    Ok((
+        PackBuilt {
+            baseline_pack_id: pack_id.clone(),
+            run_record_id,
+            gate1_passed: analysis.report.passed,
+            provider: analysis.provider.clone(),
+            cached,
+        },
+        vec![e1],
+    ))
 }

@@ -3,29 +3,25 @@
 //!
 //! Both run as synchronous hooks (Make or an admin calls them alone, and reads them from the Run
 //! record) and as chained jobs (after A2/S3 and R1). A chained job carries what its parent already
-//! read, which saves the reads the hook has to make; the writes are the same upserts either way:
-//! `e1:{run}` for the Experiment, `e1:{run}:instantiated`, `d1:{experiment}:{run}` and
-//! `d1:{experiment}:completed` for the events — so each exists once however often it is asked for.
+//! read ([`E1Facts`], [`D1Facts`]), which saves the reads the hook has to make; the writes are the
+//! same upserts either way: `e1:{run}` for the Experiment, `e1:{run}:instantiated`,
+//! `d1:{experiment}:{run}` and `d1:{experiment}:completed` for the events — so each exists once
+//! however often it is asked for.
 
-use std::sync::Arc;
-
-use actix_web::http::StatusCode;
+use coach_coaching::{CheckedOutput, ExperimentAttempt, ExperimentProposal, Judgement};
+use coach_store::RecordId;
 use coach_store::tables::{
-    self, Attempted, EventType, ExperimentStatus, RunStatus, RunType, TableRecord,
+    self, Attempted, Change, EventType, ExperimentStatus, ExperimentUpdate, RunStatus, RunType,
+    UserUpdate, queries,
 };
-use coach_store::{Filter, ListQuery};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use tracing::Instrument;
 
-use super::input::{object, record_id_field};
-use super::transcripts::typed;
-use super::{Deps, HookResult, Scenario, ScenarioError, fields};
-use crate::error::ApiError;
-use crate::http::Hook;
-use crate::jobs::{JobContext, JobOutcome};
+use super::transcripts::{read, upsert};
+use super::{Deps, ScenarioError, known_id};
 
 /// What D1 needs to know about an experiment.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExperimentFacts {
     pub id: String,
     pub key: String,
@@ -46,19 +42,29 @@ impl ExperimentFacts {
     }
 }
 
-/// D1's input once everything is read.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct D1Facts {
-    run_type: String,
-    run_status: String,
-    user_id: Option<String>,
-    experiment: Option<ExperimentFacts>,
-    meeting_date: Option<String>,
-    attempt: Value,
-    finished_at: Option<String>,
+/// D1's input once everything is read (what R1 hands its chained D1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct D1Facts {
+    pub run_type: RunType,
+    pub run_status: Option<RunStatus>,
+    pub user_id: Option<String>,
+    pub experiment: Option<ExperimentFacts>,
+    pub meeting_date: Option<String>,
+    /// The run's judgement of the experiment (`experiment_attempt` of its output).
+    #[serde(default)]
+    pub attempt: Option<ExperimentAttempt>,
+    pub finished_at: Option<String>,
     /// The run the attempt is keyed on: the first Run of a chain of replays (else the run itself).
     #[serde(default)]
-    attempt_run: Option<String>,
+    pub attempt_run: Option<RecordId>,
+}
+
+/// D1's request (and the `d1` job's facts): the run, and what its R1 already read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordAttempt {
+    pub run_id: RecordId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known: Option<D1Facts>,
 }
 
 /// What D1 did.
@@ -76,8 +82,10 @@ pub enum D1Outcome {
     },
 }
 
-impl D1Outcome {
-    fn to_answer(&self) -> (StatusCode, Value) {
+/// The answer body of D1 (the hook's 201/200 body and the `d1` job's result).
+impl Serialize for D1Outcome {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
         match self {
             D1Outcome::Recorded {
                 event_id,
@@ -85,25 +93,34 @@ impl D1Outcome {
                 attempts,
                 target,
                 completed,
-            } => (
-                StatusCode::CREATED,
-                json!({ "event_id": event_id, "experiment_id": experiment_id, "attempts": attempts, "target_meetings": target, "experiment_completed": completed }),
-            ),
+            } => {
+                let mut m = s.serialize_map(Some(5))?;
+                m.serialize_entry("event_id", event_id)?;
+                m.serialize_entry("experiment_id", experiment_id)?;
+                m.serialize_entry("attempts", attempts)?;
+                m.serialize_entry("target_meetings", target)?;
+                m.serialize_entry("experiment_completed", completed)?;
+                m.end()
+            }
             D1Outcome::Skipped { reason } => {
-                (StatusCode::OK, json!({ "skipped": true, "reason": reason }))
+                let mut m = s.serialize_map(Some(2))?;
+                m.serialize_entry("skipped", &true)?;
+                m.serialize_entry("reason", reason)?;
+                m.end()
             }
         }
     }
 }
 
-fn run_output(run: &tables::Run) -> Value {
+/// The typed parts of a Run's `Output` (none when it is empty or not an output).
+fn run_output(run: &tables::Run) -> CheckedOutput {
     run.output
         .as_deref()
-        .and_then(|o| serde_json::from_str(o).ok())
-        .unwrap_or(Value::Null)
+        .and_then(|o| serde_json::from_str::<CheckedOutput>(o).ok())
+        .unwrap_or_default()
 }
 
-fn check_finished(run: &tables::Run, id: &str) -> Result<(), ScenarioError> {
+fn check_finished(run: &tables::Run, id: &RecordId) -> Result<(), ScenarioError> {
     match run.status {
         Some(RunStatus::Succeeded) | Some(RunStatus::Failed) => Ok(()),
         _ => Err(ScenarioError::unprocessable(
@@ -118,8 +135,8 @@ fn check_finished(run: &tables::Run, id: &str) -> Result<(), ScenarioError> {
 }
 
 /// Reads what D1 needs from the store (the hook path).
-async fn read_d1_facts(deps: &Deps, run_id: &str) -> Result<D1Facts, ScenarioError> {
-    let run: tables::Run = typed(&deps.store.get(tables::RUNS, run_id).await?)?;
+async fn read_d1_facts(deps: &Deps, run_id: &RecordId) -> Result<D1Facts, ScenarioError> {
+    let run: tables::Run = read(deps, run_id).await?;
     if run.run_type != Some(RunType::SingleMeeting) {
         return Err(ScenarioError::unprocessable(
             "WRONG_RUN_TYPE",
@@ -129,18 +146,12 @@ async fn read_d1_facts(deps: &Deps, run_id: &str) -> Result<D1Facts, ScenarioErr
     }
     check_finished(&run, run_id)?;
     let mut facts = D1Facts {
-        run_type: "single_meeting".into(),
-        run_status: run
-            .status
-            .map(|s| s.as_str().to_owned())
-            .unwrap_or_default(),
+        run_type: RunType::SingleMeeting,
+        run_status: run.status,
         user_id: run.user.first().cloned(),
         experiment: None,
         meeting_date: None,
-        attempt: run_output(&run)
-            .get("experiment_attempt")
-            .cloned()
-            .unwrap_or(Value::Null),
+        attempt: run_output(&run).experiment_attempt,
         finished_at: run.finished_at.clone(),
         attempt_run: None,
     };
@@ -149,28 +160,29 @@ async fn read_d1_facts(deps: &Deps, run_id: &str) -> Result<D1Facts, ScenarioErr
     }
     facts.attempt_run = Some(replay_root(deps, &run).await?);
     if let Some(uid) = &facts.user_id {
-        let user: tables::User = typed(&deps.store.get(tables::USERS, uid).await?)?;
+        let user: tables::User = read(deps, &known_id(uid)?).await?;
         if let Some(eid) = user.active_experiment.first() {
-            let e: tables::Experiment = typed(&deps.store.get(tables::EXPERIMENTS, eid).await?)?;
+            let e: tables::Experiment = read(deps, &known_id(eid)?).await?;
             facts.experiment = Some(ExperimentFacts::from_record(&e));
         }
     }
     if facts.experiment.is_some()
         && let Some(tid) = run.transcripts.first()
     {
-        let t: tables::Transcript = typed(&deps.store.get(tables::TRANSCRIPTS, tid).await?)?;
+        let t: tables::Transcript = read(deps, &known_id(tid)?).await?;
         facts.meeting_date = t.meeting_date;
     }
     Ok(facts)
 }
 
 /// The first Run of the chain of replays `run` ends (followed through `Replay Of`, at most 20 back).
-async fn replay_root(deps: &Deps, run: &tables::Run) -> Result<String, ScenarioError> {
-    let mut root = run.id.clone();
+async fn replay_root(deps: &Deps, run: &tables::Run) -> Result<RecordId, ScenarioError> {
+    let mut root = known_id(&run.id)?;
     let mut previous = run.replay_of.first().cloned();
     for _ in 0..20 {
         let Some(id) = previous else { break };
-        let earlier: tables::Run = typed(&deps.store.get(tables::RUNS, &id).await?)?;
+        let id = known_id(&id)?;
+        let earlier: tables::Run = read(deps, &id).await?;
         previous = earlier.replay_of.first().cloned();
         root = id;
     }
@@ -178,21 +190,12 @@ async fn replay_root(deps: &Deps, run: &tables::Run) -> Result<String, ScenarioE
 }
 
 /// The evidence text of an attempt judgement: each quote with its span id, then the note.
-fn evidence_text(attempt: &Value) -> String {
+fn evidence_text(attempt: &ExperimentAttempt) -> String {
     let mut out = String::new();
-    for e in attempt
-        .get("evidence")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let span = e.get("span_id").and_then(Value::as_str).unwrap_or("?");
-        let quote = e.get("quote").and_then(Value::as_str).unwrap_or("");
-        out.push_str(&format!("[{span}] \"{quote}\"\n"));
+    for e in &attempt.evidence {
+        out.push_str(&format!("[{}] \"{}\"\n", e.span_id, e.quote));
     }
-    if let Some(note) = attempt.get("note").and_then(Value::as_str) {
-        out.push_str(note);
-    }
+    out.push_str(&attempt.note);
     out.trim().to_owned()
 }
 
@@ -207,30 +210,24 @@ async fn listed_attempts(
     deps: &Deps,
     experiment: &ExperimentFacts,
 ) -> Result<Vec<(String, String)>, ScenarioError> {
-    let events = deps
+    let events: Vec<tables::ExperimentEvent> = deps
         .store
-        .list(
-            tables::EXPERIMENT_EVENTS,
-            &ListQuery::new()
-                .filter(Filter::and([
-                    Filter::link_contains("Experiment", &experiment.key),
-                    Filter::eq("Type", EventType::Attempt.as_str()),
-                ]))
-                .fields(["Key", "Attempted"]),
-        )
+        .find(&queries::attempt_events(&experiment.key))
         .await?;
     let prefix = attempt_key(&experiment.id, "");
     Ok(events
         .iter()
         .map(|e| {
             let run = e
-                .text("Key")
+                .key
+                .as_deref()
                 .and_then(|k| k.strip_prefix(&prefix))
                 .filter(|run| !run.is_empty())
                 .map_or_else(|| format!("event:{}", e.id), str::to_owned);
             let attempted = e
-                .text("Attempted")
-                .unwrap_or(Attempted::Unclear.as_str())
+                .attempted
+                .unwrap_or(Attempted::Unclear)
+                .as_str()
                 .to_owned();
             (run, attempted)
         })
@@ -256,14 +253,28 @@ fn completion_text(judgements: &[&str], target: i64) -> String {
 /// experiment's start; completes the experiment when the attempts reach its target.
 pub async fn record_attempt(
     deps: &Deps,
-    run_id: &str,
-    known: Option<&Value>,
+    request: &RecordAttempt,
 ) -> Result<D1Outcome, ScenarioError> {
-    let facts = match known.and_then(|k| serde_json::from_value::<D1Facts>(k.clone()).ok()) {
-        Some(f) => f,
-        None => read_d1_facts(deps, run_id).await?,
+    let span = tracing::info_span!(
+        "record_attempt",
+        scenario = "d1",
+        run_record_id = %request.run_id,
+        chained = request.known.is_some(),
+        experiment_id = tracing::field::Empty,
+    );
+    record_attempt_in(deps, request).instrument(span).await
+}
+
+async fn record_attempt_in(
+    deps: &Deps,
+    request: &RecordAttempt,
+) -> Result<D1Outcome, ScenarioError> {
+    let run_id = request.run_id.as_str();
+    let facts = match &request.known {
+        Some(f) => f.clone(),
+        None => read_d1_facts(deps, &request.run_id).await?,
     };
-    if facts.run_status != RunStatus::Succeeded.as_str() {
+    if facts.run_status != Some(RunStatus::Succeeded) {
         return Ok(D1Outcome::Skipped {
             reason: format!("run {run_id} did not succeed, so it is not an attempt"),
         });
@@ -287,17 +298,17 @@ pub async fn record_attempt(
             ),
         });
     }
-    let attempted = match facts.attempt.get("attempted").and_then(Value::as_str) {
-        Some("yes") => Attempted::Yes,
-        Some("no") => Attempted::No,
-        _ => Attempted::Unclear,
+    tracing::Span::current().record("experiment_id", experiment.id.as_str());
+    let attempted = match facts.attempt.as_ref().map(|a| a.attempted) {
+        Some(Judgement::Yes) => Attempted::Yes,
+        Some(Judgement::No) => Attempted::No,
+        Some(Judgement::Unclear) | None => Attempted::Unclear,
     };
-    let evidence = if facts.attempt.is_null() {
-        "the run's coaching did not judge the experiment".to_owned()
-    } else {
-        evidence_text(&facts.attempt)
+    let evidence = match &facts.attempt {
+        None => "the run's coaching did not judge the experiment".to_owned(),
+        Some(attempt) => evidence_text(attempt),
     };
-    let attempt_run = facts.attempt_run.as_deref().unwrap_or(run_id);
+    let attempt_run = facts.attempt_run.as_ref().map_or(run_id, RecordId::as_str);
     let event = tables::ExperimentEvent {
         key: Some(attempt_key(&experiment.id, attempt_run)),
         experiment: vec![experiment.id.clone()],
@@ -347,7 +358,7 @@ pub async fn record_attempt(
     // This run's attempt is the one that reaches the target (also when this D1 runs again after a
     // crash); attempts after it are recorded without completing the experiment a second time.
     let completes = completed && attempts - 1 < target;
-    let mut events = vec![event.to_fields()];
+    let mut events = vec![event];
     if completes {
         let done = tables::ExperimentEvent {
             key: Some(format!("d1:{}:completed", experiment.id)),
@@ -361,27 +372,22 @@ pub async fn record_attempt(
             occurred_at: facts.finished_at.clone(),
             ..Default::default()
         };
-        events.push(done.to_fields());
+        events.push(done);
     }
-    let written = deps.store.upsert(tables::EXPERIMENT_EVENTS, events).await?;
+    let written = deps.store.upsert_records(&events).await?;
     let event_id = written.first().map(|r| r.id.clone()).unwrap_or_default();
     if completes {
+        let completed = ExperimentUpdate {
+            status: Change::Set(ExperimentStatus::Completed),
+        };
         deps.store
-            .update(
-                tables::EXPERIMENTS,
-                vec![(
-                    experiment.id.clone(),
-                    fields(json!({ "Status": ExperimentStatus::Completed.as_str() })),
-                )],
-            )
+            .patch(&known_id(&experiment.id)?, &completed)
             .await?;
         if let Some(uid) = &facts.user_id {
-            deps.store
-                .update(
-                    tables::USERS,
-                    vec![(uid.clone(), fields(json!({ "Active Experiment": [] })))],
-                )
-                .await?;
+            let no_experiment = UserUpdate {
+                active_experiment: Change::Set(vec![]),
+            };
+            deps.store.patch(&known_id(uid)?, &no_experiment).await?;
         }
     }
     deps.journal
@@ -396,17 +402,36 @@ pub async fn record_attempt(
     })
 }
 
-/// What E1 needs about the baseline run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct E1Facts {
-    user: Vec<String>,
-    baseline_pack: Option<String>,
-    finished_at: Option<String>,
-    output: Value,
+/// What E1 needs about the baseline run (what A2/S3 hands its chained E1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct E1Facts {
+    pub user: Vec<String>,
+    pub baseline_pack: Option<String>,
+    pub finished_at: Option<String>,
+    /// The typed parts of the run's output (the journal's rows hold the whole output; the rest of it
+    /// is not read here).
+    pub output: CheckedOutput,
 }
 
-async fn read_e1_facts(deps: &Deps, run_id: &str) -> Result<E1Facts, ScenarioError> {
-    let run: tables::Run = typed(&deps.store.get(tables::RUNS, run_id).await?)?;
+/// E1's request (and the `e1` job's facts): the baseline run, and what its build already read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Instantiate {
+    pub run_id: RecordId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<E1Facts>,
+}
+
+/// What E1 did (the hook's 201 body and the `e1` job's result).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Instantiated {
+    pub experiment_id: String,
+    pub event_id: String,
+    pub experiment_status: ExperimentStatus,
+    pub completed_previous: Option<String>,
+}
+
+async fn read_e1_facts(deps: &Deps, run_id: &RecordId) -> Result<E1Facts, ScenarioError> {
+    let run: tables::Run = read(deps, run_id).await?;
     if run.run_type != Some(RunType::BaselinePack) {
         return Err(ScenarioError::unprocessable(
             "WRONG_RUN_TYPE",
@@ -438,41 +463,45 @@ async fn read_e1_facts(deps: &Deps, run_id: &str) -> Result<E1Facts, ScenarioErr
 /// completed or abandoned since as it is instead of making it active again.
 pub async fn instantiate(
     deps: &Deps,
-    run_id: &str,
-    known: Option<&Value>,
+    request: &Instantiate,
     fresh: bool,
-) -> Result<Value, ScenarioError> {
-    let facts = match known.and_then(|k| serde_json::from_value::<E1Facts>(k.clone()).ok()) {
-        Some(f) => f,
+) -> Result<Instantiated, ScenarioError> {
+    let span = tracing::info_span!(
+        "instantiate",
+        scenario = "e1",
+        run_record_id = %request.run_id,
+        chained = request.run.is_some(),
+        experiment_id = tracing::field::Empty,
+    );
+    instantiate_in(deps, request, fresh).instrument(span).await
+}
+
+async fn instantiate_in(
+    deps: &Deps,
+    request: &Instantiate,
+    fresh: bool,
+) -> Result<Instantiated, ScenarioError> {
+    let run_id = &request.run_id;
+    let facts = match &request.run {
+        Some(f) => f.clone(),
         None => read_e1_facts(deps, run_id).await?,
     };
-    let proposal = facts
-        .output
-        .get("experiment_proposal")
-        .filter(|p| p.is_object())
-        .cloned()
-        .ok_or_else(|| {
-            ScenarioError::unprocessable(
-                "NO_EXPERIMENT_PROPOSAL",
-                format!("run {run_id} has no experiment_proposal in its output"),
-            )
-        })?;
+    let proposal: ExperimentProposal = facts.output.experiment_proposal.ok_or_else(|| {
+        ScenarioError::unprocessable(
+            "NO_EXPERIMENT_PROPOSAL",
+            format!("run {run_id} has no experiment_proposal in its output"),
+        )
+    })?;
     let key = format!("e1:{run_id}");
     let user_id = facts.user.first().cloned();
     let existing = match fresh {
         true => None,
         false => deps
             .store
-            .list(
-                tables::EXPERIMENTS,
-                &ListQuery::new()
-                    .filter(Filter::eq("Key", key.as_str()))
-                    .max_records(1),
-            )
+            .find::<tables::Experiment>(&queries::by_key(&key))
             .await?
-            .first()
-            .map(typed::<tables::Experiment>)
-            .transpose()?,
+            .into_iter()
+            .next(),
     };
     let settled = existing
         .as_ref()
@@ -482,26 +511,22 @@ pub async fn instantiate(
         Some(e) => e.id.clone(),
         None => {
             if let Some(uid) = &user_id {
-                completed_previous = complete_previous(deps, uid, &key).await?;
+                completed_previous = complete_previous(deps, &known_id(uid)?, &key).await?;
             }
             let experiment = tables::Experiment {
                 key: Some(key.clone()),
-                title: proposal_text(&proposal, "title"),
+                title: Some(proposal.title.clone()),
                 user: user_id.iter().cloned().collect(),
                 baseline_pack: facts.baseline_pack.iter().cloned().collect(),
-                source_run: vec![run_id.to_owned()],
-                behavior: proposal_text(&proposal, "behavior"),
-                success_signal: proposal_text(&proposal, "success_signal"),
-                target_meetings: proposal.get("target_meetings").and_then(Value::as_i64),
+                source_run: vec![run_id.as_str().to_owned()],
+                behavior: Some(proposal.behavior.clone()),
+                success_signal: Some(proposal.success_signal.clone()),
+                target_meetings: Some(proposal.target_meetings),
                 status: Some(ExperimentStatus::Active),
                 started_at: facts.finished_at.clone(),
                 ..Default::default()
             };
-            let written = deps
-                .store
-                .upsert(tables::EXPERIMENTS, vec![experiment.to_fields()])
-                .await?;
-            let id = written.first().map(|r| r.id.clone()).unwrap_or_default();
+            let id = upsert(deps, &experiment).await?.id;
             if existing.is_none() {
                 // A new experiment has no attempts yet: D1 can count from zero without a read.
                 deps.journal.start_attempt_tally(id.clone()).await?;
@@ -509,154 +534,59 @@ pub async fn instantiate(
             id
         }
     };
+    tracing::Span::current().record("experiment_id", experiment_id.as_str());
     let event = tables::ExperimentEvent {
         key: Some(format!("{key}:instantiated")),
         experiment: vec![experiment_id.clone()],
-        run: vec![run_id.to_owned()],
+        run: vec![run_id.as_str().to_owned()],
         event_type: Some(EventType::Instantiated),
-        evidence: proposal_text(&proposal, "behavior"),
+        evidence: Some(proposal.behavior.clone()),
         occurred_at: facts.finished_at.clone(),
         ..Default::default()
     };
-    let written = deps
-        .store
-        .upsert(tables::EXPERIMENT_EVENTS, vec![event.to_fields()])
-        .await?;
-    let event_id = written.first().map(|r| r.id.clone()).unwrap_or_default();
+    let event_id = upsert(deps, &event).await?.id;
     if let (Some(uid), None) = (&user_id, settled) {
-        deps.store
-            .update(
-                tables::USERS,
-                vec![(
-                    uid.clone(),
-                    fields(json!({ "Active Experiment": [experiment_id] })),
-                )],
-            )
-            .await?;
+        let active = UserUpdate {
+            active_experiment: Change::Set(vec![experiment_id.clone()]),
+        };
+        deps.store.patch(&known_id(uid)?, &active).await?;
     }
     if let Some(pack) = &facts.baseline_pack {
-        deps.store
-            .update(
-                tables::BASELINE_PACKS,
-                vec![(
-                    pack.clone(),
-                    fields(json!({ "Experiment": [experiment_id] })),
-                )],
-            )
-            .await?;
+        let linked = tables::BaselinePackUpdate {
+            experiment: Change::Set(vec![experiment_id.clone()]),
+            ..Default::default()
+        };
+        deps.store.patch(&known_id(pack)?, &linked).await?;
     }
     let status = settled
         .and_then(|e| e.status)
         .unwrap_or(ExperimentStatus::Active);
-    Ok(json!({
-        "experiment_id": experiment_id,
-        "event_id": event_id,
-        "experiment_status": status.as_str(),
-        "completed_previous": completed_previous,
-    }))
-}
-
-fn proposal_text(proposal: &Value, field: &str) -> Option<String> {
-    proposal
-        .get(field)
-        .and_then(Value::as_str)
-        .map(str::to_owned)
+    Ok(Instantiated {
+        experiment_id,
+        event_id,
+        experiment_status: status,
+        completed_previous,
+    })
 }
 
 /// Completes the user's active experiment unless it is the one with `key`; returns its id if it did.
 async fn complete_previous(
     deps: &Deps,
-    user_id: &str,
+    user_id: &RecordId,
     key: &str,
 ) -> Result<Option<String>, ScenarioError> {
-    let user: tables::User = typed(&deps.store.get(tables::USERS, user_id).await?)?;
+    let user: tables::User = read(deps, user_id).await?;
     let Some(prev) = user.active_experiment.first() else {
         return Ok(None);
     };
-    let previous: tables::Experiment = typed(&deps.store.get(tables::EXPERIMENTS, prev).await?)?;
+    let prev_id = known_id(prev)?;
+    let previous: tables::Experiment = read(deps, &prev_id).await?;
     if previous.key.as_deref() == Some(key) || previous.status != Some(ExperimentStatus::Active) {
         return Ok(None);
     }
-    deps.store
-        .update(
-            tables::EXPERIMENTS,
-            vec![(
-                prev.clone(),
-                fields(json!({ "Status": ExperimentStatus::Completed.as_str() })),
-            )],
-        )
-        .await?;
+    let completed = ExperimentUpdate {
+        status: Change::Set(ExperimentStatus::Completed),
+    };
+    deps.store.patch(&prev_id, &completed).await?;
     Ok(Some(prev.clone()))
-}
-
-fn run_id_body(body: &Value) -> Result<Value, ApiError> {
-    object(body)?;
-    Ok(json!({ "run_id": record_id_field(body, "run_id")? }))
-}
-
-/// The D1 hook.
-pub struct D1Hook(pub Arc<Deps>);
-
-#[async_trait::async_trait]
-impl Hook for D1Hook {
-    fn validate(&self, body: &Value) -> Result<Value, ApiError> {
-        run_id_body(body)
-    }
-    fn job_kind(&self) -> Option<&str> {
-        None
-    }
-    async fn respond(&self, _key: &str, payload: Value) -> HookResult {
-        let run_id = payload["run_id"].as_str().unwrap_or_default();
-        Ok(record_attempt(&self.0, run_id, None).await?.to_answer())
-    }
-}
-
-/// The E1 hook.
-pub struct E1Hook(pub Arc<Deps>);
-
-#[async_trait::async_trait]
-impl Hook for E1Hook {
-    fn validate(&self, body: &Value) -> Result<Value, ApiError> {
-        run_id_body(body)
-    }
-    fn job_kind(&self) -> Option<&str> {
-        None
-    }
-    async fn respond(&self, _key: &str, payload: Value) -> HookResult {
-        let run_id = payload["run_id"].as_str().unwrap_or_default();
-        super::created(instantiate(&self.0, run_id, None, false).await?)
-    }
-}
-
-/// The chained `d1` job.
-pub struct D1Job(pub Arc<Deps>);
-
-#[async_trait::async_trait]
-impl Scenario for D1Job {
-    async fn run(&self, ctx: &JobContext) -> Result<JobOutcome, ScenarioError> {
-        let run_id = ctx.job.payload["run_id"].as_str().unwrap_or_default();
-        let (_, answer) = record_attempt(&self.0, run_id, ctx.job.payload.get("known"))
-            .await?
-            .to_answer();
-        Ok(JobOutcome {
-            result: answer,
-            follow_ups: vec![],
-        })
-    }
-}
-
-/// The chained `e1` job.
-pub struct E1Job(pub Arc<Deps>);
-
-#[async_trait::async_trait]
-impl Scenario for E1Job {
-    async fn run(&self, ctx: &JobContext) -> Result<JobOutcome, ScenarioError> {
-        let run_id = ctx.job.payload["run_id"].as_str().unwrap_or_default();
-        let fresh = super::earlier_success(&self.0, ctx).await? == Some(false);
-        let result = instantiate(&self.0, run_id, ctx.job.payload.get("run"), fresh).await?;
-        Ok(JobOutcome {
-            result,
-            follow_ups: vec![],
-        })
-    }
 }

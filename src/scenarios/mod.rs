@@ -1,25 +1,46 @@
-//! The seven blueprint scenarios (ARCHITECTURE §2) as plain async functions over the record store, the
-//! analyzer and the journal, plus the thin [`Hook`]/[`JobHandler`] adapters that put them on HTTP and
-//! in the job runner.
+//! The seven blueprint scenarios (ARCHITECTURE §2) as plain async functions over typed requests, the
+//! record store, the analyzer and the journal. Nothing here knows HTTP: a request arrives already
+//! parsed (record ids as [`RecordId`]s), an outcome leaves as a typed value, and a failure is a
+//! [`ScenarioError`] that says what kind of failure it is. The web layer (`crate::http::hooks`) parses
+//! bodies into these requests and maps outcomes and errors to status codes; [`jobs`] puts the
+//! asynchronous ones in the job runner; `crate::app` wires both.
 //!
-//! | hook | mode | work |
-//! |---|---|---|
-//! | a1 | synchronous, 201 | [`baseline::create_pack`] |
-//! | a2, s3 | job `baseline` | [`baseline::build_pack`], then job `e1` |
-//! | r1 | job `single` | [`single::run_request`], then job `d1` |
-//! | s1 | synchronous, 200 | [`gate1::check`] |
-//! | d1 | synchronous or job `d1` | [`experiments::record_attempt`] |
-//! | e1 | synchronous or job `e1` | [`experiments::instantiate`] |
+//! | hook | request | mode | function |
+//! |---|---|---|---|
+//! | a1 | [`baseline::NewPack`] | synchronous, 201 | [`baseline::create_pack`] |
+//! | a2, s3 | [`baseline::BuildPack`] | job `baseline` | [`baseline::build_pack`], then job `e1` |
+//! | r1 | [`single::RunRequestRef`] | job `single` | [`single::run_request`], then job `d1` |
+//! | s1 | [`gate1::CheckRequest`] | synchronous, 200 | [`gate1::check`] |
+//! | d1 | [`experiments::RecordAttempt`] | synchronous or job `d1` | [`experiments::record_attempt`] |
+//! | e1 | [`experiments::Instantiate`] | synchronous or job `e1` | [`experiments::instantiate`] |
+//!
+//! A job is a [`jobs::JobSpec`]: one variant per kind with its typed facts, serialised once into the
+//! journal. A chained job carries what its parent already read ([`experiments::D1Facts`],
+//! [`experiments::E1Facts`]), which saves the reads the hook path has to make.
 //!
 //! Every record is written with an upsert on a deterministic `Key` (`run:{job}`, `e1:{run}`,
 //! `d1:{experiment}:{run}`, …), so re-running a job after a crash, a retry or a replay updates what it
 //! wrote before instead of writing it twice. Timestamps written to records come from the job or the
 //! source record, not from the clock at write time, so a re-run writes the same values.
+//!
+//! Each scenario function runs in a span named after it carrying the scenario, the job (run) id, the
+//! delivery key and the record ids it works on, under the runner's `job` span (which carries the
+//! request id of the delivery that created the job), so one grep joins a delivery to its records.
+//!
+//! `serde_json::Value` appears here only where the data is JSON by contract, each place documented:
+//! the coaching output S1 checks ([`gate1::CheckRequest::output`]; the analysis output a Run keeps is
+//! read through `coach_coaching::CheckedOutput`), and in [`jobs`] the boundary with the runner and
+//! the journal, whose API is JSON (`JobOutcome::result`, `JobError::details`, the payload column),
+//! which the typed outcomes and specs are serialised into there, once.
+//!
+//! Record ids: requests hold [`RecordId`]s parsed at the edge; link fields of typed records stay
+//! `Vec<String>` (as the store returns them) and are read into a `RecordId` once, where a scenario
+//! follows them ([`known_id`]), after which the store does not validate them again.
 
 pub mod baseline;
 pub mod experiments;
 pub mod gate1;
-mod input;
+pub mod jobs;
 pub mod poller;
 pub mod single;
 pub mod transcripts;
@@ -27,18 +48,13 @@ pub mod transcripts;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use actix_web::http::StatusCode;
 use coach_coaching::{Analysis, AnalysisError, AnalysisInput, Analyzer};
 use coach_store::attachment::AttachmentPolicy;
-use coach_store::{Store, StoreError};
-use serde_json::{Value, json};
+use coach_store::{RecordId, Store, StoreError};
 
-use crate::error::ApiError;
-use crate::jobs::{JobContext, JobError, JobHandler, JobOutcome};
 use crate::journal::{Journal, JournalError};
-use crate::startup::Registry;
 
-pub use input::{optional_bool, optional_str, record_id_field};
+pub use jobs::{JOB_BASELINE, JOB_D1, JOB_E1, JOB_SINGLE, JobRun, JobSpec};
 
 /// What the scenarios work with.
 pub struct Deps {
@@ -50,17 +66,42 @@ pub struct Deps {
     experiment_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-/// An error of a scenario, typed so that HTTP and jobs can each answer it properly.
+/// Invalid input: what is wrong, where (a JSON pointer into the request), under a stable code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidInput {
+    pub code: &'static str,
+    pub message: String,
+    /// Where in the request the problem is (`/transcript_ids/1`), when it is in one place.
+    pub pointer: Option<String>,
+    /// True when the request is malformed (not a valid record id, …) rather than well-formed but
+    /// unacceptable: the web layer answers 400 for the one and 422 for the other.
+    pub malformed: bool,
+}
+
+/// The delivery a synchronous scenario answers: its journal key (records written for it are keyed on
+/// it) and the request id it came with (stored with the jobs it queues, so their logs join up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub key: String,
+    pub request_id: Option<String>,
+}
+
+/// An error of a scenario, typed by kind so that HTTP and jobs can each answer it properly.
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
     /// The request or the records it names are wrong: 400/422 on HTTP, a permanent job failure.
+    #[error("{}", .0.message)]
+    Invalid(InvalidInput),
+    /// A record the request names does not exist (422 on HTTP with its code and pointer).
     #[error("{message}")]
-    Input {
-        status: StatusCode,
+    NotFound {
         code: &'static str,
         message: String,
-        details: Value,
+        pointer: Option<String>,
     },
+    /// The request conflicts with the state of the records (a permanent job failure).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     /// Worth retrying later (e.g. a download that timed out).
     #[error("{message}")]
     Transient { code: &'static str, message: String },
@@ -73,27 +114,37 @@ pub enum ScenarioError {
 }
 
 impl ScenarioError {
+    /// A well-formed request (or record) that cannot be processed.
     pub fn unprocessable(code: &'static str, message: impl Into<String>) -> ScenarioError {
-        ScenarioError::Input {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
+        ScenarioError::Invalid(InvalidInput {
             code,
             message: message.into(),
-            details: json!({}),
-        }
+            pointer: None,
+            malformed: false,
+        })
     }
 
-    pub fn with_pointer(self, pointer: &str) -> ScenarioError {
+    /// A malformed request.
+    pub fn malformed(code: &'static str, message: impl Into<String>) -> ScenarioError {
+        ScenarioError::Invalid(InvalidInput {
+            code,
+            message: message.into(),
+            pointer: None,
+            malformed: true,
+        })
+    }
+
+    /// Points an input or not-found error at a place in the request.
+    pub fn with_pointer(self, at: &str) -> ScenarioError {
         match self {
-            ScenarioError::Input {
-                status,
+            ScenarioError::Invalid(mut input) => {
+                input.pointer = Some(at.to_owned());
+                ScenarioError::Invalid(input)
+            }
+            ScenarioError::NotFound { code, message, .. } => ScenarioError::NotFound {
                 code,
                 message,
-                ..
-            } => ScenarioError::Input {
-                status,
-                code,
-                message,
-                details: json!({ "pointer": pointer }),
+                pointer: Some(at.to_owned()),
             },
             other => other,
         }
@@ -101,7 +152,10 @@ impl ScenarioError {
 
     pub fn code(&self) -> &'static str {
         match self {
-            ScenarioError::Input { code, .. } | ScenarioError::Transient { code, .. } => code,
+            ScenarioError::Invalid(input) => input.code,
+            ScenarioError::NotFound { code, .. }
+            | ScenarioError::Conflict { code, .. }
+            | ScenarioError::Transient { code, .. } => code,
             ScenarioError::Store(StoreError::NotFound { .. }) => "RECORD_NOT_FOUND",
             ScenarioError::Store(e) => e.code(),
             ScenarioError::Analysis(e) => e.code(),
@@ -109,9 +163,20 @@ impl ScenarioError {
         }
     }
 
+    /// The JSON pointer of an input or not-found error.
+    pub fn pointer(&self) -> Option<&str> {
+        match self {
+            ScenarioError::Invalid(input) => input.pointer.as_deref(),
+            ScenarioError::NotFound { pointer, .. } => pointer.as_deref(),
+            _ => None,
+        }
+    }
+
     pub fn is_transient(&self) -> bool {
         match self {
-            ScenarioError::Input { .. } => false,
+            ScenarioError::Invalid(_)
+            | ScenarioError::NotFound { .. }
+            | ScenarioError::Conflict { .. } => false,
             ScenarioError::Transient { .. } => true,
             ScenarioError::Store(e) => e.is_transient(),
             ScenarioError::Analysis(e) => e.is_transient(),
@@ -123,57 +188,6 @@ impl ScenarioError {
     /// The message written onto records: what failed and what to do.
     pub fn user_message(&self) -> String {
         format!("[{}] {}", self.code(), self)
-    }
-}
-
-impl From<ScenarioError> for ApiError {
-    fn from(e: ScenarioError) -> Self {
-        match e {
-            ScenarioError::Input {
-                status,
-                code,
-                message,
-                details,
-            } => ApiError::new(status, code, message).with_details(details),
-            ScenarioError::Store(StoreError::NotFound { table, id }) => ApiError::unprocessable(
-                "RECORD_NOT_FOUND",
-                format!("record {id} does not exist in \"{table}\"; check the id"),
-            )
-            .with_details(json!({ "table": table, "id": id })),
-            ref other if other.is_transient() => {
-                tracing::warn!(code = other.code(), error = %other, "transient failure in a synchronous hook");
-                ApiError::unavailable(other.code(), format!("{other}; retry later"))
-            }
-            ScenarioError::Store(e) if e.is_client_error() => {
-                ApiError::unprocessable(e.code(), e.to_string())
-            }
-            other => {
-                tracing::error!(code = other.code(), error = %other, "hook failed");
-                ApiError::new(StatusCode::BAD_GATEWAY, other.code(), other.to_string())
-            }
-        }
-    }
-}
-
-impl From<ScenarioError> for JobError {
-    fn from(e: ScenarioError) -> Self {
-        let retry_after = match &e {
-            ScenarioError::Analysis(a) => a.retry_after(),
-            _ => None,
-        };
-        let details = match &e {
-            ScenarioError::Input { details, .. } => details.clone(),
-            ScenarioError::Analysis(AnalysisError::Gate1Failed { report, .. }) => {
-                json!({ "gate1_report": report })
-            }
-            _ => Value::Null,
-        };
-        let base = if e.is_transient() {
-            JobError::transient(e.code(), e.to_string())
-        } else {
-            JobError::permanent(e.code(), e.to_string())
-        };
-        base.with_retry_after(retry_after).with_details(details)
     }
 }
 
@@ -216,152 +230,34 @@ impl Deps {
         let analysis = self.analyzer.analyze(input).await?;
         metrics::counter!("analysis_runs_total", "provider" => analysis.provider.clone())
             .increment(1);
-        if analysis.report.passed {
-            self.journal
-                .cache_put(key, &serde_json::to_value(&analysis).unwrap_or(Value::Null))
-                .await?;
+        if analysis.report.passed
+            && let Ok(entry) = serde_json::to_value(&analysis)
+        {
+            self.journal.cache_put(key, &entry).await?;
         }
         Ok((analysis, false))
     }
 }
 
-/// The job kinds.
-pub const JOB_BASELINE: &str = "baseline";
-pub const JOB_SINGLE: &str = "single";
-pub const JOB_E1: &str = "e1";
-pub const JOB_D1: &str = "d1";
+/// Reads a record id that came from a trusted place (a record the store returned, a typed request):
+/// a malformed one is an error of that record, not of the caller.
+pub(crate) fn known_id(id: &str) -> Result<RecordId, ScenarioError> {
+    RecordId::parse(id).map_err(ScenarioError::Store)
+}
 
-/// The worker's scenarios: hooks, job handlers, readiness check and the R1 poller.
-pub fn registry(
-    deps: Arc<Deps>,
-    poll_interval: std::time::Duration,
-    ping: Option<Arc<tokio::sync::Notify>>,
-) -> Registry {
-    let mut registry = Registry::empty();
-    registry
-        .hooks
-        .insert("a1".into(), Arc::new(baseline::A1Hook(deps.clone())));
-    registry
-        .hooks
-        .insert("a2".into(), Arc::new(baseline::BuildHook));
-    registry
-        .hooks
-        .insert("s3".into(), Arc::new(baseline::BuildHook));
-    registry.hooks.insert("r1".into(), Arc::new(single::R1Hook));
-    registry
-        .hooks
-        .insert("s1".into(), Arc::new(gate1::S1Hook(deps.clone())));
-    registry
-        .hooks
-        .insert("d1".into(), Arc::new(experiments::D1Hook(deps.clone())));
-    registry
-        .hooks
-        .insert("e1".into(), Arc::new(experiments::E1Hook(deps.clone())));
-    registry.handlers.push((
-        JOB_BASELINE.into(),
-        Arc::new(baseline::BuildJob(deps.clone())),
-    ));
-    registry
-        .handlers
-        .push((JOB_SINGLE.into(), Arc::new(single::SingleJob(deps.clone()))));
-    registry
-        .handlers
-        .push((JOB_E1.into(), Arc::new(experiments::E1Job(deps.clone()))));
-    registry
-        .handlers
-        .push((JOB_D1.into(), Arc::new(experiments::D1Job(deps.clone()))));
-    let store = deps.store.clone();
-    registry.ready = Arc::new(move || {
-        let store = store.clone();
-        Box::pin(async move { store.ready().await.map_err(|e| e.to_string()) })
-    });
-    if !poll_interval.is_zero() || ping.is_some() {
-        let deps = deps.clone();
-        registry.background.push(Box::new(move |runner, stop| {
-            Box::pin(poller::run(deps, poll_interval, ping, runner, stop))
-        }));
+/// The analyzer's name for a run type. The scenarios speak of run types in one type, the store's
+/// `Type` select ([`coach_store::tables::RunType`]); the coaching crate keeps its own because the
+/// library crates do not depend on each other, and this is the one place that maps between them.
+pub(crate) fn analysis_run_type(run_type: coach_store::tables::RunType) -> coach_coaching::RunType {
+    match run_type {
+        coach_store::tables::RunType::SingleMeeting => coach_coaching::RunType::SingleMeeting,
+        coach_store::tables::RunType::BaselinePack => coach_coaching::RunType::BaselinePack,
     }
-    registry
-}
-
-/// A job handler over a scenario function, with the failure write-back of the scenario.
-#[async_trait::async_trait]
-pub trait Scenario: Send + Sync + 'static {
-    async fn run(&self, ctx: &JobContext) -> Result<JobOutcome, ScenarioError>;
-    /// Writes a final failure where the operator looks.
-    async fn record_failure(&self, _ctx: &JobContext, _error: &JobError) -> Option<Value> {
-        None
-    }
-}
-
-#[async_trait::async_trait]
-impl<T: Scenario> JobHandler for T {
-    async fn run(&self, ctx: &JobContext) -> Result<JobOutcome, JobError> {
-        Scenario::run(self, ctx).await.map_err(JobError::from)
-    }
-
-    async fn on_failed(&self, ctx: &JobContext, error: &JobError) -> Option<Value> {
-        self.record_failure(ctx, error).await
-    }
-}
-
-/// Whether a job's options ask to skip the analysis cache (admin replays may).
-pub fn bypass_cache(ctx: &JobContext) -> bool {
-    ctx.job
-        .options
-        .get("bypass_cache")
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
-}
-
-/// The Run record id a replayed job's original wrote, if this job is a replay.
-pub fn replay_of_record(ctx: &JobContext) -> Option<String> {
-    ctx.job
-        .options
-        .get("replay_of_record")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-}
-
-/// Whether another job doing this job's work (the same dedupe key) has already succeeded, by the
-/// journal; `None` for a replay or a job without a dedupe key, where the journal cannot tell.
-pub async fn earlier_success(deps: &Deps, ctx: &JobContext) -> Result<Option<bool>, ScenarioError> {
-    match (&ctx.job.replay_of, &ctx.job.dedupe_key) {
-        (None, Some(key)) => Ok(Some(
-            deps.journal
-                .succeeded_before(key.clone(), ctx.job.id.clone())
-                .await?,
-        )),
-        _ => Ok(None),
-    }
-}
-
-/// The first Run record of the chain of replays this job belongs to, if it is a replay.
-pub fn replay_root_record(ctx: &JobContext) -> Option<String> {
-    ctx.job
-        .options
-        .get("replay_root_record")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-}
-
-/// The Key of the Run record a job writes: stable across the job's retries and restarts; a replay
-/// is a new job and so a new Run (linked to the old one through `Replay Of`).
-pub fn run_key(ctx: &JobContext) -> String {
-    format!("run:{}", ctx.job.id)
 }
 
 /// RFC 3339 (UTC, seconds) of a millisecond timestamp, for record fields.
 pub fn record_time(ms: i64) -> String {
     crate::journal::rfc3339(ms - ms.rem_euclid(1000))
-}
-
-/// A JSON object literal as record fields.
-pub(crate) fn fields(value: Value) -> coach_store::Fields {
-    match value {
-        Value::Object(m) => m,
-        _ => coach_store::Fields::new(),
-    }
 }
 
 /// Truncates text for a long-text field (Airtable holds at most 100,000 characters).
@@ -376,11 +272,3 @@ pub fn long_text(s: &str) -> String {
     }
     format!("{}\n…(truncated)", &s[..end])
 }
-
-/// A synchronous hook adapter: validation plus a scenario function.
-pub(crate) fn created(body: Value) -> Result<(StatusCode, Value), ApiError> {
-    Ok((StatusCode::CREATED, body))
-}
-
-/// Convenience so that hooks can implement only what they need.
-pub(crate) type HookResult = Result<(StatusCode, Value), ApiError>;

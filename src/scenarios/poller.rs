@@ -6,30 +6,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use coach_store::tables::{self, RunRequestStatus};
-use coach_store::{Filter, ListQuery};
-use serde_json::json;
+use coach_store::tables::{self, queries};
 use tokio::sync::{Notify, watch};
 
-use super::{Deps, JOB_SINGLE, ScenarioError};
+use super::jobs::JobSpec;
+use super::single::RunRequestRef;
+use super::{Deps, ScenarioError, known_id};
 use crate::jobs::RunnerHandle;
-use crate::journal::NewJob;
 
 /// One poll: returns how many new jobs were enqueued.
 pub async fn poll_once(deps: &Deps) -> Result<usize, ScenarioError> {
-    let queued = deps
-        .store
-        .list(
-            tables::RUN_REQUESTS,
-            &ListQuery::new()
-                .filter(Filter::eq("Status", RunRequestStatus::Queued.as_str()))
-                .fields(["Key", "Status"]),
-        )
-        .await?;
+    let queued: Vec<tables::RunRequest> = deps.store.find(&queries::queued_run_requests()).await?;
     let mut created = 0;
     for record in queued {
-        let mut job = NewJob::new(JOB_SINGLE, "r1", json!({ "run_request_id": record.id }));
-        job.dedupe_key = Some(super::single::dedupe_key(&record.id));
+        let job = JobSpec::Single(RunRequestRef {
+            run_request_id: known_id(&record.id)?,
+        })
+        .into_job("r1");
         if deps.journal.enqueue(job).await?.1 {
             created += 1;
         }

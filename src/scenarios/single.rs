@@ -1,38 +1,45 @@
 //! R1: one `single_meeting` Run for a Run Request — `Processing` while it runs, `Done` with the Run
 //! linked, or `Failed` with the error on the request — then D1 when the user has an active experiment.
 
-use std::sync::Arc;
+use coach_coaching::{ActiveExperiment, AnalysisInput, CheckedOutput};
+use coach_store::RecordId;
+use coach_store::tables::{
+    self, Change, ExperimentStatus, RunRequestStatus, RunRequestUpdate, RunStatus, RunType,
+};
+use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
-use coach_coaching::{ActiveExperiment, AnalysisInput, RunType as CoachingRunType};
-use coach_store::tables::{self, ExperimentStatus, RunRequestStatus, RunType};
-use serde_json::{Value, json};
-
-use super::baseline::{analysis_run, failed_run, upsert_run};
-use super::input::{object, record_id_field};
-use super::transcripts::{self, coachee_label, typed};
-use super::{Deps, JOB_D1, JOB_SINGLE, Scenario, ScenarioError, fields, long_text};
-use crate::error::ApiError;
-use crate::http::Hook;
-use crate::jobs::{JobContext, JobError, JobOutcome};
+use super::baseline::{FailureWritten, analysis_run, failed_run, upsert_run};
+use super::experiments::{D1Facts, ExperimentFacts, RecordAttempt};
+use super::jobs::{JobRun, JobSpec};
+use super::transcripts::{self, coachee_label};
+use super::{Deps, ScenarioError, analysis_run_type, known_id, long_text};
+use crate::jobs::JobError;
 use crate::journal::NewJob;
 
-/// The R1 hook: queue the run of one request.
-pub struct R1Hook;
+/// R1's request (and the `single` job's facts): the Run Request to run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRequestRef {
+    pub run_request_id: RecordId,
+}
 
-#[async_trait::async_trait]
-impl Hook for R1Hook {
-    fn validate(&self, body: &Value) -> Result<Value, ApiError> {
-        object(body)?;
-        Ok(json!({ "run_request_id": record_id_field(body, "run_request_id")? }))
-    }
-
-    fn job_kind(&self) -> Option<&str> {
-        Some(JOB_SINGLE)
-    }
-
-    fn dedupe_key(&self, payload: &Value) -> Option<String> {
-        payload["run_request_id"].as_str().map(dedupe_key)
-    }
+/// What R1 did (the `single` job's result).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum RequestDone {
+    Ran {
+        run_request_id: RecordId,
+        run_record_id: String,
+        gate1_passed: bool,
+        provider: String,
+        cached: bool,
+    },
+    /// An earlier R1 of this request succeeded and nobody set it back to `Queued` since.
+    Skipped {
+        run_request_id: RecordId,
+        skipped: &'static str,
+        run_record_id: Option<String>,
+    },
 }
 
 /// One active R1 job per request, whoever asks (Make, the poller, an admin).
@@ -40,129 +47,135 @@ pub fn dedupe_key(run_request_id: &str) -> String {
     format!("r1:{run_request_id}")
 }
 
-/// The `single` job.
-pub struct SingleJob(pub Arc<Deps>);
-
-fn request_id(ctx: &JobContext) -> String {
-    ctx.job.payload["run_request_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+/// Writes a final failure: a failed Run (when the request exists), and the request `Failed` with the
+/// error and the Run linked.
+pub async fn record_failure(
+    deps: &Deps,
+    request: &RunRequestRef,
+    job: &JobRun<'_>,
+    error: &JobError,
+) -> FailureWritten {
+    let id = &request.run_request_id;
+    let record = transcripts::read::<tables::RunRequest>(deps, id).await.ok();
+    let mut run = failed_run(job, error);
+    run.run_type = Some(RunType::SingleMeeting);
+    let mut run_id = None;
+    if let Some(record) = &record {
+        run.run_request = vec![id.as_str().to_owned()];
+        run.user = record.user.clone();
+        run.transcripts = record.transcript.clone();
+        run_id = upsert_run(deps, &run).await.ok();
+    }
+    let update = RunRequestUpdate {
+        status: Change::Set(RunRequestStatus::Failed),
+        error: Change::Set(long_text(&format!("[{}] {}", error.code, error.message))),
+        run: match &run_id {
+            Some(run_id) => Change::Set(vec![run_id.clone()]),
+            None => Change::Keep,
+        },
+    };
+    if record.is_some()
+        && let Err(e) = deps.store.patch(id, &update).await
+    {
+        tracing::error!(
+            code = e.code(),
+            "could not write the failure onto the run request"
+        );
+    }
+    FailureWritten {
+        run_record_id: run_id,
+    }
 }
 
-#[async_trait::async_trait]
-impl Scenario for SingleJob {
-    async fn run(&self, ctx: &JobContext) -> Result<JobOutcome, ScenarioError> {
-        run_request(&self.0, ctx).await
-    }
-
-    async fn record_failure(&self, ctx: &JobContext, error: &JobError) -> Option<Value> {
-        let deps = &self.0;
-        let id = request_id(ctx);
-        let request = deps
-            .store
-            .get(tables::RUN_REQUESTS, &id)
-            .await
-            .ok()
-            .and_then(|r| typed::<tables::RunRequest>(&r).ok());
-        let mut run = failed_run(ctx, error);
-        run.run_type = Some(RunType::SingleMeeting);
-        let mut run_id = None;
-        if let Some(request) = &request {
-            run.run_request = vec![id.clone()];
-            run.user = request.user.clone();
-            run.transcripts = request.transcript.clone();
-            run_id = upsert_run(deps, &run).await.ok();
-        }
-        let mut update = json!({
-            "Status": RunRequestStatus::Failed.as_str(),
-            "Error": long_text(&format!("[{}] {}", error.code, error.message)),
-        });
-        if let Some(run_id) = &run_id {
-            update["Run"] = json!([run_id]);
-        }
-        if request.is_some()
-            && let Err(e) = deps
-                .store
-                .update(tables::RUN_REQUESTS, vec![(id, fields(update))])
-                .await
-        {
-            tracing::error!(
-                code = e.code(),
-                "could not write the failure onto the run request"
-            );
-        }
-        Some(json!({ "run_record_id": run_id }))
+fn processing() -> RunRequestUpdate {
+    RunRequestUpdate {
+        status: Change::Set(RunRequestStatus::Processing),
+        error: Change::Clear,
+        ..Default::default()
     }
 }
 
 /// Sets the request `Processing` and returns it as written, in one call: Airtable answers an update
 /// with the whole record (the official airtable.js client's `Record.patchUpdate` replaces the record's
 /// fields with that answer). Read again only if the answer lacks the transcript link.
-async fn claim(
-    deps: &Deps,
-    id: &str,
-    processing: coach_store::Fields,
-) -> Result<coach_store::Record, ScenarioError> {
-    let written = deps
-        .store
-        .update(tables::RUN_REQUESTS, vec![(id.to_owned(), processing)])
-        .await?;
-    match written.into_iter().next() {
-        Some(record) if record.fields.contains_key("Transcript") => Ok(record),
-        _ => Ok(deps.store.get(tables::RUN_REQUESTS, id).await?),
+async fn claim(deps: &Deps, id: &RecordId) -> Result<tables::RunRequest, ScenarioError> {
+    let written = deps.store.patch(id, &processing()).await?;
+    if written.transcript.is_empty() {
+        return transcripts::read(deps, id).await;
     }
+    Ok(written)
 }
 
 /// Runs one request end to end.
-pub async fn run_request(deps: &Deps, ctx: &JobContext) -> Result<JobOutcome, ScenarioError> {
+pub async fn run_request(
+    deps: &Deps,
+    request: &RunRequestRef,
+    job: &JobRun<'_>,
+) -> Result<(RequestDone, Vec<NewJob>), ScenarioError> {
+    let span = tracing::info_span!(
+        "run_request",
+        scenario = %job.ctx.job.scenario,
+        run_id = job.id(),
+        delivery_key = job.delivery_key(),
+        run_request_id = %request.run_request_id,
+        transcript_id = tracing::field::Empty,
+        run_record_id = tracing::field::Empty,
+    );
+    run_request_in(deps, request, job).instrument(span).await
+}
+
+async fn run_request_in(
+    deps: &Deps,
+    request: &RunRequestRef,
+    job: &JobRun<'_>,
+) -> Result<(RequestDone, Vec<NewJob>), ScenarioError> {
     let started = std::time::Instant::now();
-    let id = request_id(ctx);
-    let processing =
-        || fields(json!({ "Status": RunRequestStatus::Processing.as_str(), "Error": Value::Null }));
-    let request: tables::RunRequest = if super::earlier_success(deps, ctx).await? == Some(true) {
+    let id = &request.run_request_id;
+    let record: tables::RunRequest = if job.earlier_success(deps).await? == Some(true) {
         // An R1 for this request succeeded already: a second delivery changes nothing unless an
         // operator set the request back to `Queued` since.
-        let request: tables::RunRequest = typed(&deps.store.get(tables::RUN_REQUESTS, &id).await?)?;
-        if request.status == Some(RunRequestStatus::Done) {
-            return Ok(JobOutcome {
-                result: json!({ "run_request_id": id, "skipped": "the run request is already Done", "run_record_id": request.run.first() }),
-                follow_ups: vec![],
-            });
+        let record: tables::RunRequest = transcripts::read(deps, id).await?;
+        if record.status == Some(RunRequestStatus::Done) {
+            return Ok((
+                RequestDone::Skipped {
+                    run_request_id: id.clone(),
+                    skipped: "the run request is already Done",
+                    run_record_id: record.run.first().cloned(),
+                },
+                vec![],
+            ));
         }
-        deps.store
-            .update(tables::RUN_REQUESTS, vec![(id.clone(), processing())])
-            .await?;
-        request
+        deps.store.patch(id, &processing()).await?;
+        record
     } else {
-        typed(&claim(deps, &id, processing()).await?)?
+        claim(deps, id).await?
     };
 
-    let transcript_id = request.transcript.first().cloned().ok_or_else(|| {
+    let transcript_id = record.transcript.first().cloned().ok_or_else(|| {
         ScenarioError::unprocessable(
             "NO_TRANSCRIPT",
             format!("run request {id} links no transcript; link one in `Transcript`"),
         )
     })?;
-    let record = transcripts::get(deps, &transcript_id).await?;
-    let user_id = request.user.first().or(record.user.first()).cloned();
+    tracing::Span::current().record("transcript_id", transcript_id.as_str());
+    let transcript: tables::Transcript =
+        transcripts::read(deps, &known_id(&transcript_id)?).await?;
+    let user_id = record.user.first().or(transcript.user.first()).cloned();
     let user = match &user_id {
-        Some(uid) => Some(typed::<tables::User>(
-            &deps.store.get(tables::USERS, uid).await?,
-        )?),
+        Some(uid) => Some(transcripts::read::<tables::User>(deps, &known_id(uid)?).await?),
         None => None,
     };
     let experiment = match user.as_ref().and_then(|u| u.active_experiment.first()) {
         Some(eid) => {
-            let e: tables::Experiment = typed(&deps.store.get(tables::EXPERIMENTS, eid).await?)?;
+            let e: tables::Experiment = transcripts::read(deps, &known_id(eid)?).await?;
             (e.status == Some(ExperimentStatus::Active)).then_some(e)
         }
         None => None,
     };
 
     let mut parsed = vec![transcripts::Parsed {
-        outcome: transcripts::parse_record(deps, &record).await,
-        record,
+        outcome: transcripts::parse_record(deps, &transcript).await,
+        record: transcript,
     }];
     let label = match &parsed[0].outcome {
         Ok(t) => coachee_label(t, &parsed[0].record, user.as_ref()),
@@ -187,57 +200,53 @@ pub async fn run_request(deps: &Deps, ctx: &JobContext) -> Result<JobOutcome, Sc
         success_signal: e.success_signal.clone().unwrap_or_default(),
     });
     let input = AnalysisInput {
-        run_type: CoachingRunType::SingleMeeting,
+        run_type: analysis_run_type(RunType::SingleMeeting),
         coachee,
         meetings: vec![meeting],
         active_experiment,
     };
-    let (analysis, cached) = deps.analyze(&input, super::bypass_cache(ctx)).await?;
+    let (analysis, cached) = deps.analyze(&input, job.options.bypass_cache).await?;
 
-    let mut run = analysis_run(ctx, &analysis, cached, started.elapsed().as_millis() as i64);
+    let mut run = analysis_run(job, &analysis, cached, started.elapsed().as_millis() as i64);
     run.run_type = Some(RunType::SingleMeeting);
     run.user = user_id.iter().cloned().collect();
-    run.run_request = vec![id.clone()];
+    run.run_request = vec![id.as_str().to_owned()];
     run.transcripts = vec![transcript_id.clone()];
     let run_record_id = upsert_run(deps, &run).await?;
-    deps.store
-        .update(
-            tables::RUN_REQUESTS,
-            vec![(id.clone(), fields(json!({ "Status": RunRequestStatus::Done.as_str(), "Run": [run_record_id], "Error": Value::Null })))],
-        )
-        .await?;
+    tracing::Span::current().record("run_record_id", run_record_id.as_str());
+    let done = RunRequestUpdate {
+        status: Change::Set(RunRequestStatus::Done),
+        run: Change::Set(vec![run_record_id.clone()]),
+        error: Change::Clear,
+    };
+    deps.store.patch(id, &done).await?;
 
     let mut follow_ups = Vec::new();
     if let (Some(e), Some(uid)) = (&experiment, &user_id) {
-        let mut d1 = NewJob::new(
-            JOB_D1,
-            &ctx.job.scenario,
-            json!({
-                "run_id": run_record_id,
-                "known": {
-                    "run_type": "single_meeting",
-                    "run_status": "Succeeded",
-                    "user_id": uid,
-                    "experiment": super::experiments::ExperimentFacts::from_record(e),
-                    "meeting_date": parsed.record.meeting_date,
-                    "attempt": analysis.output.get("experiment_attempt").cloned().unwrap_or(Value::Null),
-                    "finished_at": run.finished_at,
-                    "attempt_run": super::replay_root_record(ctx).unwrap_or_else(|| run_record_id.clone()),
-                }
+        let run_id = known_id(&run_record_id)?;
+        let d1 = JobSpec::D1(RecordAttempt {
+            run_id: run_id.clone(),
+            known: Some(D1Facts {
+                run_type: RunType::SingleMeeting,
+                run_status: Some(RunStatus::Succeeded),
+                user_id: Some(uid.clone()),
+                experiment: Some(ExperimentFacts::from_record(e)),
+                meeting_date: parsed.record.meeting_date.clone(),
+                attempt: CheckedOutput::read(&analysis.output).experiment_attempt,
+                finished_at: run.finished_at.clone(),
+                attempt_run: Some(job.options.replay_root_record.clone().unwrap_or(run_id)),
             }),
-        );
-        d1.parent_id = Some(ctx.job.id.clone());
-        d1.dedupe_key = Some(format!("d1:{}:{run_record_id}", e.id));
-        follow_ups.push(d1);
+        });
+        follow_ups.push(d1.follow_up_of(job));
     }
-    Ok(JobOutcome {
-        result: json!({
-            "run_request_id": id,
-            "run_record_id": run_record_id,
-            "gate1_passed": analysis.report.passed,
-            "provider": analysis.provider,
-            "cached": cached,
-        }),
+    Ok((
+        RequestDone::Ran {
+            run_request_id: id.clone(),
+            run_record_id,
+            gate1_passed: analysis.report.passed,
+            provider: analysis.provider.clone(),
+            cached,
+        },
         follow_ups,
-    })
+    ))
 }

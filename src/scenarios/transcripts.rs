@@ -4,12 +4,13 @@
 //! attributed to a speaker — on the transcript itself. A `File` that is a Word document (Teams and
 //! Meet download transcripts as `.docx`) is read as one whatever the record's `Format` says.
 
-use coach_store::tables::{self, ParseStatus, TableRecord, TranscriptFormat};
-use coach_store::{Fields, Record};
+use coach_store::RecordId;
+use coach_store::tables::{
+    self, Change, ParseStatus, TableRecord, TranscriptFormat, TranscriptUpdate,
+};
 use coach_transcript::{Format, Transcript};
-use serde_json::{Value, json};
 
-use super::{Deps, ScenarioError, long_text};
+use super::{Deps, ScenarioError, known_id, long_text};
 
 /// A transcript record and the outcome of parsing it.
 pub struct Parsed {
@@ -28,10 +29,20 @@ fn format_of(record: &tables::Transcript) -> Format {
     }
 }
 
-/// Reads a transcript record.
-pub async fn get(deps: &Deps, id: &str) -> Result<tables::Transcript, ScenarioError> {
-    let record = deps.store.get(tables::TRANSCRIPTS, id).await?;
-    Ok(tables::Transcript::from_record(&record)?)
+/// Reads a typed record by id.
+pub async fn read<T: TableRecord>(deps: &Deps, id: &RecordId) -> Result<T, ScenarioError> {
+    Ok(deps.store.read::<T>(id).await?)
+}
+
+/// Upserts a typed record on its `Key`; returns it as written.
+pub async fn upsert<T: TableRecord>(deps: &Deps, record: &T) -> Result<T, ScenarioError> {
+    deps.store
+        .upsert_records(std::slice::from_ref(record))
+        .await?
+        .pop()
+        .ok_or_else(|| {
+            ScenarioError::unprocessable("STORE_EMPTY_ANSWER", "the store returned no record")
+        })
 }
 
 /// Parses a transcript record's text: the `Transcript` long text, else its first `File` attachment.
@@ -96,83 +107,86 @@ pub fn parse_bytes(bytes: &[u8], format: Format) -> Result<Transcript, ScenarioE
 pub async fn load_and_parse(deps: &Deps, ids: &[String]) -> Result<Vec<Parsed>, ScenarioError> {
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        let record = get(deps, id).await?;
+        let record: tables::Transcript = read(deps, &known_id(id)?).await?;
         let outcome = parse_record(deps, &record).await;
         out.push(Parsed { record, outcome });
     }
     Ok(out)
 }
 
-/// The parse fields a record should hold after this outcome.
-fn parse_fields(outcome: &Result<Transcript, ScenarioError>) -> Fields {
-    let value = match outcome {
-        Ok(t) => json!({
-            "Parse Status": ParseStatus::Parsed.as_str(),
-            "Parse Error": Value::Null,
-            "Parse Warnings": warnings_text(t),
-            "Segments": t.segments.len(),
-            "Words": t.word_count(),
-        }),
-        Err(e) => json!({
-            "Parse Status": ParseStatus::Failed.as_str(),
-            "Parse Error": long_text(&e.user_message()),
-            "Parse Warnings": Value::Null,
-            "Segments": Value::Null,
-            "Words": Value::Null,
-        }),
+/// The parse fields a record should hold after this outcome, as a change of `record`; `None` when
+/// the record already holds them (then no write is needed).
+fn parse_update(
+    record: &tables::Transcript,
+    outcome: &Result<Transcript, ScenarioError>,
+) -> Option<TranscriptUpdate> {
+    let (status, error, warnings, segments, words) = match outcome {
+        Ok(t) => (
+            ParseStatus::Parsed,
+            None,
+            warnings_text(t),
+            Some(t.segments.len() as i64),
+            Some(t.word_count() as i64),
+        ),
+        Err(e) => (
+            ParseStatus::Failed,
+            Some(long_text(&e.user_message())),
+            None,
+            None,
+            None,
+        ),
     };
-    match value {
-        Value::Object(m) => m,
-        _ => Fields::new(),
+    let unchanged = record.parse_status == Some(status)
+        && record.parse_error == error
+        && record.parse_warnings == warnings
+        && record.segments == segments
+        && record.words == words;
+    if unchanged {
+        return None;
     }
+    Some(TranscriptUpdate {
+        parse_status: Change::Set(status),
+        parse_error: set_or_clear(error),
+        // `Parse Warnings` is written only when there is something to say or to clear, so a base
+        // created before the field existed keeps working for warning-free transcripts (Airtable
+        // refuses an unknown field name, even with a null value).
+        parse_warnings: match (warnings, &record.parse_warnings) {
+            (Some(w), _) => Change::Set(w),
+            (None, Some(_)) => Change::Clear,
+            (None, None) => Change::Keep,
+        },
+        segments: set_or_clear(segments),
+        words: set_or_clear(words),
+    })
 }
 
-/// `Parse Warnings`: one `line N CODE: message` per warning, or null when there are none.
-fn warnings_text(t: &Transcript) -> Value {
+fn set_or_clear<T>(value: Option<T>) -> Change<T> {
+    value.map_or(Change::Clear, Change::Set)
+}
+
+/// `Parse Warnings`: one `line N CODE: message` per warning, or none when there are none.
+fn warnings_text(t: &Transcript) -> Option<String> {
     if t.warnings.is_empty() {
-        return Value::Null;
+        return None;
     }
     let text: Vec<String> = t
         .warnings
         .iter()
         .map(|w| format!("line {} {}: {}", w.line, w.code, w.message))
         .collect();
-    Value::String(long_text(&text.join("\n")))
-}
-
-/// Whether the record already holds these parse fields (then no write is needed).
-fn unchanged(record: &tables::Transcript, fields: &Fields) -> bool {
-    let current = record.to_fields();
-    fields
-        .iter()
-        .all(|(name, want)| match (current.get(name), want) {
-            (None, Value::Null) => true,
-            (Some(have), want) => {
-                have == want || (have.as_f64().is_some() && have.as_f64() == want.as_f64())
-            }
-            (None, _) => false,
-        })
+    Some(long_text(&text.join("\n")))
 }
 
 /// Writes the parse outcomes back, in one batch, skipping records that already hold them.
 pub async fn write_parse_results(deps: &Deps, parsed: &[Parsed]) -> Result<(), ScenarioError> {
-    let updates: Vec<(String, Fields)> = parsed
-        .iter()
-        .filter_map(|p| {
-            let mut fields = parse_fields(&p.outcome);
-            // `Parse Warnings` is written only when there is something to say or to clear, so a
-            // base created before the field existed keeps working for warning-free transcripts
-            // (Airtable refuses an unknown field name, even with a null value).
-            if fields.get("Parse Warnings").is_some_and(Value::is_null)
-                && p.record.parse_warnings.is_none()
-            {
-                fields.remove("Parse Warnings");
-            }
-            (!unchanged(&p.record, &fields)).then(|| (p.record.id.clone(), fields))
-        })
-        .collect();
+    let mut updates = Vec::new();
+    for p in parsed {
+        if let Some(update) = parse_update(&p.record, &p.outcome) {
+            updates.push((known_id(&p.record.id)?, update));
+        }
+    }
     if !updates.is_empty() {
-        deps.store.update(tables::TRANSCRIPTS, updates).await?;
+        deps.store.patch_all(updates).await?;
     }
     Ok(())
 }
@@ -197,9 +211,4 @@ pub fn coachee_label(
         })?;
     coach_transcript::find_coachee(transcript, wanted)
         .map_err(|e| ScenarioError::unprocessable(e.code(), e.to_string()))
-}
-
-/// Reads a typed record.
-pub fn typed<T: TableRecord>(record: &Record) -> Result<T, ScenarioError> {
-    Ok(T::from_record(record)?)
 }

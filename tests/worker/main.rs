@@ -29,6 +29,7 @@ mod demo;
 mod faults;
 mod observability;
 mod readme;
+mod scenario_functions;
 mod scenarios;
 mod security;
 mod signatures;

@@ -129,6 +129,70 @@ impl Gate1Report {
     }
 }
 
+/// The parts of an output that passed Gate-1 which the worker acts on, typed. Gate-1 has checked the
+/// shape (`schemas/gate1.v1.json`), so reading them is a deserialisation, not a second validation;
+/// the rest of the output (patterns, card) stays JSON, written to the Run as it came.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckedOutput {
+    /// A baseline pack's proposed experiment.
+    #[serde(default)]
+    pub experiment_proposal: Option<ExperimentProposal>,
+    /// A single meeting's judgement of the active experiment.
+    #[serde(default)]
+    pub experiment_attempt: Option<ExperimentAttempt>,
+}
+
+impl CheckedOutput {
+    /// Reads the typed parts of an output that passed Gate-1. An output that does not have them in
+    /// the schema's shape (possible only for one that did not pass) reads as having none.
+    pub fn read(output: &Value) -> CheckedOutput {
+        CheckedOutput {
+            experiment_proposal: output
+                .get("experiment_proposal")
+                .and_then(|p| ExperimentProposal::deserialize(p).ok()),
+            experiment_attempt: output
+                .get("experiment_attempt")
+                .and_then(|a| ExperimentAttempt::deserialize(a).ok()),
+        }
+    }
+}
+
+/// `experiment_proposal` (schema `$defs/experiment_proposal`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentProposal {
+    pub title: String,
+    pub behavior: String,
+    pub success_signal: String,
+    /// 1 to 10.
+    pub target_meetings: i64,
+}
+
+/// `experiment_attempt` (schema `$defs/experiment_attempt`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExperimentAttempt {
+    pub attempted: Judgement,
+    #[serde(default)]
+    pub evidence: Vec<Evidence>,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// Whether the coachee attempted the experiment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Judgement {
+    Yes,
+    No,
+    Unclear,
+}
+
+/// A quote and the span it is from (schema `$defs/evidence`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub span_id: String,
+    pub quote: String,
+}
+
 /// What an output is checked against: the run, the coachee and the transcript(s).
 ///
 /// Borrows the transcripts, so building a context costs nothing; build it per check.

@@ -89,6 +89,9 @@ pub mod fake;
 pub use analysis::{
     ActiveExperiment, Analysis, AnalysisError, AnalysisInput, Analyzer, RunType, Usage,
 };
-pub use gate1::{Gate1Context, Gate1Failure, Gate1Report};
+pub use gate1::{
+    CheckedOutput, Evidence, ExperimentAttempt, ExperimentProposal, Gate1Context, Gate1Failure,
+    Gate1Report, Judgement,
+};
 pub use openai::{AzureDeployment, ModelPrice, OpenAiClient, OpenAiConfig};
 pub use prompt::PROMPT_VERSION;

@@ -14,6 +14,11 @@
 //! store.upsert(table, Vec<Fields>) -> Result<Vec<Record>>            // merge on "Key"
 //! store.delete(table, Vec<String>) -> Result<()>
 //! store.ready() -> Result<()>          // cheap reachability check for /readyz
+//!
+//! // typed (what the worker's scenarios use; ids already `RecordId`s, tables from the record type):
+//! store.read::<T>(&RecordId) -> Result<T>          store.find::<T>(&ListQuery) -> Result<Vec<T>>
+//! store.upsert_records(&[T]) -> Result<Vec<T>>     store.patch(&RecordId, &impl TableUpdate) -> Result<T>
+//! store.patch_all(Vec<(RecordId, U)>) -> Result<Vec<T>>
 //! store.backend_name() -> &'static str // "airtable" | "sqlite"
 //! ```
 //! Every call is batch-aware (Airtable batches of at most 10 are made internally). Ids from outside are
@@ -71,6 +76,8 @@ pub use error::StoreError;
 pub use filter::{Filter, FilterValue};
 pub use id::{RecordId, is_record_id};
 pub use schema::BaseSchema;
+
+use tables::TableRecord as _;
 
 /// The fields of a record, by field name.
 pub type Fields = serde_json::Map<String, Value>;
@@ -161,13 +168,101 @@ impl Store {
         }
     }
 
-    /// One record by id.
-    pub async fn get(&self, table: &str, id: &str) -> Result<Record, StoreError> {
-        RecordId::parse(id)?;
+    /// One typed record by its (already validated) id.
+    pub async fn read<T: tables::TableRecord>(&self, id: &RecordId) -> Result<T, StoreError> {
+        let record = self.get_checked(T::KIND.as_str(), id.as_str()).await?;
+        T::from_record(&record)
+    }
+
+    /// The typed records a query matches.
+    pub async fn find<T: tables::TableRecord>(
+        &self,
+        query: &ListQuery,
+    ) -> Result<Vec<T>, StoreError> {
+        self.list(T::KIND.as_str(), query)
+            .await?
+            .iter()
+            .map(T::from_record)
+            .collect()
+    }
+
+    /// Upserts typed records on their `Key`; returns them as written.
+    pub async fn upsert_records<T: tables::TableRecord>(
+        &self,
+        records: &[T],
+    ) -> Result<Vec<T>, StoreError> {
+        let fields = records.iter().map(tables::TableRecord::to_fields).collect();
+        self.upsert(T::KIND.as_str(), fields)
+            .await?
+            .iter()
+            .map(T::from_record)
+            .collect()
+    }
+
+    /// Applies a typed partial update to one record; returns the record as written.
+    pub async fn patch<U: tables::TableUpdate>(
+        &self,
+        id: &RecordId,
+        update: &U,
+    ) -> Result<U::Record, StoreError> {
+        let mut written = self
+            .patch_many(vec![(id.clone(), update.to_fields())], U::Record::KIND)
+            .await?;
+        match written.pop() {
+            Some(record) => U::Record::from_record(&record),
+            None => Err(StoreError::Decode(format!(
+                "the update of {id} in \"{}\" returned no record",
+                U::Record::KIND
+            ))),
+        }
+    }
+
+    /// Applies typed partial updates to several records of one table, in batches.
+    pub async fn patch_all<U: tables::TableUpdate>(
+        &self,
+        updates: Vec<(RecordId, U)>,
+    ) -> Result<Vec<U::Record>, StoreError> {
+        let fields = updates
+            .into_iter()
+            .map(|(id, u)| (id, u.to_fields()))
+            .collect();
+        self.patch_many(fields, U::Record::KIND)
+            .await?
+            .iter()
+            .map(U::Record::from_record)
+            .collect()
+    }
+
+    async fn patch_many(
+        &self,
+        records: Vec<(RecordId, Fields)>,
+        table: tables::Table,
+    ) -> Result<Vec<Record>, StoreError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Ids are already `RecordId`s: no second validation on the way.
+        let records = records
+            .into_iter()
+            .map(|(id, fields)| (id.into_string(), fields))
+            .collect();
+        match &self.backend {
+            Backend::Airtable(c) => c.update(table.as_str(), records).await,
+            Backend::Sqlite(s) => s.update(table.as_str(), records).await,
+        }
+    }
+
+    async fn get_checked(&self, table: &str, id: &str) -> Result<Record, StoreError> {
         match &self.backend {
             Backend::Airtable(c) => c.get(table, id).await,
             Backend::Sqlite(s) => s.get(table, id).await,
         }
+    }
+
+    /// One record by id.
+    pub async fn get(&self, table: &str, id: &str) -> Result<Record, StoreError> {
+        RecordId::parse(id)?;
+        self.get_checked(table, id).await
     }
 
     /// Every record matching the query (all pages).

@@ -8,6 +8,11 @@
 //! empty links, so writing a typed record never clears fields it does not mention; to clear a field, send
 //! `null` for it in raw [`Fields`]. Links are `Vec<String>` of record ids; select options are enums whose
 //! serde names are the option names.
+//!
+//! Partial updates are typed too ([`TableUpdate`]: [`RunRequestUpdate`], [`BaselinePackUpdate`], …,
+//! each field a [`Change`]: keep, clear or set), and so are the list queries the worker makes
+//! ([`queries`]), so no caller spells a field name. [`Table`] names the seven tables; the `&str`
+//! constants remain for the untyped API (schema tools and tests).
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -15,13 +20,64 @@ use serde_json::Value;
 
 use crate::{Fields, Record, StoreError};
 
-pub const USERS: &str = "Users";
-pub const TRANSCRIPTS: &str = "Transcripts";
-pub const RUN_REQUESTS: &str = "Run Requests";
-pub const RUNS: &str = "Runs";
-pub const BASELINE_PACKS: &str = "Baseline Packs";
-pub const EXPERIMENTS: &str = "Experiments";
-pub const EXPERIMENT_EVENTS: &str = "Experiment Events";
+/// The seven tables of the base.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Table {
+    Users,
+    Transcripts,
+    RunRequests,
+    Runs,
+    BaselinePacks,
+    Experiments,
+    ExperimentEvents,
+}
+
+impl Table {
+    /// The table's name in the base.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Table::Users => "Users",
+            Table::Transcripts => "Transcripts",
+            Table::RunRequests => "Run Requests",
+            Table::Runs => "Runs",
+            Table::BaselinePacks => "Baseline Packs",
+            Table::Experiments => "Experiments",
+            Table::ExperimentEvents => "Experiment Events",
+        }
+    }
+
+    /// All seven, in schema order.
+    pub const ALL: [Table; 7] = [
+        Table::Users,
+        Table::Transcripts,
+        Table::RunRequests,
+        Table::Runs,
+        Table::BaselinePacks,
+        Table::Experiments,
+        Table::ExperimentEvents,
+    ];
+}
+
+impl std::fmt::Display for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl AsRef<str> for Table {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+// The names as text, for the untyped API (schema tools, tests that name tables).
+pub const USERS: &str = Table::Users.as_str();
+pub const TRANSCRIPTS: &str = Table::Transcripts.as_str();
+pub const RUN_REQUESTS: &str = Table::RunRequests.as_str();
+pub const RUNS: &str = Table::Runs.as_str();
+pub const BASELINE_PACKS: &str = Table::BaselinePacks.as_str();
+pub const EXPERIMENTS: &str = Table::Experiments.as_str();
+pub const EXPERIMENT_EVENTS: &str = Table::ExperimentEvents.as_str();
 
 /// All seven table names, in schema order.
 pub const ALL: [&str; 7] = [
@@ -38,6 +94,8 @@ pub const ALL: [&str; 7] = [
 pub trait TableRecord: Serialize + DeserializeOwned + Sized {
     /// The table's name in the base.
     const TABLE: &'static str;
+    /// The table.
+    const KIND: Table;
 
     /// The record id (empty for a record not yet written).
     fn id(&self) -> &str;
@@ -67,9 +125,10 @@ pub trait TableRecord: Serialize + DeserializeOwned + Sized {
 }
 
 macro_rules! table_record {
-    ($t:ty, $name:expr) => {
+    ($t:ty, $kind:expr) => {
         impl TableRecord for $t {
-            const TABLE: &'static str = $name;
+            const TABLE: &'static str = $kind.as_str();
+            const KIND: Table = $kind;
             fn id(&self) -> &str {
                 &self.id
             }
@@ -148,7 +207,7 @@ pub struct User {
     )]
     pub active_experiment: Vec<String>,
 }
-table_record!(User, USERS);
+table_record!(User, Table::Users);
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Transcript {
@@ -204,7 +263,7 @@ pub struct Transcript {
     #[serde(rename = "Words", default, skip_serializing_if = "Option::is_none")]
     pub words: Option<i64>,
 }
-table_record!(Transcript, TRANSCRIPTS);
+table_record!(Transcript, Table::Transcripts);
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct RunRequest {
@@ -225,7 +284,7 @@ pub struct RunRequest {
     #[serde(rename = "Source", default, skip_serializing_if = "Option::is_none")]
     pub source: Option<RunRequestSource>,
 }
-table_record!(RunRequest, RUN_REQUESTS);
+table_record!(RunRequest, Table::RunRequests);
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Run {
@@ -321,7 +380,7 @@ pub struct Run {
     )]
     pub finished_at: Option<String>,
 }
-table_record!(Run, RUNS);
+table_record!(Run, Table::Runs);
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct BaselinePack {
@@ -344,7 +403,7 @@ pub struct BaselinePack {
     #[serde(rename = "Error", default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
-table_record!(BaselinePack, BASELINE_PACKS);
+table_record!(BaselinePack, Table::BaselinePacks);
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Experiment {
@@ -387,7 +446,7 @@ pub struct Experiment {
     )]
     pub started_at: Option<String>,
 }
-table_record!(Experiment, EXPERIMENTS);
+table_record!(Experiment, Table::Experiments);
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct ExperimentEvent {
@@ -412,7 +471,127 @@ pub struct ExperimentEvent {
     )]
     pub occurred_at: Option<String>,
 }
-table_record!(ExperimentEvent, EXPERIMENT_EVENTS);
+table_record!(ExperimentEvent, Table::ExperimentEvents);
+
+/// One field of a typed update: left as it is, cleared, or set.
+///
+/// Serialises as the field's value (`Set`) or `null` (`Clear`); `Keep` is left out of the update, so
+/// an update never touches a field it does not mention.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Change<T> {
+    #[default]
+    Keep,
+    Clear,
+    Set(T),
+}
+
+impl<T> Change<T> {
+    pub fn is_keep(&self) -> bool {
+        matches!(self, Change::Keep)
+    }
+}
+
+impl<T: Serialize> Serialize for Change<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Change::Set(v) => v.serialize(s),
+            Change::Keep | Change::Clear => s.serialize_none(),
+        }
+    }
+}
+
+/// A typed partial update (PATCH) of one table's records.
+pub trait TableUpdate: Serialize {
+    /// The record type of the table it updates.
+    type Record: TableRecord;
+
+    /// The fields to send: set ones with their value, cleared ones as `null`.
+    fn to_fields(&self) -> Fields {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(m)) => m,
+            _ => Fields::new(),
+        }
+    }
+}
+
+macro_rules! table_update {
+    ($(#[$m:meta])* $name:ident for $record:ty { $($(#[$fm:meta])* $field:ident: $t:ty = $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, PartialEq, Default, Serialize)]
+        pub struct $name {
+            $($(#[$fm])* #[serde(rename = $text, skip_serializing_if = "Change::is_keep")] pub $field: Change<$t>),+
+        }
+        impl TableUpdate for $name {
+            type Record = $record;
+        }
+    };
+}
+
+table_update!(
+    /// What the worker changes on a user.
+    UserUpdate for User { active_experiment: Vec<String> = "Active Experiment" }
+);
+table_update!(
+    /// The parse outcome written onto a transcript.
+    TranscriptUpdate for Transcript {
+        parse_status: ParseStatus = "Parse Status",
+        parse_error: String = "Parse Error",
+        parse_warnings: String = "Parse Warnings",
+        segments: i64 = "Segments",
+        words: i64 = "Words",
+    }
+);
+table_update!(
+    /// A Run Request's progress.
+    RunRequestUpdate for RunRequest {
+        status: RunRequestStatus = "Status",
+        run: Vec<String> = "Run",
+        error: String = "Error",
+    }
+);
+table_update!(
+    /// A Baseline Pack's progress.
+    BaselinePackUpdate for BaselinePack {
+        status: BaselinePackStatus = "Status",
+        run: Vec<String> = "Run",
+        experiment: Vec<String> = "Experiment",
+        error: String = "Error",
+    }
+);
+table_update!(
+    /// An Experiment's status.
+    ExperimentUpdate for Experiment { status: ExperimentStatus = "Status" }
+);
+
+/// The queries the worker makes, so their field names live here too.
+pub mod queries {
+    use super::*;
+    use crate::{Filter, ListQuery};
+
+    /// Run Requests waiting to run (the R1 poller).
+    pub fn queued_run_requests() -> ListQuery {
+        ListQuery::new()
+            .filter(Filter::eq("Status", RunRequestStatus::Queued.as_str()))
+            .fields(["Key", "Status"])
+    }
+
+    /// The `attempt` events of an experiment (by its Key), with their Key and judgement.
+    pub fn attempt_events(experiment_key: &str) -> ListQuery {
+        ListQuery::new()
+            .filter(Filter::and([
+                Filter::link_contains("Experiment", experiment_key),
+                Filter::eq("Type", EventType::Attempt.as_str()),
+            ]))
+            .fields(["Key", "Attempted"])
+    }
+
+    /// The record with this `Key`, if any.
+    pub fn by_key(key: &str) -> ListQuery {
+        ListQuery::new()
+            .filter(Filter::eq(crate::KEY_FIELD, key))
+            .max_records(1)
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -547,6 +726,56 @@ mod tests {
             evidence: s("e"),
             occurred_at: s("2025-01-02T03:04:05.000Z"),
         });
+    }
+
+    #[test]
+    fn typed_updates_name_schema_fields_and_clear_with_null() {
+        let schema = BaseSchema::embedded().unwrap();
+        let update = RunRequestUpdate {
+            status: Change::Set(RunRequestStatus::Done),
+            run: Change::Set(l()),
+            error: Change::Clear,
+        };
+        let fields = update.to_fields();
+        schema.validate_fields(RUN_REQUESTS, &fields).unwrap();
+        assert_eq!(
+            Value::Object(fields),
+            serde_json::json!({"Status": "Done", "Run": ["rec0HLFTLAXuJ6suq"], "Error": null})
+        );
+        let only_status = ExperimentUpdate {
+            status: Change::Set(ExperimentStatus::Completed),
+        };
+        assert_eq!(
+            Value::Object(only_status.to_fields()),
+            serde_json::json!({"Status": "Completed"})
+        );
+        assert!(BaselinePackUpdate::default().to_fields().is_empty());
+        let transcript = TranscriptUpdate {
+            parse_status: Change::Set(ParseStatus::Parsed),
+            parse_error: Change::Clear,
+            parse_warnings: Change::Set("w".into()),
+            segments: Change::Set(1),
+            words: Change::Set(2),
+        };
+        schema
+            .validate_fields(TRANSCRIPTS, &transcript.to_fields())
+            .unwrap();
+        let pack = BaselinePackUpdate {
+            status: Change::Set(BaselinePackStatus::Ready),
+            run: Change::Set(l()),
+            experiment: Change::Set(l()),
+            error: Change::Clear,
+        };
+        schema
+            .validate_fields(BASELINE_PACKS, &pack.to_fields())
+            .unwrap();
+        let user = UserUpdate {
+            active_experiment: Change::Set(vec![]),
+        };
+        schema.validate_fields(USERS, &user.to_fields()).unwrap();
+        for table in Table::ALL {
+            assert!(schema.table(table.as_str()).is_some(), "{table}");
+        }
     }
 
     #[test]

@@ -47,7 +47,7 @@ use super::replay::{self, Outcome};
 use super::view;
 use crate::http::AppState;
 use crate::journal::{Job, JobFilter, JobStatus, now_ms};
-use crate::startup::Routes;
+use crate::http::Routes;
 use coach_store::Store;
 use render::RunHead;
 

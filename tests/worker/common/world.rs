@@ -5,7 +5,7 @@
 //! The variations the suites need are picked on a [`WorldBuilder`]: the store (SQLite in the data
 //! dir, or the Airtable fake with or without its 5/s rate limit), the provider (the rules analyzer
 //! or the OpenAI fake, with a hook on its client settings), an admin token, a hook on the
-//! [`ServeConfig`], the poll interval, and the wiring: `scenarios::registry` (plus the admin API
+//! [`ServeConfig`], the poll interval, and the wiring: `app::registry` (plus the admin API
 //! when a token is set) by default, or exactly what `serve` builds (`serve::worker_registry`).
 //!
 //! A world can be prepared without its worker ([`WorldBuilder::prepare`], then [`World::launch`]):
@@ -26,7 +26,7 @@ use coach_store::tables::{self, TableRecord, TranscriptFormat};
 use coach_store::{Fields, ListQuery, Record, Store};
 use coach_worker::config::ServeConfig;
 use coach_worker::journal::{JobFilter, Journal};
-use coach_worker::scenarios::{self, Deps};
+use coach_worker::scenarios::Deps;
 use coach_worker::startup::{Application, Registry};
 use coach_worker::webhook::Secret;
 use serde_json::{Value, json};
@@ -108,7 +108,7 @@ enum AirtableChoice {
 
 /// How the worker's routes and jobs are wired.
 enum Wiring {
-    /// `scenarios::registry` with the builder's poll interval, plus the admin API (not the page)
+    /// `app::registry` with the builder's poll interval, plus the admin API (not the page)
     /// when a token is set.
     Scenarios,
     /// `serve::worker_registry`, as the real `serve` builds it (poll interval from the config,
@@ -270,7 +270,7 @@ pub struct World {
 }
 
 impl World {
-    /// SQLite, the rules analyzer, no admin token, no poller, `scenarios::registry`.
+    /// SQLite, the rules analyzer, no admin token, no poller, `app::registry`.
     pub fn builder() -> WorldBuilder {
         WorldBuilder {
             airtable: None,
@@ -292,7 +292,8 @@ impl World {
         } = self.pending.take().expect("the world is launched once");
         let mut registry = match wiring {
             Wiring::Scenarios => {
-                let mut registry: Registry = scenarios::registry(self.deps.clone(), poll, None);
+                let mut registry: Registry =
+                    coach_worker::app::registry(self.deps.clone(), poll, None);
                 if let Some(token) = &config.admin_token {
                     use secrecy::ExposeSecret;
                     registry.routes.push(coach_worker::admin::routes_with_store(

@@ -1,31 +1,94 @@
-//! `POST /v1/hooks/{scenario}`: the webhook intake.
+//! `POST /v1/hooks/{scenario}`: the webhook intake, and the adapters that put the scenarios on it
+//! (one file per hook: [`a1`], [`build`] (a2, s3), [`r1`], [`s1`], [`d1`], [`e1`]).
 //!
 //! The order of checks is the order of cost: known scenario (404), announced body size (413), the
 //! signature headers and their timestamp window (401, before any of the body is read), reading the
 //! body under a deadline (408) and a size cap (413), the MAC over it (401), JSON (400 with the byte
 //! position), the scenario's own validation (400/422), then the journal. Only a delivery that passed
 //! all of them is journaled, and it is journaled before it is answered.
+//!
+//! A hook parses the body once ([`Hook::prepare`]) into the scenario's typed request: an
+//! asynchronous hook hands back the job to queue (a `JobSpec` made into a journal row), a
+//! synchronous one the call that answers it, holding the parsed request. Scenario outcomes and
+//! [`ScenarioError`]s become status codes and the contract's error body here, and only here.
 
+pub mod a1;
+pub mod build;
+pub mod d1;
+pub mod e1;
+pub mod input;
+pub mod r1;
+pub mod s1;
+
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use coach_store::StoreError;
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::AppState;
 use crate::error::ApiError;
 use crate::journal::{DeliveryOutcome, NewDelivery, NewJob};
+use crate::scenarios::{Delivery, JobSpec, ScenarioError};
 use crate::webhook::{self, SignedHeaders};
 
+/// The answer of a synchronous hook: a status and a JSON body, or the error to answer.
+pub type HookAnswer = Result<(StatusCode, Value), ApiError>;
+
+/// A synchronous hook's call, holding its parsed request until the delivery is reserved.
+pub type SyncCall =
+    Box<dyn FnOnce(Delivery) -> Pin<Box<dyn Future<Output = HookAnswer> + Send>> + Send>;
+
+/// What a hook makes of a valid body.
+pub enum Prepared {
+    /// Queue this job and answer 202.
+    Enqueue(Box<NewJob>),
+    /// Answer with this call once the delivery is reserved.
+    Respond(SyncCall),
+}
+
+impl Prepared {
+    /// Queue a scenario job.
+    pub fn job(spec: JobSpec) -> Prepared {
+        Prepared::Enqueue(Box::new(spec.into_job("")))
+    }
+
+    /// Answer synchronously with `call`.
+    pub fn respond<F, Fut>(call: F) -> Prepared
+    where
+        F: FnOnce(Delivery) -> Fut + Send + 'static,
+        Fut: Future<Output = HookAnswer> + Send + 'static,
+    {
+        Prepared::Respond(Box::new(move |delivery| Box::pin(call(delivery))))
+    }
+}
+
+/// A scenario outcome as a JSON body.
+pub(crate) fn body_of<T: Serialize>(outcome: &T) -> Value {
+    serde_json::to_value(outcome).unwrap_or_else(|_| json!({}))
+}
+
 /// A webhook scenario: how its body is checked and how it is answered.
+///
+/// The scenario hooks implement [`Hook::prepare`] alone. The older surface — `validate` (a payload
+/// as JSON), `job_kind`, `dedupe_key` and `respond` — remains for hooks written against it (test
+/// doubles); the default `prepare` is made of it.
 #[async_trait::async_trait]
 pub trait Hook: Send + Sync + 'static {
     /// Checks the body and returns the payload the job or `respond` receives.
-    fn validate(&self, body: &Value) -> Result<Value, ApiError>;
+    fn validate(&self, body: &Value) -> Result<Value, ApiError> {
+        Ok(body.clone())
+    }
 
     /// The job kind an asynchronous hook enqueues (answer 202); `None` for a synchronous hook, which
     /// answers through [`Hook::respond`].
-    fn job_kind(&self) -> Option<&str>;
+    fn job_kind(&self) -> Option<&str> {
+        None
+    }
 
     /// For asynchronous hooks: a key under which at most one job may be active (e.g. one run per
     /// Run Request), whatever the delivery.
@@ -46,7 +109,73 @@ pub trait Hook: Send + Sync + 'static {
             "this hook answers asynchronously",
         ))
     }
+
+    /// Parses the body once into what the intake does with it.
+    fn prepare(self: Arc<Self>, body: &Value) -> Result<Prepared, ApiError> {
+        let payload = self.validate(body)?;
+        Ok(match self.job_kind() {
+            Some(kind) => {
+                let mut job = NewJob::new(kind, "", payload);
+                job.dedupe_key = self.dedupe_key(&job.payload);
+                Prepared::Enqueue(Box::new(job))
+            }
+            None => Prepared::respond(move |delivery: Delivery| async move {
+                self.respond(&delivery.key, payload).await
+            }),
+        })
+    }
 }
+
+/// The web answer of a scenario error: input errors are 400/422 with their code and pointer, a
+/// missing record 422, a transient failure 503 (the sender retries), anything else 502.
+impl From<ScenarioError> for ApiError {
+    fn from(e: ScenarioError) -> Self {
+        let pointer_details = |pointer: Option<&str>| match pointer {
+            Some(p) => json!({ "pointer": p }),
+            None => json!({}),
+        };
+        match e {
+            ScenarioError::Invalid(input) => {
+                let status = if input.malformed {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                };
+                ApiError::new(status, input.code, input.message)
+                    .with_details(pointer_details(input.pointer.as_deref()))
+            }
+            ScenarioError::NotFound {
+                code,
+                message,
+                pointer,
+            } => ApiError::unprocessable(code, message)
+                .with_details(pointer_details(pointer.as_deref())),
+            ScenarioError::Conflict { code, message } => {
+                ApiError::new(StatusCode::CONFLICT, code, message)
+            }
+            ScenarioError::Store(StoreError::NotFound { table, id }) => ApiError::unprocessable(
+                "RECORD_NOT_FOUND",
+                format!("record {id} does not exist in \"{table}\"; check the id"),
+            )
+            .with_details(json!({ "table": table, "id": id })),
+            ref other if other.is_transient() => {
+                tracing::warn!(code = other.code(), error = %other, "transient failure in a synchronous hook");
+                ApiError::unavailable(other.code(), format!("{other}; retry later"))
+            }
+            ScenarioError::Store(e) if e.is_client_error() => {
+                ApiError::unprocessable(e.code(), e.to_string())
+            }
+            other => {
+                tracing::error!(code = other.code(), error = %other, "hook failed");
+                ApiError::new(StatusCode::BAD_GATEWAY, other.code(), other.to_string())
+            }
+        }
+    }
+}
+
+/// The id the request-id middleware gave this request (kept in the request's extensions).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
 
 /// The hooks the worker serves, by scenario name.
 pub type Hooks = std::collections::HashMap<String, Arc<dyn Hook>>;
@@ -127,9 +256,10 @@ pub async fn receive(
         metrics::counter!("deliveries_total", "scenario" => scenario.clone(), "outcome" => "invalid").increment(1);
         json_error(&body, &e)
     })?;
-    let job_payload = hook.validate(&json).inspect_err(|_| {
+    let prepared = hook.clone().prepare(&json).inspect_err(|_| {
         metrics::counter!("deliveries_total", "scenario" => scenario.clone(), "outcome" => "invalid").increment(1);
     })?;
+    let request_id = req.extensions().get::<RequestId>().map(|id| id.0.clone());
 
     let delivery_id = headers
         .webhook_id
@@ -152,23 +282,22 @@ pub async fn receive(
         body: String::from_utf8_lossy(&body).into_owned(),
     };
 
-    match hook.job_kind() {
-        Some(kind) => {
-            let dedupe_key = hook.dedupe_key(&job_payload);
-            let mut job = NewJob::new(kind, &scenario, job_payload);
+    match prepared {
+        Prepared::Enqueue(mut job) => {
+            job.scenario = scenario.clone();
             job.delivery_key = Some(key.clone());
-            job.dedupe_key = dedupe_key;
+            job.request_id = request_id;
             let run_id = job.id.clone();
             let (outcome, key) = state
                 .journal
-                .accept_signed_delivery(delivery, signed_key, job, 202, queued_answer)
+                .accept_signed_delivery(delivery, signed_key, *job, 202, queued_answer)
                 .await?;
             answered(&scenario, &key, outcome, || {
                 tracing::info!(scenario = %scenario, delivery_key = %key, run_id = %run_id, "delivery accepted");
                 HttpResponse::Accepted().json(queued_answer(&run_id))
             })
         }
-        None => {
+        Prepared::Respond(call) => {
             let (outcome, key) = state
                 .journal
                 .reserve_signed_delivery(delivery, signed_key)
@@ -182,7 +311,12 @@ pub async fn receive(
                 journal: state.journal.clone(),
                 key: Some(key.clone()),
             };
-            match hook.respond(&key, job_payload).await {
+            let answer = call(Delivery {
+                key: key.clone(),
+                request_id,
+            })
+            .await;
+            match answer {
                 Ok((status, body)) => {
                     state
                         .journal

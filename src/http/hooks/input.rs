@@ -1,11 +1,13 @@
-//! Reading webhook bodies: every field error names its JSON pointer and says what to send instead.
+//! Reading webhook bodies into the scenarios' typed requests: every field error names its JSON
+//! pointer and says what to send instead. Record ids are parsed here, once, into `RecordId`s.
 
+use coach_store::RecordId;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
 
 /// A required record id (`rec` + 14 letters/digits) at `/{field}`.
-pub fn record_id_field(body: &Value, field: &str) -> Result<String, ApiError> {
+pub fn record_id_field(body: &Value, field: &str) -> Result<RecordId, ApiError> {
     let pointer = format!("/{field}");
     match body.get(field) {
         None | Some(Value::Null) => Err(ApiError::unprocessable(
@@ -23,18 +25,16 @@ pub fn record_id_field(body: &Value, field: &str) -> Result<String, ApiError> {
 }
 
 /// Checks one record id; `pointer` says where it was.
-pub fn record_id(s: &str, pointer: &str) -> Result<String, ApiError> {
-    if coach_store::is_record_id(s) {
-        Ok(s.to_owned())
-    } else {
-        Err(ApiError::bad_request(
+pub fn record_id(s: &str, pointer: &str) -> Result<RecordId, ApiError> {
+    RecordId::parse(s).map_err(|_| {
+        ApiError::bad_request(
             "INVALID_RECORD_ID",
             format!(
                 "`{pointer}` is not a record id: ids are `rec` followed by 14 letters or digits"
             ),
         )
-        .with_details(json!({ "pointer": pointer })))
-    }
+        .with_details(json!({ "pointer": pointer }))
+    })
 }
 
 /// An optional string field.
