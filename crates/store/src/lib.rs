@@ -54,7 +54,7 @@ pub mod schema;
 pub mod tables;
 
 mod airtable;
-mod rate;
+pub mod rate;
 mod sqlite;
 
 #[cfg(feature = "fake")]
