@@ -793,3 +793,42 @@ async fn three_pacers_never_put_more_than_five_requests_into_one_second() {
         .unwrap();
     assert_eq!(other.reserve().await.unwrap(), Duration::ZERO);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_on_postgres_is_ready_while_its_database_answers() {
+    use clap::Parser;
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        config: coach_worker::config::ServeConfig,
+    }
+    let cluster = PgCluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Wrapper::parse_from(["test"]).config;
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.data_dir = dir.path().to_path_buf();
+    config.webhook_secrets = vec!["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()];
+    config.database_url = Some(cluster.url().into());
+    let secrets = config.validate().unwrap();
+    let journal = coach_worker::serve::open_journal(&config).await.unwrap();
+    assert_eq!(journal.backend_name(), "postgres");
+    let app = coach_worker::startup::Application::build_with(
+        &config,
+        secrets,
+        journal,
+        coach_worker::startup::Registry::empty(),
+    )
+    .await
+    .unwrap();
+    let url = format!("http://127.0.0.1:{}/readyz", app.port());
+    tokio::spawn(app.run_until_stopped());
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let ready = client.get(&url).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    cluster.stop();
+    let gone = client.get(&url).send().await.unwrap();
+    assert_eq!(gone.status(), 503);
+    let body: Value = gone.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "JOURNAL_UNAVAILABLE", "{body}");
+}

@@ -188,8 +188,13 @@ impl PgCluster {
     }
 }
 
-impl Drop for PgCluster {
-    fn drop(&mut self) {
+impl PgCluster {
+    /// Stops the server now (fast shutdown: sessions are ended); the folder goes with the guard.
+    pub fn stop(&self) {
+        self.pg_ctl_stop("fast");
+    }
+
+    fn pg_ctl_stop(&self, mode: &str) {
         let data = self.data_dir();
         let exe = self.bindir.join("pg_ctl");
         let mut cmd = match &self.run_as {
@@ -200,16 +205,15 @@ impl Drop for PgCluster {
             }
             None => Command::new(&exe),
         };
-        // Immediate: the data dies with the folder, so nothing needs to be flushed.
         let _ = cmd
-            .args([
-                "-D",
-                data.to_str().unwrap_or(""),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ])
+            .args(["-D", data.to_str().unwrap_or(""), "-m", mode, "-w", "stop"])
             .output();
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        // Immediate: the data dies with the folder, so nothing needs to be flushed.
+        self.pg_ctl_stop("immediate");
     }
 }

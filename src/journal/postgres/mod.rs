@@ -202,6 +202,10 @@ const MIGRATIONS: &[&str] = &[
 /// takes the lock and applies them, the others wait for it and find nothing left to do.
 pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<usize, JournalError> {
     let tx = client.transaction().await.map_err(pg_err)?;
+    // "already exists, skipping" notices of the second instance are not worth a log line.
+    tx.batch_execute("SET LOCAL client_min_messages = warning")
+        .await
+        .map_err(pg_err)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await
         .map_err(pg_err)?;
