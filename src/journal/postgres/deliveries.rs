@@ -19,9 +19,11 @@ impl PgJournal {
         status: u16,
         answer: impl FnOnce(&str) -> Value + Send + 'static,
     ) -> Result<(DeliveryOutcome, String), JournalError> {
+        let route = signed_key.clone().unwrap_or_else(|| delivery.key.clone());
         let outcome = self
             .write(
                 j,
+                &route,
                 op(move |c| {
                     Box::pin(async move {
                         let signed = match resolve(c, signed_key, &mut delivery).await? {
@@ -88,8 +90,10 @@ impl PgJournal {
         signed_key: Option<String>,
     ) -> Result<(DeliveryOutcome, String), JournalError> {
         let owner = self.incarnation().to_owned();
+        let route = signed_key.clone().unwrap_or_else(|| delivery.key.clone());
         self.write(
             j,
+            &route,
             op(move |c| {
                 Box::pin(async move {
                     let signed = match resolve(c, signed_key, &mut delivery).await? {
@@ -140,7 +144,7 @@ impl PgJournal {
         if j.check_open().is_err() {
             return;
         }
-        self.write_detached(move |c| {
+        self.write_detached(&key.clone(), move |c| {
             Box::pin(async move {
                 execute(
                     c,

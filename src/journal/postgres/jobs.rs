@@ -133,9 +133,11 @@ impl PgJournal {
         j: &Journal,
         job: NewJob,
     ) -> Result<(String, bool), JournalError> {
+        let route = job.dedupe_key.clone().unwrap_or_else(|| job.id.clone());
         let queued = self
             .write(
                 j,
+                &route,
                 op(move |c| Box::pin(async move { insert_job(c, &job).await })),
             )
             .await?;

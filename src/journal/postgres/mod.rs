@@ -3,13 +3,16 @@
 //!
 //! ## Connections and group commit
 //! A pool (`deadpool-postgres`) serves reads and single-statement writes, each in its own implicit
-//! transaction. Intake (deliveries, enqueues) goes through one *writer task* per instance: it drains
-//! whatever operations have queued up, runs them on one connection inside one transaction (each in a
+//! transaction. Intake (deliveries, enqueues) goes through [`WRITERS`] *writer tasks* per instance,
+//! an operation to the writer its delivery (or dedupe) key hashes to. A writer drains whatever
+//! operations have queued up for it, runs them on one connection inside one transaction (each in a
 //! savepoint, so a failing operation does not undo its neighbours), commits once, and only then
 //! answers each caller — the SQLite journal's group commit, with a round trip's worth of deliveries
-//! per commit instead of one fsync each. Releasing a savepoint and opening the next travel in one
-//! message, so an operation costs one round trip more than its own statements.
-//!
+//! per commit instead of one commit each. The savepoint statements travel in the same round trip as
+//! the operation's first statement. One key always goes to the same writer, so its operations keep
+//! their order (a guard's detached release comes before the retry that follows it), and while one
+//! writer waits for its commit the others run their batches.
+
 //! ## Several instances
 //! - **Identical deliveries** reaching different instances meet at the primary key of `deliveries`
 //!   and the partial unique index of active dedupe keys on `jobs`: every insert is
@@ -72,6 +75,8 @@ const MIGRATION_LOCK: i64 = 0x0063_6f61_636d_6967;
 pub const POLLER_LOCK: i64 = 0x0063_6f61_6370_6f6c;
 /// Largest number of operations committed in one transaction.
 const MAX_BATCH: usize = 256;
+/// Writer tasks per instance: while one waits for its commit, others run their batches.
+const WRITERS: usize = 4;
 
 pub(crate) type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 type Reply = Box<dyn FnOnce(bool) + Send>;
@@ -85,7 +90,8 @@ pub fn is_postgres_url(url: &str) -> bool {
 /// The Postgres side of a [`Journal`].
 pub struct PgJournal {
     pool: Pool,
-    writer: mpsc::UnboundedSender<Op>,
+    /// One channel per writer task; an operation goes to the writer its key hashes to.
+    writers: Vec<mpsc::UnboundedSender<Op>>,
     incarnation: Arc<str>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     writer_alive: Arc<AtomicBool>,
@@ -298,20 +304,28 @@ impl PgJournal {
             migrate(client).await?;
         }
 
-        let (writer, rx) = mpsc::unbounded_channel::<Op>();
         let writer_alive = Arc::new(AtomicBool::new(true));
-        let alive = writer_alive.clone();
-        let writer_pool = pool.clone();
-        let writer_task = tokio::spawn(async move {
-            writer_loop(writer_pool, rx).await;
-            alive.store(false, Ordering::SeqCst);
-        });
-        let heartbeat = tokio::spawn(heartbeat_loop(pool.clone(), incarnation.clone()));
+        let mut writers = Vec::with_capacity(WRITERS);
+        let mut tasks = Vec::with_capacity(WRITERS + 1);
+        for _ in 0..WRITERS {
+            let (writer, rx) = mpsc::unbounded_channel::<Op>();
+            let alive = writer_alive.clone();
+            let writer_pool = pool.clone();
+            tasks.push(tokio::spawn(async move {
+                writer_loop(writer_pool, rx).await;
+                alive.store(false, Ordering::SeqCst);
+            }));
+            writers.push(writer);
+        }
+        tasks.push(tokio::spawn(heartbeat_loop(
+            pool.clone(),
+            incarnation.clone(),
+        )));
         let pg = PgJournal {
             pool,
-            writer,
+            writers,
             incarnation,
-            tasks: vec![writer_task, heartbeat],
+            tasks,
             writer_alive,
         };
         // Alive from the start; reservations of dead instances are released by the start-up's
@@ -329,7 +343,7 @@ impl PgJournal {
     }
 
     pub(super) fn is_alive(&self) -> bool {
-        self.writer_alive.load(Ordering::SeqCst) && !self.writer.is_closed()
+        self.writer_alive.load(Ordering::SeqCst) && self.writers.iter().all(|w| !w.is_closed())
     }
 
     pub(crate) fn pacer(&self, bucket: &str, rate_per_sec: f64) -> PgPacer {
@@ -347,7 +361,12 @@ impl PgJournal {
 
     /// Runs `f` through the writer: inside the current batch's transaction, in its own savepoint,
     /// answered once the batch is committed.
-    pub(crate) async fn write<T, F>(&self, j: &Journal, f: F) -> Result<T, JournalError>
+    pub(crate) async fn write<T, F>(
+        &self,
+        j: &Journal,
+        route: &str,
+        f: F,
+    ) -> Result<T, JournalError>
     where
         T: Send + 'static,
         F: for<'a> FnOnce(&'a ClientWrapper) -> BoxFut<'a, Result<T, JournalError>>
@@ -372,7 +391,7 @@ impl PgJournal {
                 (ok, reply)
             })
         });
-        self.writer
+        self.writer_for(route)
             .send(op)
             .map_err(|_| JournalError::Unavailable("the journal writer has stopped".into()))?;
         rx.await
@@ -382,6 +401,7 @@ impl PgJournal {
     /// Sends an operation to the writer without waiting (for `Drop`).
     pub(crate) fn write_detached(
         &self,
+        route: &str,
         f: impl for<'a> FnOnce(&'a ClientWrapper) -> BoxFut<'a, bool> + Send + 'static,
     ) {
         let op: Op = Box::new(move |client| {
@@ -391,24 +411,46 @@ impl PgJournal {
                 (ok, reply)
             })
         });
-        let _ = self.writer.send(op);
+        let _ = self.writer_for(route).send(op);
     }
 
-    /// Waits until every operation sent to the writer so far is committed.
+    /// The writer of operations on `route` (a delivery or dedupe key): one key always goes to the
+    /// same writer, so its operations keep their order and two batches of one instance never wait
+    /// for each other on the same key.
+    fn writer_for(&self, route: &str) -> &mpsc::UnboundedSender<Op> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        route.hash(&mut hasher);
+        &self.writers[(hasher.finish() % self.writers.len() as u64) as usize]
+    }
+
+    /// Waits until every operation sent to the writers so far is committed.
     pub(super) async fn shutdown(&self, _j: &Journal, wait: Duration) -> bool {
-        let (tx, rx) = oneshot::channel();
-        let op: Op = Box::new(move |_| {
-            Box::pin(async move {
-                let reply: Reply = Box::new(move |committed| {
-                    let _ = tx.send(committed);
-                });
-                (true, reply)
-            })
-        });
-        if self.writer.send(op).is_err() {
-            return false;
+        let mut waits = Vec::with_capacity(self.writers.len());
+        for writer in &self.writers {
+            let (tx, rx) = oneshot::channel();
+            let op: Op = Box::new(move |_| {
+                Box::pin(async move {
+                    let reply: Reply = Box::new(move |committed| {
+                        let _ = tx.send(committed);
+                    });
+                    (true, reply)
+                })
+            });
+            if writer.send(op).is_err() {
+                return false;
+            }
+            waits.push(rx);
         }
-        let drained = matches!(tokio::time::timeout(wait, rx).await, Ok(Ok(true)));
+        let all = async {
+            for rx in waits {
+                if !matches!(rx.await, Ok(true)) {
+                    return false;
+                }
+            }
+            true
+        };
+        let drained = tokio::time::timeout(wait, all).await.unwrap_or(false);
         // The instance leaves: its row goes, so its reservations are released at once by others.
         if let Ok(client) = self.client().await {
             let _ = client
@@ -519,19 +561,23 @@ async fn writer_loop(pool: Pool, mut rx: mpsc::UnboundedReceiver<Op>) {
                 continue;
             }
         };
-        let began = simple(&client, "BEGIN; SAVEPOINT op").await;
-        let mut healthy = began;
+        let mut healthy = simple(&client, "BEGIN").await;
+        let mut first = true;
         for op in batch.drain(..) {
             if !healthy {
                 drop(op);
                 continue;
             }
-            let (ok, reply) = op(&client).await;
-            healthy = if ok {
-                simple(&client, "RELEASE op; SAVEPOINT op").await
+            // The savepoint travels in the same round trip as the operation's first statement:
+            // both are queued on the connection before either answer is awaited.
+            let savepoint = if first {
+                "SAVEPOINT op"
             } else {
-                simple(&client, "ROLLBACK TO op; RELEASE op; SAVEPOINT op").await
+                "RELEASE op; SAVEPOINT op"
             };
+            first = false;
+            let (opened, (ok, reply)) = tokio::join!(simple(&client, savepoint), op(&client));
+            healthy = opened && (ok || simple(&client, "ROLLBACK TO op").await);
             replies.push(reply);
         }
         let committed = healthy && simple(&client, "COMMIT").await;
