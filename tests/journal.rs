@@ -832,3 +832,23 @@ async fn a_worker_on_postgres_is_ready_while_its_database_answers() {
     let body: Value = gone.json().await.unwrap();
     assert_eq!(body["error"]["code"], "JOURNAL_UNAVAILABLE", "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_queued_at_one_instance_wakes_the_others_runner() {
+    let (_cluster, a, b) = two_instances().await;
+    let woken = b.job_notify();
+    // The listener connects in the background; announce until it has heard one.
+    let heard = async {
+        loop {
+            a.enqueue(job(None)).await.unwrap();
+            tokio::select! {
+                _ = woken.notified() => return,
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), heard)
+        .await
+        .expect("the other instance hears of the queued job");
+    assert!(!b.claim_due(100).await.unwrap().0.is_empty());
+}

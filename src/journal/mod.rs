@@ -258,9 +258,12 @@ impl Journal {
     /// Connects to a Postgres journal, applies its migrations and starts its writer and lease tasks.
     pub async fn connect(url: &str) -> Result<Journal, JournalError> {
         let incarnation: Arc<str> = uuid::Uuid::now_v7().simple().to_string().into();
-        let pg = postgres::PgJournal::connect(url, incarnation.clone()).await?;
+        let jobs_queued = Arc::new(tokio::sync::Notify::new());
+        let pg =
+            postgres::PgJournal::connect(url, incarnation.clone(), jobs_queued.clone()).await?;
         let mut journal = Journal::with_backend(Backend::Postgres(Arc::new(pg)));
         journal.incarnation = incarnation;
+        journal.jobs_queued = jobs_queued;
         Ok(journal)
     }
 
@@ -353,6 +356,9 @@ impl Journal {
 
     pub(crate) fn jobs_queued(&self) {
         self.jobs_queued.notify_one();
+        if let Some(pg) = self.pg() {
+            pg.announce_jobs();
+        }
     }
 
     /// True while the journal thread (SQLite) or writer task (Postgres) runs (for `/readyz`).

@@ -61,7 +61,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
@@ -95,6 +95,8 @@ pub struct PgJournal {
     incarnation: Arc<str>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     writer_alive: Arc<AtomicBool>,
+    /// Poked when this instance queued a job, so that the other instances hear of it.
+    announce: Arc<Notify>,
 }
 
 impl Drop for PgJournal {
@@ -280,12 +282,13 @@ impl PgJournal {
     pub(super) async fn connect(
         url: &str,
         incarnation: Arc<str>,
+        jobs_queued: Arc<Notify>,
     ) -> Result<PgJournal, JournalError> {
         let config: tokio_postgres::Config = url.parse().map_err(|e| {
             JournalError::Unavailable(format!("COACH_DATABASE_URL is not valid: {e}"))
         })?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -321,12 +324,16 @@ impl PgJournal {
             pool.clone(),
             incarnation.clone(),
         )));
+        let announce = Arc::new(Notify::new());
+        tasks.push(tokio::spawn(announce_loop(pool.clone(), announce.clone())));
+        tasks.push(tokio::spawn(listen_loop(config.clone(), jobs_queued)));
         let pg = PgJournal {
             pool,
             writers,
             incarnation,
             tasks,
             writer_alive,
+            announce,
         };
         // Alive from the start; reservations of dead instances are released by the start-up's
         // `release_orphaned` (which reports how many) and then by every heartbeat.
@@ -344,6 +351,11 @@ impl PgJournal {
 
     pub(super) fn is_alive(&self) -> bool {
         self.writer_alive.load(Ordering::SeqCst) && self.writers.iter().all(|w| !w.is_closed())
+    }
+
+    /// Tells the other instances' runners (through `NOTIFY`) that a job was queued.
+    pub(crate) fn announce_jobs(&self) {
+        self.announce.notify_one();
     }
 
     pub(crate) fn pacer(&self, bucket: &str, rate_per_sec: f64) -> PgPacer {
@@ -532,6 +544,58 @@ async fn heartbeat_loop(pool: Pool, me: Arc<str>) {
         if let Err(e) = result {
             tracing::warn!(error = %e, "journal heartbeat failed; leases are renewed at the next one");
         }
+    }
+}
+
+/// The channel on which instances announce queued jobs.
+const JOBS_CHANNEL: &str = "coach_jobs_queued";
+
+/// Sends one `NOTIFY` for however many jobs were queued since the last one (a burst of intake costs
+/// a notification per round trip, not one per job).
+async fn announce_loop(pool: Pool, announce: Arc<Notify>) {
+    loop {
+        announce.notified().await;
+        if let Ok(client) = pool.get().await {
+            let _ = client
+                .batch_execute(&format!("NOTIFY {JOBS_CHANNEL}"))
+                .await;
+        }
+    }
+}
+
+/// Listens on a connection of its own and wakes this instance's runner when any instance queued a
+/// job, so a job accepted by one instance starts at once on whichever has room. Without it (the
+/// connection is down) runners still look for due jobs every few seconds.
+async fn listen_loop(config: tokio_postgres::Config, jobs_queued: Arc<Notify>) {
+    loop {
+        if let Ok((client, mut conn)) = config.connect(NoTls).await {
+            let driver = async {
+                while let Some(message) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+                    match message {
+                        Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
+                            jobs_queued.notify_one()
+                        }
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+            };
+            let listen = async {
+                if client
+                    .batch_execute(&format!("LISTEN {JOBS_CHANNEL}"))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                std::future::pending::<()>().await
+            };
+            tokio::select! {
+                _ = driver => {}
+                _ = listen => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
