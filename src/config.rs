@@ -39,6 +39,16 @@ pub struct ServeConfig {
     #[arg(long = "data-dir", env = "COACH_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
+    /// A `postgres://…` URL puts the journal on Postgres, shared by several instances (see the
+    /// README); without it (or with any other URL) the journal is `journal.db` in the data folder.
+    /// Holds a password, so it is never logged.
+    #[arg(
+        long = "database-url",
+        env = "COACH_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<SecretString>,
+
     /// Comma-separated webhook secrets: `whsec_<base64>` for Standard Webhooks, any text for the
     /// Make scheme (X-Coach-Signature). Several secrets are accepted at once, for rotation.
     #[arg(

@@ -69,6 +69,9 @@ enum Command {
     },
     /// Inspect, replay and cancel runs of a running worker through its admin API.
     Runs(coach_worker::admin::cli::RunsArgs),
+    /// Journal operations (`migrate`: apply the Postgres journal's migrations ahead of a deploy).
+    #[command(subcommand)]
+    Journal(coach_worker::journal::cli::JournalCommand),
 }
 
 #[derive(clap::Args)]
@@ -130,6 +133,7 @@ fn main() -> ExitCode {
             exit(runtime().block_on(coach_store::cli::run(command, cfg)))
         }
         Command::Runs(args) => exit(runtime().block_on(coach_worker::admin::cli::run(args))),
+        Command::Journal(cmd) => exit(runtime().block_on(coach_worker::journal::cli::run(cmd))),
     }
 }
 

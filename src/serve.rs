@@ -110,6 +110,42 @@ pub fn analyzer(config: &ServeConfig) -> anyhow::Result<Analyzer> {
     }
 }
 
+/// The journal the settings select: Postgres for a `postgres://` `COACH_DATABASE_URL` (with the
+/// Airtable pacing shared through it), else the SQLite file in `COACH_DATA_DIR`.
+pub async fn open_journal(config: &ServeConfig) -> anyhow::Result<Journal> {
+    let url = config.database_url.as_ref().map(|u| u.expose_secret());
+    let journal = Journal::open_for(url, &config.journal_path())
+        .await
+        .context(match url {
+            Some(_) => "COACH_DATABASE_URL: cannot open the journal",
+            None => "COACH_DATA_DIR: cannot open the journal",
+        })?;
+    if journal.pg().is_some() {
+        let shared = journal.clone();
+        coach_store::rate::install_shared_pacer(Arc::new(move |bucket, rate| {
+            match shared.shared_pacer(bucket, rate) {
+                Some(pacer) => Arc::new(pacer) as Arc<dyn coach_store::rate::Pacer>,
+                None => unreachable_pacer(),
+            }
+        }));
+    }
+    tracing::info!(backend = journal.backend_name(), "journal open");
+    Ok(journal)
+}
+
+/// A pacer that always defers to the in-process limiter.
+fn unreachable_pacer() -> Arc<dyn coach_store::rate::Pacer> {
+    struct InProcess;
+    impl coach_store::rate::Pacer for InProcess {
+        fn acquire(
+            &self,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + '_>> {
+            Box::pin(async { false })
+        }
+    }
+    Arc::new(InProcess)
+}
+
 /// Everything a running worker needs, built from settings.
 pub struct Built {
     pub app: Application,
@@ -119,8 +155,7 @@ pub struct Built {
 /// Builds the worker with the real scenarios.
 pub async fn build(config: &ServeConfig, secrets: Vec<Secret>) -> anyhow::Result<Built> {
     prepare_data_dir(config)?;
-    let journal =
-        Journal::open(&config.journal_path()).context("COACH_DATA_DIR: cannot open the journal")?;
+    let journal = open_journal(config).await?;
     let deps = Arc::new(Deps::new(
         store(config)?,
         analyzer(config)?,

@@ -124,23 +124,5 @@ pub async fn already_replayed(
     journal: &Journal,
     ids: Vec<String>,
 ) -> Result<HashSet<String>, JournalError> {
-    journal
-        .call(move |conn| {
-            let mut found = HashSet::new();
-            // Stay well under SQLite's limit on bound parameters.
-            for chunk in ids.chunks(500) {
-                let marks = vec!["?"; chunk.len()].join(", ");
-                let sql =
-                    format!("SELECT DISTINCT replay_of FROM jobs WHERE replay_of IN ({marks})");
-                let mut stmt = conn.prepare(&sql)?;
-                let rows = stmt.query_map(rusqlite::params_from_iter(chunk.iter()), |r| {
-                    r.get::<_, String>(0)
-                })?;
-                for row in rows {
-                    found.insert(row?);
-                }
-            }
-            Ok(found)
-        })
-        .await
+    journal.replayed_among(ids).await
 }

@@ -30,6 +30,9 @@ pub struct AuditEntry {
 
 impl Journal {
     pub async fn audit(&self, entry: NewAudit) -> Result<i64, JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.audit(self, entry).await;
+        }
         let details = serde_json::to_string(&entry.details)?;
         self.call(move |conn| {
             conn.prepare_cached(
@@ -47,6 +50,9 @@ impl Journal {
         limit: usize,
         offset: usize,
     ) -> Result<Vec<AuditEntry>, JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.audit_entries(self, limit, offset).await;
+        }
         self.call(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT id, at, actor, action, target, count, details FROM audit_log ORDER BY id DESC LIMIT ?1 OFFSET ?2",

@@ -87,6 +87,11 @@ impl Journal {
         status: u16,
         answer: impl FnOnce(&str) -> Value + Send + 'static,
     ) -> Result<(DeliveryOutcome, String), JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg
+                .accept_signed_delivery(self, delivery, signed_key, job, status, answer)
+                .await;
+        }
         let outcome = self.call(move |conn| {
             let signed = match SignedContent::resolve(conn, signed_key, &mut delivery)? {
                 Ok(signed) => signed,
@@ -148,6 +153,9 @@ impl Journal {
         mut delivery: NewDelivery,
         signed_key: Option<String>,
     ) -> Result<(DeliveryOutcome, String), JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.reserve_signed_delivery(self, delivery, signed_key).await;
+        }
         let owner = self.incarnation().to_owned();
         self.call(move |conn| {
             let signed = match SignedContent::resolve(conn, signed_key, &mut delivery)? {
@@ -178,6 +186,9 @@ impl Journal {
     /// Releases, at start, the reservations of every other incarnation: their work died with the
     /// process that did it. Returns how many were released.
     pub async fn release_orphaned(&self) -> Result<usize, JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.release_orphaned(self).await;
+        }
         let me = self.incarnation().to_owned();
         self.call(move |conn| {
             Ok(conn
@@ -192,6 +203,9 @@ impl Journal {
     /// [`Journal::release_delivery`] without waiting, for a guard's `Drop`. Operations run in the
     /// order they are sent, so a retry that arrives after the drop finds the key free.
     pub fn release_delivery_detached(&self, key: String) {
+        if let Some(pg) = self.pg() {
+            return pg.release_delivery_detached(self, key);
+        }
         self.send_detached(move |conn| {
             conn.prepare_cached("DELETE FROM deliveries WHERE key = ?1 AND response_status IS NULL")
                 .and_then(|mut stmt| stmt.execute([&key]))
@@ -207,6 +221,9 @@ impl Journal {
         answer: Value,
     ) -> Result<(), JournalError> {
         let text = serde_json::to_string(&answer)?;
+        if let Some(pg) = self.pg() {
+            return pg.complete_delivery(self, key, status, text).await;
+        }
         self.call(move |conn| {
             conn.prepare_cached(
                 "UPDATE deliveries SET response_status = ?2, response_body = ?3 WHERE key = ?1",
@@ -219,6 +236,9 @@ impl Journal {
 
     /// Forgets a reserved delivery whose work failed transiently, so that a retry runs it again.
     pub async fn release_delivery(&self, key: String) -> Result<(), JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.release_delivery(self, key).await;
+        }
         self.call(move |conn| {
             conn.prepare_cached(
                 "DELETE FROM deliveries WHERE key = ?1 AND response_status IS NULL",
@@ -231,6 +251,9 @@ impl Journal {
 
     /// The delivery that created a job, if any.
     pub async fn delivery_for_job(&self, job_id: String) -> Result<Option<Delivery>, JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.delivery_for_job(self, job_id).await;
+        }
         self.call(move |conn| {
             conn.query_row(
                 "SELECT d.key, d.scenario, d.body, d.received_at, d.response_status, d.job_id
@@ -256,6 +279,9 @@ impl Journal {
 
     /// Number of journaled deliveries (for benchmarks and tests).
     pub async fn delivery_count(&self) -> Result<u64, JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.delivery_count(self).await;
+        }
         self.call(|conn| {
             Ok(conn.query_row("SELECT COUNT(*) FROM deliveries", [], |r| {
                 r.get::<_, i64>(0)

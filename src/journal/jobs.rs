@@ -235,6 +235,9 @@ impl Journal {
     /// Enqueues a job. Returns its id and whether it was created (false: an active job with the same
     /// dedupe key already exists, and its id is returned).
     pub async fn enqueue(&self, job: NewJob) -> Result<(String, bool), JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.enqueue(self, job).await;
+        }
         let queued = self.call(move |conn| insert_job(conn, &job)).await?;
         if queued.1 {
             self.jobs_queued();
@@ -245,6 +248,9 @@ impl Journal {
     /// Claims up to `limit` jobs that are due, marking them running and starting an attempt, and
     /// tells when the next waiting job becomes due (one round trip for the runner's loop).
     pub async fn claim_due(&self, limit: usize) -> Result<(Vec<Job>, Option<i64>), JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.claim_due(self, limit).await;
+        }
         self.call(move |conn| {
             let now = now_ms();
             let ids: Vec<String> = conn
@@ -281,6 +287,9 @@ impl Journal {
         follow_ups: Vec<NewJob>,
     ) -> Result<(), JournalError> {
         let text = serde_json::to_string(&result)?;
+        if let Some(pg) = self.pg() {
+            return pg.complete_job(self, id, text, follow_ups).await;
+        }
         self.call(move |conn| {
             let now = now_ms();
             let changed = conn
@@ -311,6 +320,9 @@ impl Journal {
     ) -> Result<(), JournalError> {
         let text = serde_json::to_string(&error)?;
         let result_text = result.map(|r| serde_json::to_string(&r)).transpose()?;
+        if let Some(pg) = self.pg() {
+            return pg.fail_job(self, id, text, result_text).await;
+        }
         self.call(move |conn| {
             let now = now_ms();
             let changed = conn
@@ -330,6 +342,9 @@ impl Journal {
     /// Schedules another attempt of a running job at `at` (ms).
     pub async fn retry_job(&self, id: String, error: Value, at: i64) -> Result<(), JournalError> {
         let text = serde_json::to_string(&error)?;
+        if let Some(pg) = self.pg() {
+            return pg.retry_job(self, id, text, at).await;
+        }
         self.call(move |conn| {
             let changed = conn
                 .prepare_cached(
@@ -348,6 +363,9 @@ impl Journal {
     /// Puts running jobs back in the queue: at start-up (the previous process died while they ran) or
     /// when a drain deadline passes. The interrupted attempt does not count against the job.
     pub async fn requeue_running(&self, ids: Option<Vec<String>>) -> Result<usize, JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.requeue_running(self, ids).await;
+        }
         self.call(move |conn| {
             let now = now_ms();
             let requeue = |id: &str| -> Result<usize, JournalError> {
@@ -381,6 +399,9 @@ impl Journal {
 
     /// Cancels a job that has not started (queued or waiting for a retry). Returns false otherwise.
     pub async fn cancel_job(&self, id: String) -> Result<bool, JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.cancel_job(self, id).await;
+        }
         self.call(move |conn| {
             let now = now_ms();
             let changed = conn
@@ -395,10 +416,16 @@ impl Journal {
     }
 
     pub async fn get_job(&self, id: String) -> Result<Job, JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.get_job(self, id).await;
+        }
         self.call(move |conn| get_job(conn, &id)).await
     }
 
     pub async fn job_attempts(&self, id: String) -> Result<Vec<JobAttempt>, JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.job_attempts(self, id).await;
+        }
         self.call(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "SELECT attempt, started_at, finished_at, outcome, error FROM job_attempts WHERE job_id = ?1 ORDER BY attempt",
@@ -419,6 +446,9 @@ impl Journal {
 
     /// Jobs whose parent is `id` (follow-ups such as E1 after A2).
     pub async fn child_jobs(&self, id: String) -> Result<Vec<Job>, JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.child_jobs(self, id).await;
+        }
         self.list_jobs_where(
             "parent_id = ?1 ORDER BY created_at, rowid",
             vec![Value::String(id)],
@@ -436,6 +466,9 @@ impl Journal {
         offset: usize,
     ) -> Result<Vec<Job>, JournalError> {
         let (clause, args) = filter_clause(&filter);
+        if let Some(pg) = self.pg() {
+            return pg.list_jobs(self, filter, limit, offset).await;
+        }
         self.list_jobs_where(
             // Run ids carry random bits below the millisecond (they must be unguessable), so the
             // insertion order (rowid) breaks ties between jobs created in the same millisecond.
@@ -449,6 +482,9 @@ impl Journal {
 
     /// Counts jobs matching a filter.
     pub async fn count_jobs(&self, filter: JobFilter) -> Result<u64, JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.count_jobs(self, filter).await;
+        }
         let (clause, args) = filter_clause(&filter);
         self.call(move |conn| {
             let sql = format!("SELECT COUNT(*) FROM jobs WHERE {clause}");
@@ -464,6 +500,9 @@ impl Journal {
 
     /// Number of jobs in each state (for /metrics).
     pub async fn job_counts(&self) -> Result<Vec<(String, u64)>, JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.job_counts(self).await;
+        }
         self.call(|conn| {
             let mut stmt =
                 conn.prepare_cached("SELECT status, COUNT(*) FROM jobs GROUP BY status")?;

@@ -19,8 +19,11 @@
 //! back with `auto_vacuum = INCREMENTAL`.
 
 mod audit;
+pub mod cli;
+mod cluster;
 mod deliveries;
 mod jobs;
+pub mod postgres;
 pub mod retention;
 mod tally;
 
@@ -80,8 +83,7 @@ type Op = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
 /// Handle to the journal; cheap to clone.
 #[derive(Clone)]
 pub struct Journal {
-    tx: mpsc::UnboundedSender<Op>,
-    alive: Arc<AtomicBool>,
+    backend: Backend,
     closed: Arc<AtomicBool>,
     /// Notified after a commit that queued a job, so the runner starts it at once.
     jobs_queued: Arc<tokio::sync::Notify>,
@@ -89,6 +91,18 @@ pub struct Journal {
     incarnation: Arc<str>,
     /// Age (ms) after which a cached analysis is no longer served (and is swept).
     cache_ttl_ms: Arc<AtomicI64>,
+}
+
+/// Where the journal lives: the embedded SQLite file (one thread owns the connection), or a Postgres
+/// database shared by several instances (see [`postgres`]). Each public method of the SQLite
+/// implementation starts with one line that hands a Postgres journal over to [`postgres::PgJournal`].
+#[derive(Clone)]
+enum Backend {
+    Sqlite {
+        tx: mpsc::UnboundedSender<Op>,
+        alive: Arc<AtomicBool>,
+    },
+    Postgres(Arc<postgres::PgJournal>),
 }
 
 /// Largest number of operations committed in one transaction.
@@ -230,14 +244,70 @@ impl Journal {
             .map_err(|e| {
                 JournalError::Unavailable(format!("cannot start the journal thread: {e}"))
             })?;
-        Ok(Journal {
-            tx,
-            alive,
+        Ok(Journal::with_backend(Backend::Sqlite { tx, alive }))
+    }
+
+    /// Opens the journal the settings name: Postgres for a `postgres://` (or `postgresql://`) URL in
+    /// `database_url`, else the SQLite file at `path`.
+    pub async fn open_for(
+        database_url: Option<&str>,
+        path: &Path,
+    ) -> Result<Journal, JournalError> {
+        match database_url {
+            Some(url) if postgres::is_postgres_url(url) => Journal::connect(url).await,
+            _ => Journal::open(path),
+        }
+    }
+
+    /// Connects to a Postgres journal, applies its migrations and starts its writer and lease tasks.
+    pub async fn connect(url: &str) -> Result<Journal, JournalError> {
+        let incarnation: Arc<str> = uuid::Uuid::now_v7().simple().to_string().into();
+        let jobs_queued = Arc::new(tokio::sync::Notify::new());
+        let pg =
+            postgres::PgJournal::connect(url, incarnation.clone(), jobs_queued.clone()).await?;
+        let mut journal = Journal::with_backend(Backend::Postgres(Arc::new(pg)));
+        journal.incarnation = incarnation;
+        journal.jobs_queued = jobs_queued;
+        Ok(journal)
+    }
+
+    fn with_backend(backend: Backend) -> Journal {
+        Journal {
+            backend,
             closed: Arc::new(AtomicBool::new(false)),
             jobs_queued: Arc::new(tokio::sync::Notify::new()),
             incarnation: uuid::Uuid::now_v7().simple().to_string().into(),
             cache_ttl_ms: Arc::new(AtomicI64::new(Retention::default().cache_ttl_ms())),
-        })
+        }
+    }
+
+    /// The Postgres backend, when the journal is on Postgres.
+    pub(crate) fn pg(&self) -> Option<&postgres::PgJournal> {
+        match &self.backend {
+            Backend::Postgres(pg) => Some(pg),
+            Backend::Sqlite { .. } => None,
+        }
+    }
+
+    /// The backend's name, for logs: `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite { .. } => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// The current cache TTL in milliseconds.
+    pub(crate) fn cache_ttl(&self) -> i64 {
+        self.cache_ttl_ms.load(Ordering::SeqCst)
+    }
+
+    /// Refuses an operation once the journal is closed (both backends).
+    pub(crate) fn check_open(&self) -> Result<(), JournalError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(JournalError::Unavailable("the journal is closed".into()));
+        }
+        Ok(())
     }
 
     /// The incarnation id of this handle (stamped on its reservations).
@@ -247,14 +317,20 @@ impl Journal {
 
     /// Runs `f` on the journal thread inside the current batch's transaction and returns its result
     /// once the transaction is committed. An `Err` from `f` rolls back only `f`'s own writes.
+    ///
+    /// SQLite only (tests and tools reach into the file with it); on Postgres it answers
+    /// `Unavailable`. Code of the worker uses the named methods, which both backends implement.
     pub async fn call<T, F>(&self, f: F) -> Result<T, JournalError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, JournalError> + Send + 'static,
     {
-        if self.closed.load(Ordering::SeqCst) {
-            return Err(JournalError::Unavailable("the journal is closed".into()));
-        }
+        self.check_open()?;
+        let Backend::Sqlite { tx: sender, .. } = &self.backend else {
+            return Err(JournalError::Unavailable(
+                "a raw SQLite operation was sent to a Postgres journal".into(),
+            ));
+        };
         let (tx, rx) = oneshot::channel();
         let op: Op = Box::new(move |conn| {
             let result = f(conn);
@@ -270,7 +346,7 @@ impl Journal {
             });
             (ok, reply)
         });
-        self.tx
+        sender
             .send(op)
             .map_err(|_| JournalError::Unavailable("the journal thread has stopped".into()))?;
         rx.await
@@ -284,13 +360,18 @@ impl Journal {
 
     pub(crate) fn jobs_queued(&self) {
         self.jobs_queued.notify_one();
+        if let Some(pg) = self.pg() {
+            pg.announce_jobs();
+        }
     }
 
-    /// True while the journal thread runs (for `/readyz`).
+    /// True while the journal thread (SQLite) or writer task (Postgres) runs (for `/readyz`).
     pub fn is_alive(&self) -> bool {
-        self.alive.load(Ordering::SeqCst)
-            && !self.tx.is_closed()
-            && !self.closed.load(Ordering::SeqCst)
+        let running = match &self.backend {
+            Backend::Sqlite { tx, alive } => alive.load(Ordering::SeqCst) && !tx.is_closed(),
+            Backend::Postgres(pg) => pg.is_alive(),
+        };
+        running && !self.closed.load(Ordering::SeqCst)
     }
 
     /// Refuses every later operation (for every clone of this handle); operations already sent still
@@ -304,6 +385,10 @@ impl Journal {
     /// `wait`, until every operation already sent is committed. Returns false when the wait ran out.
     pub async fn shutdown(&self, wait: std::time::Duration) -> bool {
         self.close();
+        let sender = match &self.backend {
+            Backend::Sqlite { tx, .. } => tx,
+            Backend::Postgres(pg) => return pg.shutdown(self, wait).await,
+        };
         // The writer works in arrival order: once this no-op is answered, all before it are durable.
         let (tx, rx) = oneshot::channel();
         let op: Op = Box::new(move |_| {
@@ -312,7 +397,7 @@ impl Journal {
             });
             (true, reply)
         });
-        if self.tx.send(op).is_err() {
+        if sender.send(op).is_err() {
             return false;
         }
         matches!(tokio::time::timeout(wait, rx).await, Ok(Ok(true)))
@@ -324,8 +409,11 @@ impl Journal {
         if self.closed.load(Ordering::SeqCst) {
             return;
         }
+        let Backend::Sqlite { tx, .. } = &self.backend else {
+            return;
+        };
         let op: Op = Box::new(move |conn| (f(conn), Box::new(|_| {})));
-        let _ = self.tx.send(op);
+        let _ = tx.send(op);
     }
 
     /// Sets how long a cached analysis is served.
@@ -338,6 +426,9 @@ impl Journal {
 
     /// A cheap round trip through the journal thread.
     pub async fn ping(&self) -> Result<(), JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.ping(self).await;
+        }
         self.call(|conn| {
             conn.query_row("SELECT 1", [], |_| Ok(()))?;
             Ok(())
@@ -347,6 +438,9 @@ impl Journal {
 
     /// Looks up a cached analysis answer younger than the cache TTL.
     pub async fn cache_get(&self, key: String) -> Result<Option<serde_json::Value>, JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.cache_get(self, key).await;
+        }
         let ttl = self.cache_ttl_ms.load(Ordering::SeqCst);
         self.call(move |conn| {
             let mut stmt = conn.prepare_cached(
@@ -371,6 +465,9 @@ impl Journal {
         value: &serde_json::Value,
     ) -> Result<(), JournalError> {
         let text = serde_json::to_string(value)?;
+        if let Some(pg) = self.pg() {
+            return pg.cache_put(self, key, text).await;
+        }
         self.call(move |conn| {
             conn.prepare_cached(
                 "INSERT INTO analysis_cache (key, value, created_at) VALUES (?1, ?2, ?3)

@@ -129,6 +129,9 @@ impl Journal {
     /// Deletes everything `policy` says is due at `now` (ms), batch by batch, then gives the freed
     /// pages back. `now` is a parameter so tests (and the benchmark) can sweep at any date.
     pub async fn sweep(&self, policy: &Retention, now: i64) -> Result<SweepCounts, JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.sweep(self, policy, now).await;
+        }
         let mut counts = SweepCounts::default();
         let batch = policy.batch.max(1);
         for kind in [
@@ -168,6 +171,10 @@ impl Journal {
 
     /// Returns free pages to the file system, `step` pages per journal operation.
     pub async fn give_back_space(&self, step: u32, between: Duration) -> Result<u64, JournalError> {
+        if self.pg().is_some() {
+            // The server's autovacuum gives space back on Postgres.
+            return Ok(0);
+        }
         let step = step.max(1);
         let mut total = 0;
         loop {
@@ -196,6 +203,9 @@ impl Journal {
 
     /// Bytes the journal takes on disk: the database file and its write-ahead log.
     pub async fn size_on_disk(&self) -> Result<u64, JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.size_on_disk(self).await;
+        }
         self.call(|conn| {
             let path = conn.path().unwrap_or_default().to_owned();
             let len = |p: &str| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);

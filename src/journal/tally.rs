@@ -19,6 +19,9 @@ impl Journal {
         dedupe_key: String,
         except_job: String,
     ) -> Result<bool, JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.succeeded_before(self, dedupe_key, except_job).await;
+        }
         self.call(move |conn| {
             Ok(conn
                 .prepare_cached(
@@ -38,6 +41,9 @@ impl Journal {
         &self,
         experiment_id: String,
     ) -> Result<Option<Vec<String>>, JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.attempt_tally(self, experiment_id).await;
+        }
         self.call(move |conn| {
             let text: Option<String> = conn
                 .prepare_cached("SELECT runs FROM experiment_attempts WHERE experiment_id = ?1")?
@@ -60,6 +66,9 @@ impl Journal {
         runs.sort();
         runs.dedup();
         let text = serde_json::to_string(&runs)?;
+        if let Some(pg) = self.pg() {
+            return pg.set_attempt_tally(self, experiment_id, text).await;
+        }
         self.call(move |conn| {
             conn.prepare_cached(
                 "INSERT INTO experiment_attempts (experiment_id, runs, updated_at) VALUES (?1, ?2, ?3)
@@ -73,6 +82,9 @@ impl Journal {
 
     /// Starts an empty tally for an experiment that was just created (kept as it is if one exists).
     pub async fn start_attempt_tally(&self, experiment_id: String) -> Result<(), JournalError> {
+        if let Some(pg) = self.pg() {
+            return pg.start_attempt_tally(self, experiment_id).await;
+        }
         self.call(move |conn| {
             conn.prepare_cached(
                 "INSERT OR IGNORE INTO experiment_attempts (experiment_id, runs, updated_at) VALUES (?1, '[]', ?2)",

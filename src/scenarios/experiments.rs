@@ -321,8 +321,7 @@ async fn record_attempt_in(
     };
     // D1s of one experiment count one at a time, so two meetings finishing together cannot both
     // miss (or both pass) the target.
-    let lock = deps.experiment_lock(&experiment.id);
-    let _serial = lock.lock().await;
+    let _serial = deps.lock_experiment(&experiment.id).await?;
     let target = usize::try_from(experiment.target_meetings).unwrap_or(1);
     // The journal's tally answers "not yet at the target" without a read; reaching the target, or
     // not knowing the experiment, is decided on the events Airtable holds.

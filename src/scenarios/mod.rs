@@ -66,6 +66,12 @@ pub struct Deps {
     experiment_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
+/// What [`Deps::lock_experiment`] holds.
+pub(crate) type ExperimentGuard = (
+    tokio::sync::OwnedMutexGuard<()>,
+    Option<crate::journal::postgres::KeyLock>,
+);
+
 /// Invalid input: what is wrong, where (a JSON pointer into the request), under a stable code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidInput {
@@ -210,6 +216,21 @@ impl Deps {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         locks.retain(|_, lock| Arc::strong_count(lock) > 1);
         locks.entry(experiment_id.to_owned()).or_default().clone()
+    }
+
+    /// Holds one experiment for a D1: the in-process lock, then, on a Postgres journal, the
+    /// experiment's advisory lock, so that D1s of one experiment count one at a time across
+    /// instances too (see `journal::postgres`). Both are released when the guard is dropped.
+    pub(crate) async fn lock_experiment(
+        &self,
+        experiment_id: &str,
+    ) -> Result<ExperimentGuard, crate::journal::JournalError> {
+        let local = self.experiment_lock(experiment_id).lock_owned().await;
+        let shared = self
+            .journal
+            .lock_across_instances(&format!("experiment:{experiment_id}"))
+            .await?;
+        Ok((local, shared))
     }
 
     /// Runs the analysis, answering from the journal's cache when the same input (transcripts,

@@ -2,6 +2,10 @@
 //! request (the job's dedupe key makes offering the same request every cycle harmless). An operator
 //! who sets a failed request back to `Queued` gets it re-run at the next poll. An Airtable webhook
 //! ping (`POST /v1/airtable/ping`) wakes the poller at once.
+//!
+//! With several instances on a Postgres journal one of them polls: the one holding the poller's
+//! advisory lock ([`crate::journal::Journal::lead_poller`]). The others ask again at each interval
+//! and one of them takes over when the leader's database session ends (it stopped or died).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,8 +43,13 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), String> {
     let ping = ping.unwrap_or_else(|| Arc::new(Notify::new()));
+    let mut leadership = None;
     loop {
-        match poll_once(&deps).await {
+        let polled = match deps.journal.lead_poller(&mut leadership).await {
+            true => poll_once(&deps).await,
+            false => Ok(0),
+        };
+        match polled {
             Ok(0) => {}
             Ok(n) => {
                 tracing::info!(enqueued = n, "queued run requests picked up");

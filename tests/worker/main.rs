@@ -27,6 +27,7 @@ mod config;
 mod crash;
 mod demo;
 mod faults;
+mod journal;
 mod observability;
 mod readme;
 mod scenario_functions;

@@ -59,7 +59,7 @@ pub mod schema;
 pub mod tables;
 
 mod airtable;
-mod rate;
+pub mod rate;
 mod sqlite;
 
 #[cfg(feature = "fake")]

@@ -12,8 +12,15 @@
 //! the same base still share one budget. Another process's requests are out of its sight: the
 //! short-lived `airtable check|apply` commands therefore wait one `WINDOW` before their first request
 //! (`cli.rs`), so that running them back to back does not put six requests into one second.
+//!
+//! Several instances of the worker share one base, so their limiters must share one budget: a
+//! [`Pacer`] installed with [`install_shared_pacer`] (the worker's Postgres journal keeps the pacing
+//! state in the database) takes every request's slot instead, and this crate never learns what is
+//! behind it. When the shared pacer cannot answer, the request is paced in-process.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -27,11 +34,39 @@ const SAFETY: f64 = 1.05;
 /// cannot arrive bunched into one server-side second.
 pub(crate) const WINDOW: Duration = Duration::from_millis(1080);
 
-#[derive(Debug)]
+/// Paces requests for one bucket (API URL + base) across processes.
+pub trait Pacer: Send + Sync {
+    /// Waits for this request's slot. `false`: the pacer could not decide; pace in-process instead.
+    fn acquire(&self) -> Pin<Box<dyn Future<Output = bool> + Send + '_>>;
+}
+
+/// Makes a shared pacer for a bucket name and a rate (requests per second).
+pub type PacerFactory = Arc<dyn Fn(&str, f64) -> Arc<dyn Pacer> + Send + Sync>;
+
+static SHARED: OnceLock<Mutex<Option<PacerFactory>>> = OnceLock::new();
+
+/// Installs the process-wide shared pacer: limiters created from now on take their slots from it.
+pub fn install_shared_pacer(factory: PacerFactory) {
+    *SHARED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some(factory);
+}
+
 pub(crate) struct RateLimiter {
     interval: Duration,
     burst: usize,
     sent: Mutex<std::collections::VecDeque<Instant>>,
+    shared: Option<Arc<dyn Pacer>>,
+}
+
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("interval", &self.interval)
+            .field("shared", &self.shared.is_some())
+            .finish()
+    }
 }
 
 impl RateLimiter {
@@ -45,6 +80,7 @@ impl RateLimiter {
             interval: Duration::from_secs_f64(SAFETY / rate),
             burst: (rate.floor() as usize).max(1),
             sent: Mutex::new(std::collections::VecDeque::new()),
+            shared: None,
         }
     }
 
@@ -52,6 +88,11 @@ impl RateLimiter {
     /// than `burst` in the last `WINDOW`. Times are taken when a caller is let through, not when it
     /// was scheduled, so a caller that wakes late pushes the next ones back instead of bunching them.
     pub(crate) async fn acquire(&self) {
+        if let Some(shared) = &self.shared
+            && shared.acquire().await
+        {
+            return;
+        }
         loop {
             let wait_until = {
                 let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
@@ -87,7 +128,15 @@ pub(crate) fn for_base(api_url: &str, base_id: &str, rate_per_sec: f64) -> Arc<R
         .lock()
         .unwrap_or_else(|e| e.into_inner());
     map.entry(key)
-        .or_insert_with(|| Arc::new(RateLimiter::new(rate_per_sec)))
+        .or_insert_with(|| {
+            let mut limiter = RateLimiter::new(rate_per_sec);
+            let factory = SHARED
+                .get()
+                .and_then(|f| f.lock().unwrap_or_else(|e| e.into_inner()).clone());
+            limiter.shared =
+                factory.map(|make| make(&format!("{api_url}|{base_id}"), rate_per_sec));
+            Arc::new(limiter)
+        })
         .clone()
 }
 

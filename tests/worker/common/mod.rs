@@ -17,6 +17,7 @@ use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 
 pub mod browser;
+pub mod postgres;
 pub mod world;
 
 pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
