@@ -3,17 +3,16 @@
 //! `common/postgres.rs`). Then the Postgres-only tests: two journal handles on one database behave as
 //! two instances of the worker (claims, leases, reservations, locks, the poller, the shared pacer).
 
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::common::postgres::PgCluster;
 use coach_worker::journal::retention::Retention;
 use coach_worker::journal::{
     DeliveryOutcome, JobFilter, JobStatus, Journal, NewAudit, NewDelivery, NewJob, now_ms,
 };
-use crate::common::postgres::PgCluster;
 use serde_json::{Value, json};
 
 const DAY: i64 = 24 * 60 * 60 * 1000;
@@ -61,6 +60,7 @@ fn job(dedupe: Option<&str>) -> NewJob {
     let mut job = NewJob::new("single", "r1", json!({ "run_request_id": "recA" }));
     job.dedupe_key = dedupe.map(str::to_owned);
     job.delivery_key = Some(String::new());
+    job.request_id = Some("req-1".into());
     job
 }
 
@@ -253,6 +253,11 @@ async fn a_job_goes_through_claim_retry_fail_and_its_attempts_are_kept(b: &Backe
     assert_eq!(
         (claimed[0].status, claimed[0].attempts),
         (JobStatus::Running, 1)
+    );
+    assert_eq!(
+        claimed[0].request_id.as_deref(),
+        Some("req-1"),
+        "the request id of the delivery that created the job is kept with it"
     );
     assert_eq!(next, None);
     assert!(

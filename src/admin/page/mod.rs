@@ -46,8 +46,8 @@ use super::auth::{AdminAuth, Sessions};
 use super::replay::{self, Outcome};
 use super::view;
 use crate::http::AppState;
-use crate::journal::{Job, JobFilter, JobStatus, now_ms};
 use crate::http::Routes;
+use crate::journal::{Job, JobFilter, JobStatus, now_ms};
 use coach_store::Store;
 use render::RunHead;
 

@@ -12,7 +12,7 @@ use crate::journal::{
 };
 
 const JOB_COLUMNS: &str = "id, kind, scenario, payload, status, attempts, next_attempt_at, last_error, result, \
-     delivery_key, dedupe_key, parent_id, replay_of, options, created_at, updated_at, started_at, finished_at";
+     delivery_key, dedupe_key, parent_id, replay_of, options, created_at, updated_at, started_at, finished_at, request_id";
 
 fn json_col(row: &Row, idx: usize) -> Option<Value> {
     row.get::<_, Option<String>>(idx)
@@ -40,6 +40,7 @@ fn job_from_row(row: &Row) -> Job {
         updated_at: row.get(15),
         started_at: row.get(16),
         finished_at: row.get(17),
+        request_id: row.get(18),
     }
 }
 
@@ -54,8 +55,8 @@ pub(super) async fn insert_job(
     let inserted = execute(
         c,
         "INSERT INTO jobs (id, kind, scenario, payload, status, attempts, next_attempt_at, delivery_key,
-             dedupe_key, parent_id, replay_of, options, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $7, $8, $9, $10, $11, $11)
+             dedupe_key, parent_id, replay_of, options, created_at, updated_at, request_id)
+         VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $7, $8, $9, $10, $11, $11, $12)
          ON CONFLICT DO NOTHING",
         &[
             &job.id,
@@ -69,6 +70,7 @@ pub(super) async fn insert_job(
             &job.replay_of,
             &options,
             &now,
+            &job.request_id,
         ],
     )
     .await?;
@@ -180,7 +182,7 @@ impl PgJournal {
                 );
                 let rows = query(c, &sql, &[&now, &limit, &me, &(now + LEASE_MS)]).await?;
                 let mut rows: Vec<(i64, Job)> =
-                    rows.iter().map(|r| (r.get(18), job_from_row(r))).collect();
+                    rows.iter().map(|r| (r.get(19), job_from_row(r))).collect();
                 rows.sort_by_key(|(seq, _)| *seq);
                 let jobs: Vec<Job> = rows.into_iter().map(|(_, job)| job).collect();
                 // A job taken over from a dead instance keeps its attempt number: the interrupted
