@@ -21,17 +21,13 @@ use crate::prompt::PROMPT_VERSION;
 use crate::{card, rules};
 
 /// What is analysed: one meeting, or a baseline pack of three.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum, Default,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum RunType {
     /// One meeting; span ids `S12`.
     #[default]
-    #[value(name = "single_meeting", alias = "single-meeting")]
     SingleMeeting,
     /// Three meetings; span ids `T1.S12`..`T3.S12`.
-    #[value(name = "baseline_pack", alias = "baseline-pack")]
     BaselinePack,
 }
 

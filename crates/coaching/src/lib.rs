@@ -15,7 +15,7 @@
 //!
 //! ```ignore
 //! // Providers and the facade (analysis.rs)
-//! pub enum RunType { SingleMeeting, BaselinePack }          // serde/clap: single_meeting, baseline_pack
+//! pub enum RunType { SingleMeeting, BaselinePack }          // serde: single_meeting, baseline_pack
 //! pub struct ActiveExperiment { pub title: String, pub behavior: String, pub success_signal: String }
 //! pub struct AnalysisInput { pub run_type: RunType, pub coachee: String /* exact label */,
 //!                            pub meetings: Vec<Transcript> /* 1 or 3 */, pub active_experiment: Option<ActiveExperiment> }
@@ -46,12 +46,10 @@
 //!                                               // the crate reads no environment: the worker parses the settings
 //! OpenAiClient::new(config) -> Result<OpenAiClient, AnalysisError>;
 //!
-//! // Card and CLI
+//! // Card and input resolution (what the worker's `analyze` / `gate1 validate` commands call)
 //! pub fn card::render_markdown(output: &Value) -> String;
-//! pub enum cli::Gate1Command { Validate { .. } }   // clap::Subcommand
-//! pub struct cli::AnalyzeArgs { .. }               // clap::Args
-//! pub fn cli::run_gate1(cmd: Gate1Command) -> i32;
-//! pub async fn cli::run_analyze(args: AnalyzeArgs, openai: Option<OpenAiConfig>) -> i32;
+//! pub fn input::run_type_for(count: usize, asked: Option<RunType>) -> Result<RunType, InputError>;
+//! pub fn input::resolve_coachee(ts: &[Transcript], name: &str) -> Result<String, InputError>;
 //!
 //! // Tests (feature "fake")
 //! fake::FakeOpenAi::start().await; fake.config(); fake.push(Scripted::..); fake.requests().await;
@@ -70,14 +68,15 @@
 //! - [`prompt`]: the versioned prompt ([`PROMPT_VERSION`]) and how segments are laid out.
 //! - [`rules`]: the deterministic analyzer and its documented thresholds.
 //! - [`card`] renders the coaching card: [`card::render_markdown`].
-//! - [`cli`]: `gate1 validate` and `analyze` subcommands for the worker binary.
+//! - [`input`]: the run type for a number of transcripts and the coachee label a pack shares
+//!   (the command line that uses them lives in the worker binary).
 //! - `fake` (feature `fake`): a wiremock OpenAI-compatible server answering grounded output,
 //!   with scriptable failures, for end-to-end tests.
 
 pub mod analysis;
 pub mod card;
-pub mod cli;
 pub mod gate1;
+pub mod input;
 pub mod openai;
 pub mod prompt;
 pub mod rules;
@@ -90,5 +89,6 @@ pub use analysis::{
     ActiveExperiment, Analysis, AnalysisError, AnalysisInput, Analyzer, RunType, Usage,
 };
 pub use gate1::{Gate1Context, Gate1Failure, Gate1Report};
+pub use input::InputError;
 pub use openai::{AzureDeployment, ModelPrice, OpenAiClient, OpenAiConfig};
 pub use prompt::PROMPT_VERSION;

@@ -21,12 +21,13 @@
 //! and `is_transient()`.
 //!
 //! Modules: [`filter`] (typed filters → formula / SQL), [`tables`] (typed records of the seven tables and
-//! their names), [`schema`] (the base schema, validation and diff), [`cli`] (`airtable check|apply`),
+//! their names), [`schema`] (the base schema, validation and diff), [`migrate`] (the work behind `airtable check|apply`),
 //! [`attachment`] (safe download of `File` attachments), `fake` (feature `fake`: a stateful Airtable on
 //! wiremock for tests).
 //!
-//! Schema CLI: `cli::Command::{Check { schema, json }, Apply { schema, yes }}` (a `clap::Subcommand`) and
-//! `cli::run(cmd, cfg: AirtableConfig) -> i32` (0 ok, 1 the base differs, 2 bad input / API error).
+//! Schema migration: `migrate::check(schema: Option<&Path>, json, cfg, out)` and
+//! `migrate::apply(schema, yes, cfg, out)` → `Result<migrate::Verdict, StoreError>` (`Done` / `WorkLeft`);
+//! the worker binary parses the `airtable` command line and maps the verdict to exit codes.
 //!
 //! Test fake (feature `fake`): `FakeAirtable::start().await` (shipped schema, 429 above 5 req/s) or
 //! `FakeAirtable::builder().schema(s).rate_limit(None).start().await`; then `fake.config()` gives an
@@ -46,10 +47,10 @@
 //!   `InvalidSelectOption`; missing record → `NotFound`.
 
 pub mod attachment;
-pub mod cli;
 mod error;
 pub mod filter;
 mod id;
+pub mod migrate;
 pub mod schema;
 pub mod tables;
 
