@@ -250,7 +250,6 @@ async fn execute(args: RunsArgs) -> Result<i32, CliError> {
     let token = args.token.filter(|t| !t.is_empty()).ok_or_else(|| {
         CliError::Usage("set the admin token with --token or COACH_ADMIN_TOKEN".into())
     })?;
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()

@@ -14,7 +14,10 @@ use coach_coaching::{
 use common::single_input;
 use serde_json::Value;
 
+/// A client for the fake. The test harness installs the TLS crypto provider first, as the
+/// worker's `main` does (the crate never installs one itself).
 fn client(c: OpenAiConfig) -> OpenAiClient {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     OpenAiClient::new(c).expect("client")
 }
 

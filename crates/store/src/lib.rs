@@ -79,6 +79,18 @@ pub type Fields = serde_json::Map<String, Value>;
 /// The name of the field upserts merge on.
 pub const KEY_FIELD: &str = "Key";
 
+/// Whether the process has installed a rustls crypto provider. reqwest is built without one
+/// (`rustls-no-provider`) and this crate does not choose one for its users: the program installs
+/// it once at start-up (`rustls::crypto::ring::default_provider().install_default()`, as the
+/// worker's `main` does). [`Store::airtable`] and [`attachment::download`] check this and fail
+/// with a typed error instead of panicking inside reqwest.
+pub fn tls_provider_installed() -> bool {
+    rustls::crypto::CryptoProvider::get_default().is_some()
+}
+
+/// What to do when no provider is installed.
+pub(crate) const NO_TLS_PROVIDER: &str = "no TLS crypto provider is installed; call rustls::crypto::ring::default_provider().install_default() once at start-up, before building a client";
+
 /// A record as both backends return it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {

@@ -8,6 +8,12 @@ use coach_store::migrate::{self, Verdict};
 use coach_store::{BaseSchema, StoreError};
 use serde_json::{Value, json};
 
+/// The test harness installs the TLS crypto provider, as the worker's `main` does (the crate
+/// never installs one itself).
+fn tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The shipped schema minus the "Experiment Events" table, Runs."Cost USD" and Users."Email".
 fn damaged() -> BaseSchema {
     let mut s = BaseSchema::embedded().unwrap();
@@ -60,6 +66,7 @@ fn schema_path() -> Option<std::path::PathBuf> {
 
 #[tokio::test]
 async fn check_reports_then_apply_creates_then_check_passes() {
+    tls();
     let fake = FakeAirtable::builder()
         .rate_limit(None)
         .schema(damaged())
@@ -160,6 +167,7 @@ async fn check_reports_then_apply_creates_then_check_passes() {
 
 #[tokio::test]
 async fn apply_refuses_computed_fields_and_reports_manual_work() {
+    tls();
     let fake = FakeAirtable::builder().rate_limit(None).start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut desired = BaseSchema::embedded().unwrap();
@@ -220,6 +228,7 @@ async fn apply_refuses_computed_fields_and_reports_manual_work() {
 
 #[tokio::test]
 async fn bad_schema_path_is_a_typed_configuration_error_with_nothing_printed() {
+    tls();
     let fake = FakeAirtable::builder().rate_limit(None).start().await;
     let (result, out) = run(
         &fake,
@@ -237,6 +246,7 @@ async fn bad_schema_path_is_a_typed_configuration_error_with_nothing_printed() {
 
 #[tokio::test]
 async fn without_schema_the_built_in_one_is_used() {
+    tls();
     let fake = FakeAirtable::builder().rate_limit(None).start().await;
     let (verdict, out) = exec(
         &fake,
