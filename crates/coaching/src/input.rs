@@ -6,7 +6,7 @@
 
 use coach_transcript::{Transcript, TranscriptError, find_coachee};
 
-use crate::analysis::RunType;
+use crate::model::RunType;
 
 /// Why the transcripts or the coachee name do not make an analysis input.
 #[derive(Debug, Clone, thiserror::Error)]

@@ -14,7 +14,7 @@
 //! # Public API (what the worker calls)
 //!
 //! ```ignore
-//! // Providers and the facade (analysis.rs)
+//! // Shared types (model.rs, outcome.rs; re-exported here and by the facade, analysis.rs)
 //! pub enum RunType { SingleMeeting, BaselinePack }          // serde: single_meeting, baseline_pack
 //! pub struct ActiveExperiment { pub title: String, pub behavior: String, pub success_signal: String }
 //! pub struct AnalysisInput { pub run_type: RunType, pub coachee: String /* exact label */,
@@ -63,6 +63,11 @@
 //!
 //! # Modules
 //!
+//! Layered, with no import circle: `model` (the shared input types; imports nothing from the
+//! crate) → [`gate1`], [`card`] → `outcome` ([`Analysis`], [`AnalysisError`]) → [`prompt`] →
+//! [`rules`], [`openai`] → [`analysis`] (the facade: [`Analyzer`]). No module imports one above it.
+//!
+//! - [`analysis`]: the facade, [`Analyzer`] and the cache key.
 //! - [`gate1`]: the schema (compiled once), [`Gate1Context`], [`gate1::validate`], [`Gate1Report`].
 //! - [`openai`]: [`OpenAiConfig`], [`OpenAiClient`] (thin reqwest client; metrics and usage).
 //! - [`prompt`]: the versioned prompt ([`PROMPT_VERSION`]) and how segments are laid out.
@@ -77,7 +82,9 @@ pub mod analysis;
 pub mod card;
 pub mod gate1;
 pub mod input;
+mod model;
 pub mod openai;
+mod outcome;
 pub mod prompt;
 pub mod rules;
 mod text;
@@ -85,10 +92,10 @@ mod text;
 #[cfg(feature = "fake")]
 pub mod fake;
 
-pub use analysis::{
-    ActiveExperiment, Analysis, AnalysisError, AnalysisInput, Analyzer, RunType, Usage,
-};
+pub use analysis::Analyzer;
 pub use gate1::{Gate1Context, Gate1Failure, Gate1Report};
 pub use input::InputError;
+pub use model::{ActiveExperiment, AnalysisInput, RunType, Usage};
 pub use openai::{AzureDeployment, ModelPrice, OpenAiClient, OpenAiConfig};
+pub use outcome::{Analysis, AnalysisError};
 pub use prompt::PROMPT_VERSION;

@@ -21,9 +21,9 @@
 //! and `is_transient()`.
 //!
 //! Modules: [`filter`] (typed filters → formula / SQL), [`tables`] (typed records of the seven tables and
-//! their names), [`schema`] (the base schema, validation and diff), [`migrate`] (the work behind `airtable check|apply`),
-//! [`attachment`] (safe download of `File` attachments), `fake` (feature `fake`: a stateful Airtable on
-//! wiremock for tests).
+//! their names), [`schema`] (the base schema, validation and diff), [`migrate`] (the work behind
+//! `airtable check|apply`), [`attachment`] (safe download of `File` attachments), `fake` (feature
+//! `fake`: a stateful Airtable on wiremock for tests).
 //!
 //! Schema migration: `migrate::check(schema: Option<&Path>, json, cfg, out)` and
 //! `migrate::apply(schema, yes, cfg, out)` → `Result<migrate::Verdict, StoreError>` (`Done` / `WorkLeft`);

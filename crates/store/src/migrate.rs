@@ -8,11 +8,12 @@
 //! report goes to the writer the caller passes; errors are returned, for the caller to print.
 //!
 //! [`check`] prints a readable diff (missing tables, missing fields, wrong types, missing select options,
-//! links to the wrong table) and returns [`Verdict::WorkLeft`] when anything differs. [`apply`] is a dry run unless `yes`:
-//! it creates missing tables first (without their link fields, since a link needs the target table's id,
-//! which may not exist yet), then every missing field including links. What the Meta API cannot do —
-//! create computed fields (formula, createdTime, autoNumber, …), change a field's type, or add select
-//! options to an existing field — is listed as work to do by hand, and makes the verdict [`Verdict::WorkLeft`].
+//! links to the wrong table) and returns [`Verdict::WorkLeft`] when anything differs. [`apply`] is a dry
+//! run unless `yes`: it creates missing tables first (without their link fields, since a link needs the
+//! target table's id, which may not exist yet), then every missing field including links. What the Meta
+//! API cannot do — create computed fields (formula, createdTime, autoNumber, …), change a field's type,
+//! or add select options to an existing field — is listed as work to do by hand, and makes the verdict
+//! [`Verdict::WorkLeft`].
 //!
 //! The command line (argument parsing, exit codes 0 done / 1 work left / 2 error) lives in the worker
 //! binary.

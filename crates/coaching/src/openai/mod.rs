@@ -79,8 +79,9 @@ pub use config::{
 };
 pub use wire::{answer_text, go_duration, human_wait, rate_limit_window, retry_hint};
 
-use crate::analysis::{Analysis, AnalysisError, AnalysisInput, Usage, finish};
 use crate::gate1::{self, Gate1Context, Gate1Failure, Gate1Report};
+use crate::model::{AnalysisInput, Usage};
+use crate::outcome::{Analysis, AnalysisError, finish};
 use crate::prompt::{self, PROMPT_VERSION, SYSTEM_PROMPT};
 use wire::{ChatResponse, ProviderError, content_text};
 

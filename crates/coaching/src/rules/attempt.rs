@@ -9,7 +9,7 @@ use super::catalogue::{Behaviour, classify};
 use super::evidence::{Ev, Focus, HEDGE_WORDS, Run, quote_of};
 use super::pooled::Pooled;
 use super::{BALANCED_MARGIN, HEDGE_RATE_HIGH, OVER_SHARE_MARGIN};
-use crate::analysis::ActiveExperiment;
+use crate::model::ActiveExperiment;
 
 /// `attempted` (`yes` / `no` / `unclear`), the evidence, and the note.
 type Judgement<'a> = (&'static str, Vec<Ev<'a>>, String);

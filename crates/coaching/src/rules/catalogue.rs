@@ -1,7 +1,7 @@
 //! The experiment catalogue: one experiment per main growth pattern ([`experiment_for`]), and the
 //! way back from an experiment's text to the behaviour the metrics can judge ([`classify`]).
 
-use crate::analysis::ActiveExperiment;
+use crate::model::ActiveExperiment;
 
 /// One experiment from the catalogue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

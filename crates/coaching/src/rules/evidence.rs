@@ -9,8 +9,8 @@ use coach_transcript::metrics::{MeetingMetrics, SpeakerMetrics};
 use serde_json::{Value, json};
 
 use super::MAX_QUOTE_BYTES;
-use crate::analysis::AnalysisInput;
 use crate::gate1::Gate1Context;
+use crate::model::AnalysisInput;
 use crate::text::{clip, sentences};
 
 /// Words a quote about hedging should show (matched as whole words, case-insensitively).

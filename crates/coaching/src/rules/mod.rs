@@ -58,8 +58,9 @@ mod pooled;
 pub use catalogue::{Behaviour, CatalogueExperiment, PatternKey, classify, experiment_for};
 pub use output::build_output;
 
-use crate::analysis::{Analysis, AnalysisError, AnalysisInput, Usage, finish};
 use crate::gate1::{self, Gate1Context};
+use crate::model::{AnalysisInput, Usage};
+use crate::outcome::{Analysis, AnalysisError, finish};
 
 /// The model name recorded for `rules` runs.
 pub const RULES_MODEL: &str = "rules-v1";

@@ -9,8 +9,8 @@ use super::catalogue::{CatalogueExperiment, experiment_for};
 use super::evidence::Run;
 use super::patterns::Found;
 use super::pooled::{Pooled, pool};
-use crate::analysis::{AnalysisInput, RunType};
 use crate::gate1::{Gate1Context, SCHEMA_VERSION};
+use crate::model::{AnalysisInput, RunType};
 
 /// The Gate-1 output for `input` from precomputed `metrics` (one per meeting).
 pub fn build_output(input: &AnalysisInput, metrics: &[MeetingMetrics]) -> Value {
