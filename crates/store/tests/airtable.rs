@@ -478,3 +478,21 @@ async fn write_errors_name_table_field_and_value_and_keep_airtables_message() {
         "{text}"
     );
 }
+
+/// A program that forgot to install the TLS provider gets a typed error, not a panic inside
+/// reqwest. (nextest runs each test in its own process, so no other test has installed one here;
+/// in a shared test process another test may have, and then there is nothing to check.)
+#[test]
+fn without_a_tls_provider_the_store_is_a_typed_error() {
+    if coach_store::tls_provider_installed() {
+        return;
+    }
+    let e = Store::airtable(coach_store::AirtableConfig::new(
+        "patFAKEtoken.0000",
+        "app0123456789abcd",
+    ))
+    .err()
+    .expect("no provider, no client");
+    assert_eq!(e.code(), "STORE_CONFIG");
+    assert!(e.to_string().contains("install_default()"), "{e}");
+}
