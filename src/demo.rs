@@ -162,7 +162,6 @@ pub async fn run(
     secret: Secret,
     store_location: String,
 ) -> anyhow::Result<()> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = Client {
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(60))

@@ -14,7 +14,6 @@
 
 pub mod api;
 mod auth;
-pub mod cli;
 pub mod page;
 mod replay;
 mod view;

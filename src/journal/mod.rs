@@ -19,7 +19,6 @@
 //! back with `auto_vacuum = INCREMENTAL`.
 
 mod audit;
-pub mod cli;
 mod cluster;
 mod deliveries;
 mod jobs;

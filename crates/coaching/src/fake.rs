@@ -36,7 +36,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{header_exists, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use crate::analysis::{ActiveExperiment, AnalysisInput, RunType};
+use crate::model::{ActiveExperiment, AnalysisInput, RunType};
 use crate::openai::{AzureDeployment, OpenAiConfig};
 use crate::prompt::{
     COACHEE_LINE, EXPERIMENT_LINE, RUN_TYPE_LINE, TRANSCRIPT_BEGIN, TRANSCRIPT_END,

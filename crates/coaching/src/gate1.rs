@@ -31,7 +31,7 @@ use coach_transcript::{Segment, Transcript};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::analysis::RunType;
+use crate::model::RunType;
 use crate::text::{fold, fold_into};
 
 /// The Gate-1 schema text, as shipped in `schemas/gate1.v1.json`.

@@ -14,8 +14,8 @@
 //! # Public API (what the worker calls)
 //!
 //! ```ignore
-//! // Providers and the facade (analysis.rs)
-//! pub enum RunType { SingleMeeting, BaselinePack }          // serde/clap: single_meeting, baseline_pack
+//! // Shared types (model.rs, outcome.rs; re-exported here and by the facade, analysis.rs)
+//! pub enum RunType { SingleMeeting, BaselinePack }          // serde: single_meeting, baseline_pack
 //! pub struct ActiveExperiment { pub title: String, pub behavior: String, pub success_signal: String }
 //! pub struct AnalysisInput { pub run_type: RunType, pub coachee: String /* exact label */,
 //!                            pub meetings: Vec<Transcript> /* 1 or 3 */, pub active_experiment: Option<ActiveExperiment> }
@@ -46,12 +46,10 @@
 //!                                               // the crate reads no environment: the worker parses the settings
 //! OpenAiClient::new(config) -> Result<OpenAiClient, AnalysisError>;
 //!
-//! // Card and CLI
+//! // Card and input resolution (what the worker's `analyze` / `gate1 validate` commands call)
 //! pub fn card::render_markdown(output: &Value) -> String;
-//! pub enum cli::Gate1Command { Validate { .. } }   // clap::Subcommand
-//! pub struct cli::AnalyzeArgs { .. }               // clap::Args
-//! pub fn cli::run_gate1(cmd: Gate1Command) -> i32;
-//! pub async fn cli::run_analyze(args: AnalyzeArgs, openai: Option<OpenAiConfig>) -> i32;
+//! pub fn input::run_type_for(count: usize, asked: Option<RunType>) -> Result<RunType, InputError>;
+//! pub fn input::resolve_coachee(ts: &[Transcript], name: &str) -> Result<String, InputError>;
 //!
 //! // Tests (feature "fake")
 //! fake::FakeOpenAi::start().await; fake.config(); fake.push(Scripted::..); fake.requests().await;
@@ -65,20 +63,28 @@
 //!
 //! # Modules
 //!
+//! Layered, with no import circle: `model` (the shared input types; imports nothing from the
+//! crate) → [`gate1`], [`card`] → `outcome` ([`Analysis`], [`AnalysisError`]) → [`prompt`] →
+//! [`rules`], [`openai`] → [`analysis`] (the facade: [`Analyzer`]). No module imports one above it.
+//!
+//! - [`analysis`]: the facade, [`Analyzer`] and the cache key.
 //! - [`gate1`]: the schema (compiled once), [`Gate1Context`], [`gate1::validate`], [`Gate1Report`].
 //! - [`openai`]: [`OpenAiConfig`], [`OpenAiClient`] (thin reqwest client; metrics and usage).
 //! - [`prompt`]: the versioned prompt ([`PROMPT_VERSION`]) and how segments are laid out.
 //! - [`rules`]: the deterministic analyzer and its documented thresholds.
 //! - [`card`] renders the coaching card: [`card::render_markdown`].
-//! - [`cli`]: `gate1 validate` and `analyze` subcommands for the worker binary.
+//! - [`input`]: the run type for a number of transcripts and the coachee label a pack shares
+//!   (the command line that uses them lives in the worker binary).
 //! - `fake` (feature `fake`): a wiremock OpenAI-compatible server answering grounded output,
 //!   with scriptable failures, for end-to-end tests.
 
 pub mod analysis;
 pub mod card;
-pub mod cli;
 pub mod gate1;
+pub mod input;
+mod model;
 pub mod openai;
+mod outcome;
 pub mod prompt;
 pub mod rules;
 mod text;
@@ -86,12 +92,13 @@ mod text;
 #[cfg(feature = "fake")]
 pub mod fake;
 
-pub use analysis::{
-    ActiveExperiment, Analysis, AnalysisError, AnalysisInput, Analyzer, RunType, Usage,
-};
+pub use analysis::Analyzer;
 pub use gate1::{
     CheckedOutput, Evidence, ExperimentAttempt, ExperimentProposal, Gate1Context, Gate1Failure,
     Gate1Report, Judgement,
 };
+pub use input::InputError;
+pub use model::{ActiveExperiment, AnalysisInput, RunType, Usage};
 pub use openai::{AzureDeployment, ModelPrice, OpenAiClient, OpenAiConfig};
+pub use outcome::{Analysis, AnalysisError};
 pub use prompt::PROMPT_VERSION;

@@ -17,8 +17,8 @@
 use coach_transcript::metrics::MeetingMetrics;
 use serde_json::{Value, json};
 
-use crate::analysis::{AnalysisInput, RunType};
 use crate::gate1::Gate1Report;
+use crate::model::{AnalysisInput, RunType};
 
 /// The prompt version stored with each `openai` run.
 pub const PROMPT_VERSION: &str = "coach.v1";

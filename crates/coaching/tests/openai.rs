@@ -14,7 +14,10 @@ use coach_coaching::{
 use common::single_input;
 use serde_json::Value;
 
+/// A client for the fake. The test harness installs the TLS crypto provider first, as the
+/// worker's `main` does (the crate never installs one itself).
 fn client(c: OpenAiConfig) -> OpenAiClient {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     OpenAiClient::new(c).expect("client")
 }
 
@@ -627,4 +630,16 @@ async fn azure_deployment_url_and_api_key_header() {
     assert!(r.headers.get("authorization").is_none());
     let body: Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(body["response_format"]["type"], "json_schema");
+}
+
+/// A program that forgot to install the TLS provider gets a typed error, not a panic inside
+/// reqwest. (nextest runs each test in its own process, so no other test has installed one here;
+/// in a shared test process another test may have, and then there is nothing to check.)
+#[test]
+fn without_a_tls_provider_the_client_is_a_typed_error() {
+    if rustls::crypto::CryptoProvider::get_default().is_some() {
+        return;
+    }
+    let e = OpenAiClient::new(OpenAiConfig::new("k")).expect_err("no provider, no client");
+    assert_eq!(e.code(), "TLS_PROVIDER_MISSING");
 }

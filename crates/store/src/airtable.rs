@@ -190,8 +190,11 @@ impl AirtableClient {
                 cfg.api_url
             )));
         }
-        // reqwest is built without a default crypto provider; installing it twice is harmless.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // reqwest is built without a default crypto provider, and a library does not pick one
+        // for its users: the program installs it once (the worker's `main`).
+        if !crate::tls_provider_installed() {
+            return Err(StoreError::Config(crate::NO_TLS_PROVIDER.into()));
+        }
         let http = reqwest::Client::builder()
             .timeout(cfg.timeout)
             .connect_timeout(Duration::from_secs(10))

@@ -64,6 +64,8 @@ pub enum AttachmentError {
     Redirect(String),
     #[error("attachment download failed: {0}")]
     Network(String),
+    #[error("{}", crate::NO_TLS_PROVIDER)]
+    TlsProviderMissing,
 }
 
 impl AttachmentError {
@@ -77,6 +79,7 @@ impl AttachmentError {
             AttachmentError::Status(_) => "ATTACHMENT_HTTP_STATUS",
             AttachmentError::Redirect(_) => "ATTACHMENT_REDIRECT_REFUSED",
             AttachmentError::Network(_) => "ATTACHMENT_NETWORK",
+            AttachmentError::TlsProviderMissing => "TLS_PROVIDER_MISSING",
         }
     }
 
@@ -108,11 +111,14 @@ fn check_url(url: &Url, policy: &AttachmentPolicy) -> Result<(), AttachmentError
     }
 }
 
-/// Downloads an attachment under `policy`.
+/// Downloads an attachment under `policy`. The program must have installed a rustls crypto
+/// provider first (see [`crate::tls_provider_installed`]).
 pub async fn download(url: &str, policy: &AttachmentPolicy) -> Result<Vec<u8>, AttachmentError> {
     let parsed = Url::parse(url).map_err(|e| AttachmentError::InvalidUrl(e.to_string()))?;
     check_url(&parsed, policy)?;
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    if !crate::tls_provider_installed() {
+        return Err(AttachmentError::TlsProviderMissing);
+    }
     let redirect_policy = policy.clone();
     let client = reqwest::Client::builder()
         .timeout(policy.timeout)

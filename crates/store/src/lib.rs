@@ -26,12 +26,13 @@
 //! and `is_transient()`.
 //!
 //! Modules: [`filter`] (typed filters → formula / SQL), [`tables`] (typed records of the seven tables and
-//! their names), [`schema`] (the base schema, validation and diff), [`cli`] (`airtable check|apply`),
-//! [`attachment`] (safe download of `File` attachments), `fake` (feature `fake`: a stateful Airtable on
-//! wiremock for tests).
+//! their names), [`schema`] (the base schema, validation and diff), [`migrate`] (the work behind
+//! `airtable check|apply`), [`attachment`] (safe download of `File` attachments), `fake` (feature
+//! `fake`: a stateful Airtable on wiremock for tests).
 //!
-//! Schema CLI: `cli::Command::{Check { schema, json }, Apply { schema, yes }}` (a `clap::Subcommand`) and
-//! `cli::run(cmd, cfg: AirtableConfig) -> i32` (0 ok, 1 the base differs, 2 bad input / API error).
+//! Schema migration: `migrate::check(schema: Option<&Path>, json, cfg, out)` and
+//! `migrate::apply(schema, yes, cfg, out)` → `Result<migrate::Verdict, StoreError>` (`Done` / `WorkLeft`);
+//! the worker binary parses the `airtable` command line and maps the verdict to exit codes.
 //!
 //! Test fake (feature `fake`): `FakeAirtable::start().await` (shipped schema, 429 above 5 req/s) or
 //! `FakeAirtable::builder().schema(s).rate_limit(None).start().await`; then `fake.config()` gives an
@@ -51,10 +52,10 @@
 //!   `InvalidSelectOption`; missing record → `NotFound`.
 
 pub mod attachment;
-pub mod cli;
 mod error;
 pub mod filter;
 mod id;
+pub mod migrate;
 pub mod schema;
 pub mod tables;
 
@@ -84,6 +85,18 @@ pub type Fields = serde_json::Map<String, Value>;
 
 /// The name of the field upserts merge on.
 pub const KEY_FIELD: &str = "Key";
+
+/// Whether the process has installed a rustls crypto provider. reqwest is built without one
+/// (`rustls-no-provider`) and this crate does not choose one for its users: the program installs
+/// it once at start-up (`rustls::crypto::ring::default_provider().install_default()`, as the
+/// worker's `main` does). [`Store::airtable`] and [`attachment::download`] check this and fail
+/// with a typed error instead of panicking inside reqwest.
+pub fn tls_provider_installed() -> bool {
+    rustls::crypto::CryptoProvider::get_default().is_some()
+}
+
+/// What to do when no provider is installed.
+pub(crate) const NO_TLS_PROVIDER: &str = "no TLS crypto provider is installed; call rustls::crypto::ring::default_provider().install_default() once at start-up, before building a client";
 
 /// A record as both backends return it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

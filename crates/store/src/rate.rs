@@ -11,7 +11,8 @@
 //! Limiters are kept in a process-wide registry keyed by API URL and base id, so two `Store`s built for
 //! the same base still share one budget. Another process's requests are out of its sight: the
 //! short-lived `airtable check|apply` commands therefore wait one `WINDOW` before their first request
-//! (`cli.rs`), so that running them back to back does not put six requests into one second.
+//! (`migrate::wait_for_a_fresh_rate_window`), so that running them back to back does not put six
+//! requests into one second.
 //!
 //! Several instances of the worker share one base, so their limiters must share one budget: a
 //! [`Pacer`] installed with [`install_shared_pacer`] (the worker's Postgres journal keeps the pacing

@@ -12,6 +12,12 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+/// The test harness installs the TLS crypto provider, as the worker's `main` does (the crate
+/// never installs one itself).
+fn tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 fn fields(v: Value) -> Fields {
     match v {
         Value::Object(m) => m,
@@ -36,6 +42,7 @@ async fn fast() -> (FakeAirtable, Store) {
 
 #[tokio::test]
 async fn create_is_not_retried_on_5xx() {
+    tls();
     let (fake, store) = fast().await;
     fake.fail_next(1, 500);
     let e = store
@@ -60,6 +67,7 @@ async fn create_is_not_retried_on_5xx() {
 
 #[tokio::test]
 async fn idempotent_calls_are_retried_on_5xx() {
+    tls();
     let (fake, store) = fast().await;
     fake.fail_next(2, 503);
     let out = store
@@ -88,6 +96,7 @@ async fn idempotent_calls_are_retried_on_5xx() {
 
 #[tokio::test]
 async fn retries_are_bounded() {
+    tls();
     let fake = FakeAirtable::builder().rate_limit(None).start().await;
     let mut cfg = fake.config();
     cfg.rate_per_sec = 1000.0;
@@ -101,6 +110,7 @@ async fn retries_are_bounded() {
 
 #[tokio::test]
 async fn a_429_waits_then_succeeds_even_for_create() {
+    tls();
     let (fake, _) = fast().await;
     let mut cfg = fake.config();
     cfg.rate_per_sec = 1000.0;
@@ -140,6 +150,7 @@ async fn a_429_waits_then_succeeds_even_for_create() {
 
 #[tokio::test]
 async fn expired_iterator_restarts_the_listing() {
+    tls();
     let (fake, store) = fast().await;
     for i in 0..250 {
         fake.insert(RUN_REQUESTS, fields(json!({"Key": format!("r{i:03}")})));
@@ -156,6 +167,7 @@ async fn expired_iterator_restarts_the_listing() {
 
 #[tokio::test]
 async fn long_filters_switch_to_post_list_records() {
+    tls();
     let (fake, store) = fast().await;
     for i in 0..5 {
         fake.insert(RUNS, fields(json!({"Key": format!("key-{i}")})));
@@ -188,6 +200,7 @@ async fn long_filters_switch_to_post_list_records() {
 
 #[tokio::test]
 async fn wrong_base_and_token_are_typed() {
+    tls();
     let (fake, _) = fast().await;
     let mut cfg = fake.config();
     cfg.base_id = "appAAAAAAAAAAAAAA".into();
@@ -253,6 +266,7 @@ fn parses_the_real_meta_schema() {
 
 #[tokio::test]
 async fn the_client_pages_through_a_real_response() {
+    tls();
     let dump: Value = serde_json::from_slice(
         &std::fs::read(data("airtable/pyairtable_dump_GET-200_3592222.json")).unwrap(),
     )
@@ -336,6 +350,7 @@ async fn burst(calls: usize, tasks: usize) -> (f64, usize, usize) {
 
 #[tokio::test]
 async fn a_short_burst_stays_under_the_limit() {
+    tls();
     let (rate, n429, max) = burst(30, 8).await;
     assert_eq!(n429, 0);
     assert!(max <= 5, "{max}");
@@ -347,6 +362,7 @@ async fn a_short_burst_stays_under_the_limit() {
 #[tokio::test]
 #[ignore = "takes ~42 s; run explicitly for the rate figure"]
 async fn burst_of_200_calls_from_16_tasks() {
+    tls();
     let (rate, n429, max) = burst(200, 16).await;
     assert_eq!(n429, 0);
     assert!(max <= 5, "{max}");
@@ -355,6 +371,7 @@ async fn burst_of_200_calls_from_16_tasks() {
 
 #[tokio::test]
 async fn network_errors_are_transient_and_typed() {
+    tls();
     fn assert_shareable<T: Clone + Send + Sync + 'static>() {}
     assert_shareable::<Store>();
     // Nothing listens on port 9 of localhost: connection refused, retried (reads), then typed.
@@ -399,6 +416,7 @@ fn without_processing_option() -> BaseSchema {
 
 #[tokio::test]
 async fn write_errors_name_table_field_and_value_and_keep_airtables_message() {
+    tls();
     let fake = FakeAirtable::builder()
         .rate_limit(None)
         .schema(without_processing_option())
@@ -459,4 +477,22 @@ async fn write_errors_name_table_field_and_value_and_keep_airtables_message() {
         text.contains("\"lots\"") && text.contains("cannot accept the provided value"),
         "{text}"
     );
+}
+
+/// A program that forgot to install the TLS provider gets a typed error, not a panic inside
+/// reqwest. (nextest runs each test in its own process, so no other test has installed one here;
+/// in a shared test process another test may have, and then there is nothing to check.)
+#[test]
+fn without_a_tls_provider_the_store_is_a_typed_error() {
+    if coach_store::tls_provider_installed() {
+        return;
+    }
+    let e = Store::airtable(coach_store::AirtableConfig::new(
+        "patFAKEtoken.0000",
+        "app0123456789abcd",
+    ))
+    .err()
+    .expect("no provider, no client");
+    assert_eq!(e.code(), "STORE_CONFIG");
+    assert!(e.to_string().contains("install_default()"), "{e}");
 }

@@ -9,6 +9,12 @@ use coach_store::{ListQuery, Store};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+/// The test harness installs the TLS crypto provider, as the worker's `main` does (the crate
+/// never installs one itself).
+fn tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 fn local_policy(max_bytes: u64, timeout: Duration) -> AttachmentPolicy {
     AttachmentPolicy {
         allowed_hosts: vec!["127.0.0.1".into()],
@@ -20,6 +26,7 @@ fn local_policy(max_bytes: u64, timeout: Duration) -> AttachmentPolicy {
 
 #[tokio::test]
 async fn downloads_within_the_cap_and_refuses_above_it() {
+    tls();
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/small.vtt"))
@@ -89,6 +96,7 @@ async fn downloads_within_the_cap_and_refuses_above_it() {
 
 #[tokio::test]
 async fn sqlite_persists_across_reopen_and_typed_records_round_trip() {
+    tls();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("store.db");
     let id = {

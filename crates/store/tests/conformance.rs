@@ -7,6 +7,12 @@ use coach_store::tables::{EXPERIMENT_EVENTS, RUN_REQUESTS, RUNS};
 use coach_store::{Fields, Filter, ListQuery, Record, Store, StoreError, is_record_id};
 use serde_json::{Value, json};
 
+/// The test harness installs the TLS crypto provider, as the worker's `main` does (the crate
+/// never installs one itself).
+fn tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 struct Harness {
     store: Store,
     fake: Option<FakeAirtable>,
@@ -26,6 +32,7 @@ impl Harness {
 
     async fn airtable() -> Harness {
         // The fake's own 429 limit is off here (the rate tests cover it) so the suite runs in seconds.
+        tls();
         let fake = FakeAirtable::builder().rate_limit(None).start().await;
         let mut cfg = fake.config();
         cfg.rate_per_sec = 1000.0;

@@ -8,6 +8,12 @@ use coach_store::{Fields, Filter, ListQuery, Store};
 use proptest::prelude::*;
 use serde_json::json;
 
+/// The test harness installs the TLS crypto provider, as the worker's `main` does (the crate
+/// never installs one itself).
+fn tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 const NAMED: &[&str] = &[
     r#"x", ""=""#,
     r"\' OR 1",
@@ -41,6 +47,7 @@ struct Env {
 }
 
 fn env() -> Env {
+    tls();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

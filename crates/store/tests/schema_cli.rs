@@ -1,9 +1,18 @@
-//! `airtable check|apply` against the fake's Meta API.
+//! Schema migration (`airtable check|apply`) against the fake's Meta API. The command line around it
+//! (exit codes, errors on stderr) is tested on the real binary, `tests/airtable_cli.rs`.
 
-use coach_store::BaseSchema;
-use coach_store::cli::{Command, run_to};
+use std::path::PathBuf;
+
 use coach_store::fake::FakeAirtable;
+use coach_store::migrate::{self, Verdict};
+use coach_store::{BaseSchema, StoreError};
 use serde_json::{Value, json};
+
+/// The test harness installs the TLS crypto provider, as the worker's `main` does (the crate
+/// never installs one itself).
+fn tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 /// The shipped schema minus the "Experiment Events" table, Runs."Cost USD" and Users."Email".
 fn damaged() -> BaseSchema {
@@ -20,23 +29,35 @@ fn damaged() -> BaseSchema {
     s
 }
 
-async fn exec(fake: &FakeAirtable, cmd: Command) -> (i32, String) {
-    let (code, out, err) = exec_both(fake, cmd).await;
-    assert!(err.is_empty(), "{err}");
-    (code, out)
+/// The two commands with their options.
+enum Command {
+    Check { schema: Option<PathBuf>, json: bool },
+    Apply { schema: Option<PathBuf>, yes: bool },
 }
 
-/// The exit code, standard output and standard error of a command.
-async fn exec_both(fake: &FakeAirtable, cmd: Command) -> (i32, String, String) {
-    let (mut out, mut err) = (Vec::new(), Vec::new());
+/// The verdict and the report of a command that must not fail.
+async fn exec(fake: &FakeAirtable, cmd: Command) -> (Verdict, String) {
+    let (result, out) = run(fake, cmd).await;
+    match result {
+        Ok(verdict) => (verdict, out),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// The result and the report of a command.
+async fn run(fake: &FakeAirtable, cmd: Command) -> (Result<Verdict, StoreError>, String) {
+    let mut out = Vec::new();
     let mut cfg = fake.config();
     cfg.rate_per_sec = 1000.0;
-    let code = run_to(cmd, cfg, &mut out, &mut err).await;
-    (
-        code,
-        String::from_utf8(out).unwrap(),
-        String::from_utf8(err).unwrap(),
-    )
+    let result = match cmd {
+        Command::Check { schema, json } => {
+            migrate::check(schema.as_deref(), json, cfg, &mut out).await
+        }
+        Command::Apply { schema, yes } => {
+            migrate::apply(schema.as_deref(), yes, cfg, &mut out).await
+        }
+    };
+    (result, String::from_utf8(out).unwrap())
 }
 
 fn schema_path() -> Option<std::path::PathBuf> {
@@ -45,6 +66,7 @@ fn schema_path() -> Option<std::path::PathBuf> {
 
 #[tokio::test]
 async fn check_reports_then_apply_creates_then_check_passes() {
+    tls();
     let fake = FakeAirtable::builder()
         .rate_limit(None)
         .schema(damaged())
@@ -55,8 +77,8 @@ async fn check_reports_then_apply_creates_then_check_passes() {
         json: false,
     };
 
-    let (code, out) = exec(&fake, check()).await;
-    assert_eq!(code, 1, "{out}");
+    let (verdict, out) = exec(&fake, check()).await;
+    assert_eq!(verdict, Verdict::WorkLeft, "{out}");
     assert!(
         out.contains("table \"Experiment Events\" is missing"),
         "{out}"
@@ -71,7 +93,7 @@ async fn check_reports_then_apply_creates_then_check_passes() {
     );
     assert!(out.contains("3 differences"), "{out}");
 
-    let (code, out) = exec(
+    let (verdict, out) = exec(
         &fake,
         Command::Check {
             schema: schema_path(),
@@ -79,7 +101,7 @@ async fn check_reports_then_apply_creates_then_check_passes() {
         },
     )
     .await;
-    assert_eq!(code, 1);
+    assert_eq!(verdict, Verdict::WorkLeft);
     let v: Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["ok"], json!(false));
     assert_eq!(v["differences"].as_array().unwrap().len(), 3);
@@ -87,7 +109,7 @@ async fn check_reports_then_apply_creates_then_check_passes() {
 
     // Dry run: prints the plan, changes nothing.
     let tables_before = fake.schema().tables.len();
-    let (code, out) = exec(
+    let (verdict, out) = exec(
         &fake,
         Command::Apply {
             schema: schema_path(),
@@ -95,7 +117,7 @@ async fn check_reports_then_apply_creates_then_check_passes() {
         },
     )
     .await;
-    assert_eq!(code, 0, "{out}");
+    assert_eq!(verdict, Verdict::Done, "{out}");
     assert!(
         out.contains("would create table \"Experiment Events\""),
         "{out}"
@@ -103,7 +125,7 @@ async fn check_reports_then_apply_creates_then_check_passes() {
     assert!(out.contains("Dry run"), "{out}");
     assert_eq!(fake.schema().tables.len(), tables_before);
 
-    let (code, out) = exec(
+    let (verdict, out) = exec(
         &fake,
         Command::Apply {
             schema: schema_path(),
@@ -111,7 +133,7 @@ async fn check_reports_then_apply_creates_then_check_passes() {
         },
     )
     .await;
-    assert_eq!(code, 0, "{out}");
+    assert_eq!(verdict, Verdict::Done, "{out}");
     let live = fake.schema();
     let events = live.table("Experiment Events").unwrap();
     assert_eq!(events.primary_field().unwrap().name, "Key");
@@ -129,8 +151,8 @@ async fn check_reports_then_apply_creates_then_check_passes() {
         "inverse link added"
     );
 
-    let (code, out) = exec(&fake, check()).await;
-    assert_eq!(code, 0, "{out}");
+    let (verdict, out) = exec(&fake, check()).await;
+    assert_eq!(verdict, Verdict::Done, "{out}");
     assert!(out.contains("matches"), "{out}");
 
     // The created base accepts writes to the new table.
@@ -145,6 +167,7 @@ async fn check_reports_then_apply_creates_then_check_passes() {
 
 #[tokio::test]
 async fn apply_refuses_computed_fields_and_reports_manual_work() {
+    tls();
     let fake = FakeAirtable::builder().rate_limit(None).start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut desired = BaseSchema::embedded().unwrap();
@@ -162,7 +185,7 @@ async fn apply_refuses_computed_fields_and_reports_manual_work() {
     let path = dir.path().join("schema.json");
     std::fs::write(&path, serde_json::to_string(&desired).unwrap()).unwrap();
 
-    let (code, out) = exec(
+    let (verdict, out) = exec(
         &fake,
         Command::Apply {
             schema: Some(path.clone()),
@@ -170,7 +193,7 @@ async fn apply_refuses_computed_fields_and_reports_manual_work() {
         },
     )
     .await;
-    assert_eq!(code, 1, "manual work remains: {out}");
+    assert_eq!(verdict, Verdict::WorkLeft, "manual work remains: {out}");
     assert!(
         out.contains("by hand: Runs: add field \"Total\" of type formula"),
         "{out}"
@@ -191,7 +214,7 @@ async fn apply_refuses_computed_fields_and_reports_manual_work() {
             .is_none()
     );
 
-    let (code, out) = exec(
+    let (verdict, out) = exec(
         &fake,
         Command::Check {
             schema: Some(path),
@@ -199,14 +222,15 @@ async fn apply_refuses_computed_fields_and_reports_manual_work() {
         },
     )
     .await;
-    assert_eq!(code, 1);
+    assert_eq!(verdict, Verdict::WorkLeft);
     assert!(out.contains("Total") && out.contains("Cancelled"), "{out}");
 }
 
 #[tokio::test]
-async fn bad_schema_path_is_a_usage_error_on_stderr() {
+async fn bad_schema_path_is_a_typed_configuration_error_with_nothing_printed() {
+    tls();
     let fake = FakeAirtable::builder().rate_limit(None).start().await;
-    let (code, out, err) = exec_both(
+    let (result, out) = run(
         &fake,
         Command::Check {
             schema: Some("/nonexistent/schema.json".into()),
@@ -214,18 +238,17 @@ async fn bad_schema_path_is_a_usage_error_on_stderr() {
         },
     )
     .await;
-    assert_eq!(code, 2);
-    assert!(out.is_empty(), "errors belong on stderr: {out}");
-    assert!(
-        err.contains("STORE_CONFIG") && err.contains("cannot read schema file"),
-        "{err}"
-    );
+    assert!(out.is_empty(), "errors are returned, not printed: {out}");
+    let err = result.expect_err("no schema file");
+    assert_eq!(err.code(), "STORE_CONFIG");
+    assert!(err.to_string().contains("cannot read schema file"), "{err}");
 }
 
 #[tokio::test]
 async fn without_schema_the_built_in_one_is_used() {
+    tls();
     let fake = FakeAirtable::builder().rate_limit(None).start().await;
-    let (code, out) = exec(
+    let (verdict, out) = exec(
         &fake,
         Command::Check {
             schema: None,
@@ -233,6 +256,6 @@ async fn without_schema_the_built_in_one_is_used() {
         },
     )
     .await;
-    assert_eq!(code, 0, "{out}");
+    assert_eq!(verdict, Verdict::Done, "{out}");
     assert!(out.contains("matches the built-in schema"), "{out}");
 }

@@ -1,13 +1,26 @@
-//! The crate's CLI on its own, for trying it before the worker binary wires it:
-//! `cargo run -p coach-transcript --example transcript -- metrics FILE --coachee NAME`.
-use clap::Parser;
-
-#[derive(Parser)]
-struct Args {
-    #[command(subcommand)]
-    cmd: coach_transcript::cli::Command,
-}
+//! The crate on its own, without the worker binary: parse a transcript and print its segments in
+//! the `transcript parse` shape.
+//! `cargo run -p coach-transcript --example transcript -- FILE` (the full command line, with
+//! `metrics`, is `coach-worker transcript`).
+use coach_transcript::report::ParseReport;
+use coach_transcript::{Format, parse};
 
 fn main() {
-    std::process::exit(coach_transcript::cli::run(Args::parse().cmd));
+    let Some(file) = std::env::args_os().nth(1) else {
+        eprintln!("usage: transcript FILE");
+        std::process::exit(2);
+    };
+    let result = std::fs::read(&file)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| parse(&bytes, Format::Auto).map_err(|e| format!("[{}] {e}", e.code())))
+        .and_then(|t| {
+            serde_json::to_string_pretty(&ParseReport::from(&t)).map_err(|e| e.to_string())
+        });
+    match result {
+        Ok(json) => println!("{json}"),
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    }
 }

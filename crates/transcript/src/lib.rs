@@ -14,7 +14,9 @@
 //!   JSON and text re-parse to the same segments.
 //! - [`metrics::compute`]`(t: &Transcript) -> metrics::MeetingMetrics` — talk share, turns,
 //!   monologues, questions, interruptions, fillers, hedges, pace, with segment ids as evidence.
-//! - [`cli::Command`] / [`cli::run`] — `coach-worker transcript parse|metrics`.
+//! - [`report`] — the documented output shapes of `coach-worker transcript parse|metrics`
+//!   ([`report::ParseReport`], [`report::MetricsReport`], [`report::metrics_table`]); the
+//!   command line itself lives in the worker binary.
 //! - [`TranscriptError::code`] — stable codes: `EMPTY_INPUT`, `INVALID_UTF8`,
 //!   `NO_SPEAKER_LABELS`, `UNKNOWN_FORMAT`, `COACHEE_NOT_FOUND`, `NO_SPEECH`,
 //!   `IMPLAUSIBLE_TIMES`, `DOCX_UNREADABLE`, `DOCX_PROTECTED`.
@@ -36,13 +38,13 @@
 //! meeting parses and measures within the 3 ms budget without regexes or per-word
 //! allocation. Labels are recognised conservatively ([`label`]) and never guessed.
 
-pub mod cli;
 mod coachee;
 pub mod label;
 pub mod metrics;
 pub mod model;
 mod parse;
 mod render;
+pub mod report;
 pub(crate) mod text;
 
 pub use coachee::find_coachee;

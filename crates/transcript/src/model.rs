@@ -12,9 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// A transcript format. `Auto` asks [`crate::parse`] to detect it; a parsed [`Transcript`]
 /// always records the concrete format it was read as.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum, Default,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// Detect from the content (see [`crate::detect`]).

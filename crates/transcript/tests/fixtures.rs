@@ -1,8 +1,9 @@
 //! Hand-written fixtures pin every metric to a value computed by hand (the arithmetic is in the
-//! comments), plus the error codes and the CLI.
+//! comments), plus the error codes and the documented output shapes
+//! (the command line around them is tested in the worker binary, `src/cli/transcript.rs`).
 
-use coach_transcript::cli::{Command, run_to};
 use coach_transcript::metrics::{self, Basis};
+use coach_transcript::report::{MetricsReport, ParseReport, metrics_table};
 use coach_transcript::{Format, Transcript, TranscriptError, find_coachee, parse};
 
 fn fixture(name: &str) -> std::path::PathBuf {
@@ -279,24 +280,15 @@ fn coachee_lookup_on_fixture() {
     );
 }
 
-fn cli(cmd: Command) -> (i32, String, String) {
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = run_to(cmd, &mut out, &mut err);
-    (
-        code,
-        String::from_utf8_lossy(&out).into_owned(),
-        String::from_utf8_lossy(&err).into_owned(),
-    )
+fn parse_json(name: &str, format: Format) -> serde_json::Value {
+    let bytes = std::fs::read(fixture(name)).expect("fixture");
+    let t = parse(&bytes, format).expect("parses");
+    serde_json::to_value(ParseReport::from(&t)).expect("json")
 }
 
 #[test]
-fn cli_parse_prints_the_documented_shape() {
-    let (code, out, _) = cli(Command::Parse {
-        file: fixture("one_on_one.vtt"),
-        format: Format::Auto,
-    });
-    assert_eq!(code, 0);
-    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+fn parse_report_has_the_documented_shape() {
+    let v = parse_json("one_on_one.vtt", Format::Auto);
     let keys: Vec<&String> = v.as_object().expect("object").keys().collect();
     assert_eq!(keys, ["format", "participants", "segments", "warnings"]);
     assert_eq!(v["warnings"], serde_json::json!([]));
@@ -307,54 +299,30 @@ fn cli_parse_prints_the_documented_shape() {
     assert_eq!(keys, ["end", "id", "speaker", "start", "text"]);
     assert_eq!(v["segments"][0]["start"], 0.0);
 
-    let (code, out, _) = cli(Command::Parse {
-        file: fixture("standup.md"),
-        format: Format::Text,
-    });
-    assert_eq!(code, 0);
-    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let v = parse_json("standup.md", Format::Text);
     assert!(v["segments"][0]["start"].is_null());
 }
 
 #[test]
-fn cli_metrics_table_json_and_errors() {
-    let (code, out, _) = cli(Command::Metrics {
-        file: fixture("one_on_one.vtt"),
-        coachee: "maya".into(),
-        json: false,
-        format: Format::Auto,
-    });
-    assert_eq!(code, 0);
+fn metrics_table_and_json() {
+    let t = load("one_on_one.vtt");
+    let coachee = find_coachee(&t, "maya").expect("coachee");
+    let out = metrics_table(&t, &coachee, &metrics::compute(&t));
     assert!(
         out.contains("basis: time") && out.contains("coachee: Maya"),
         "{out}"
     );
     assert!(out.contains("* Maya") && out.contains("43.9%"), "{out}");
 
-    let (code, out, _) = cli(Command::Metrics {
-        file: fixture("standup.md"),
-        coachee: "Ben".into(),
-        json: true,
-        format: Format::Auto,
-    });
-    assert_eq!(code, 0);
-    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let t = load("standup.md");
+    let coachee = find_coachee(&t, "Ben").expect("coachee");
+    let m = metrics::compute(&t);
+    let v = serde_json::to_value(MetricsReport {
+        coachee: &coachee,
+        format: t.format,
+        metrics: &m,
+    })
+    .expect("json");
     assert_eq!(v["coachee"], "Ben");
     assert_eq!(v["metrics"]["basis"], "words");
-
-    let (code, out, err) = cli(Command::Metrics {
-        file: fixture("standup.md"),
-        coachee: "Zed".into(),
-        json: false,
-        format: Format::Auto,
-    });
-    assert_eq!((code, out.as_str()), (2, ""));
-    assert!(err.starts_with("error[COACHEE_NOT_FOUND]: "), "{err}");
-
-    let (code, _, err) = cli(Command::Parse {
-        file: fixture("missing.vtt"),
-        format: Format::Auto,
-    });
-    assert_eq!(code, 2);
-    assert!(err.starts_with("error[READ_FAILED]"), "{err}");
 }

@@ -2,8 +2,8 @@
 //! each pinned to its speakers, segment starts, word counts and talk shares counted by hand
 //! (the arithmetic is in the comments), plus the errors for what no meeting looks like.
 
-use coach_transcript::cli::{Command, run_to};
 use coach_transcript::metrics::{self, Basis};
+use coach_transcript::report::{MetricsReport, ParseReport};
 use coach_transcript::{Format, Segment, Transcript, TranscriptError, find_coachee, parse};
 
 fn path(name: &str) -> std::path::PathBuf {
@@ -426,34 +426,21 @@ fn a_lowercase_name_seen_once_is_reported_not_guessed() {
 }
 
 #[test]
-fn cli_reports_warnings_and_reads_docx() {
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = run_to(
-        Command::Parse {
-            file: path("otter.txt"),
-            format: Format::Auto,
-        },
-        &mut out,
-        &mut err,
-    );
-    assert_eq!(code, 0);
-    let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+fn reports_carry_warnings_and_docx_reads() {
+    let t = load("otter.txt");
+    let v = serde_json::to_value(ParseReport::from(&t)).expect("json");
     assert_eq!(v["warnings"][0]["code"], "UNATTRIBUTED_TEXT");
     assert_eq!(v["warnings"][0]["line"], 1);
 
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    let code = run_to(
-        Command::Metrics {
-            file: path("teams.docx"),
-            coachee: "mei tan".into(),
-            json: true,
-            format: Format::Docx,
-        },
-        &mut out,
-        &mut err,
-    );
-    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&err));
-    let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+    let t = parse(&bytes("teams.docx"), Format::Docx).expect("parses");
+    let coachee = find_coachee(&t, "mei tan").expect("coachee");
+    let m = metrics::compute(&t);
+    let v = serde_json::to_value(MetricsReport {
+        coachee: &coachee,
+        format: t.format,
+        metrics: &m,
+    })
+    .expect("json");
     assert_eq!(v["coachee"], "Mei Tan (she/her)");
     assert_eq!(v["format"], "docx");
 }

@@ -36,8 +36,15 @@ pub struct TestApp {
     pub settled: Option<watch::Receiver<u64>>,
 }
 
+/// Installs the TLS crypto provider, as the worker's `main` does; the libraries never install
+/// one. Every test reaches it through [`test_config`] or [`client`] before building a client.
+pub fn install_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Default settings for a test worker: random port, fast retries, both secrets.
 pub fn test_config(data_dir: PathBuf) -> ServeConfig {
+    install_tls();
     use clap::Parser;
     #[derive(Parser)]
     struct Wrapper {
@@ -55,7 +62,7 @@ pub fn test_config(data_dir: PathBuf) -> ServeConfig {
 }
 
 pub fn client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    install_tls();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()

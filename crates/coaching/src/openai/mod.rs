@@ -79,8 +79,9 @@ pub use config::{
 };
 pub use wire::{answer_text, go_duration, human_wait, rate_limit_window, retry_hint};
 
-use crate::analysis::{Analysis, AnalysisError, AnalysisInput, Usage, finish};
 use crate::gate1::{self, Gate1Context, Gate1Failure, Gate1Report};
+use crate::model::{AnalysisInput, Usage};
+use crate::outcome::{Analysis, AnalysisError, finish};
 use crate::prompt::{self, PROMPT_VERSION, SYSTEM_PROMPT};
 use wire::{ChatResponse, ProviderError, content_text};
 
@@ -177,10 +178,18 @@ impl fmt::Debug for OpenAiClient {
 }
 
 impl OpenAiClient {
-    /// Builds the client (installs the ring rustls provider if none is installed yet).
+    /// Builds the client.
+    ///
+    /// The process must have installed a rustls crypto provider first (the worker's `main` does,
+    /// once): reqwest is built without one, and this crate does not pick one for its users.
+    /// Without it the call fails with `TLS_PROVIDER_MISSING` instead of panicking inside reqwest.
     pub fn new(config: OpenAiConfig) -> Result<Self, AnalysisError> {
-        // Installing fails only when a provider is already installed, which is what we want.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            return Err(AnalysisError::Permanent {
+                code: "TLS_PROVIDER_MISSING",
+                message: "no TLS crypto provider is installed; call rustls::crypto::ring::default_provider().install_default() once at start-up, before building the OpenAI client".into(),
+            });
+        }
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))

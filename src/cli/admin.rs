@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 /// `println!` that ends the process quietly (exit 0) when standard output was closed by its reader.
 macro_rules! say {
     ($($arg:tt)*) => {
-        $crate::admin::cli::write_line(format_args!($($arg)*))
+        $crate::cli::admin::write_line(format_args!($($arg)*))
     };
 }
 
@@ -159,7 +159,7 @@ pub enum RunsCommand {
 
 /// Why a command could not be carried out (exit code 2).
 #[derive(Debug, thiserror::Error)]
-pub enum CliError {
+enum CliError {
     #[error("{0}")]
     Usage(String),
     #[error("cannot reach the worker at {url}: {source}; check --url / COACH_URL and that it runs")]
@@ -172,17 +172,6 @@ pub enum CliError {
     },
     #[error("the worker's answer is not the expected JSON: {0}")]
     BadAnswer(String),
-}
-
-impl CliError {
-    pub fn code(&self) -> &'static str {
-        match self {
-            CliError::Usage(_) => "BAD_USAGE",
-            CliError::Connect { .. } => "CONNECT_FAILED",
-            CliError::Api { .. } => "API_ERROR",
-            CliError::BadAnswer(_) => "BAD_ANSWER",
-        }
-    }
 }
 
 struct Api {
@@ -261,7 +250,6 @@ async fn execute(args: RunsArgs) -> Result<i32, CliError> {
     let token = args.token.filter(|t| !t.is_empty()).ok_or_else(|| {
         CliError::Usage("set the admin token with --token or COACH_ADMIN_TOKEN".into())
     })?;
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()

@@ -1,24 +1,25 @@
-//! `coach-worker airtable check|apply`: compare a live base with `airtable/base-schema.json`, and create
-//! what is missing through the Meta API.
+//! Schema migration, the work behind `coach-worker airtable check|apply`: compare a live base with
+//! `airtable/base-schema.json`, and create what is missing through the Meta API.
 //!
 //! The schema is compiled into the binary ([`crate::schema::BASE_SCHEMA_JSON`]), so both commands work
 //! from any directory with an installed binary; `--schema FILE` compares with another file instead.
 //! Meta API calls go through the same client as record calls, so they share the per-base pacing of
 //! `rate.rs` (an `apply` that creates a table and its fields stays under 5 requests a second). The
-//! report goes to standard output, errors to standard error.
+//! report goes to the writer the caller passes; errors are returned, for the caller to print.
 //!
-//! `check` prints a readable diff (missing tables, missing fields, wrong types, missing select options,
-//! links to the wrong table) and exits 1 when anything differs. `apply` is a dry run unless `--yes`:
-//! it creates missing tables first (without their link fields, since a link needs the target table's id,
-//! which may not exist yet), then every missing field including links. What the Meta API cannot do —
-//! create computed fields (formula, createdTime, autoNumber, …), change a field's type, or add select
-//! options to an existing field — is listed as work to do by hand, and leaves the exit code at 1.
+//! [`check`] prints a readable diff (missing tables, missing fields, wrong types, missing select options,
+//! links to the wrong table) and returns [`Verdict::WorkLeft`] when anything differs. [`apply`] is a dry
+//! run unless `yes`: it creates missing tables first (without their link fields, since a link needs the
+//! target table's id, which may not exist yet), then every missing field including links. What the Meta
+//! API cannot do — create computed fields (formula, createdTime, autoNumber, …), change a field's type,
+//! or add select options to an existing field — is listed as work to do by hand, and makes the verdict
+//! [`Verdict::WorkLeft`].
 //!
-//! Exit codes follow the binary's convention: 0 done/matching, 1 the base differs, 2 bad input or an API
-//! error.
+//! The command line (argument parsing, exit codes 0 done / 1 work left / 2 error) lives in the worker
+//! binary.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::{Value, json};
 
@@ -26,59 +27,22 @@ use crate::airtable::AirtableClient;
 use crate::schema::{self, BaseSchema, Difference, FieldSchema, TableSchema};
 use crate::{AirtableConfig, StoreError};
 
-/// The `airtable` subcommands.
-#[derive(Debug, Clone, clap::Subcommand)]
-pub enum Command {
-    /// Compare the Airtable base with the schema file; exit 1 when something is missing or different.
-    Check {
-        /// Schema file in the Meta API's shape (default: the schema built into the binary, the
-        /// repository's airtable/base-schema.json).
-        #[arg(long)]
-        schema: Option<PathBuf>,
-        /// Print the differences as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Create missing tables and fields through the Meta API (dry run unless --yes).
-    Apply {
-        /// Schema file in the Meta API's shape (default: the schema built into the binary, the
-        /// repository's airtable/base-schema.json).
-        #[arg(long)]
-        schema: Option<PathBuf>,
-        /// Really create them (otherwise only print the plan).
-        #[arg(long)]
-        yes: bool,
-    },
+/// What a [`check`] or an [`apply`] leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// `check`: the base matches. `apply`: nothing to do, a dry run printed, or everything created.
+    Done,
+    /// `check`: the base differs. `apply`: some changes must be made by hand.
+    WorkLeft,
 }
 
-/// Runs a subcommand, printing the report to stdout and errors to stderr; returns the exit code.
+/// Waits one rate window before a new process's first request.
 ///
 /// A new process knows nothing of the requests the previous command (or anyone) sent to the base in
 /// the last second, so it leaves one rate window empty before its first request; otherwise
 /// `check` then `apply` run back to back can reach six requests in a second and wait 30 s on a 429.
-pub async fn run(cmd: Command, cfg: AirtableConfig) -> i32 {
+pub async fn wait_for_a_fresh_rate_window() {
     tokio::time::sleep(crate::rate::WINDOW).await;
-    run_to(cmd, cfg, &mut std::io::stdout(), &mut std::io::stderr()).await
-}
-
-/// Same as [`run`], printing the report to `out` and errors to `err` (tests capture both).
-pub async fn run_to(
-    cmd: Command,
-    cfg: AirtableConfig,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> i32 {
-    let result = match cmd {
-        Command::Check { schema, json } => check(schema.as_deref(), json, cfg, out).await,
-        Command::Apply { schema, yes } => apply(schema.as_deref(), yes, cfg, out).await,
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            let _ = writeln!(err, "error [{}]: {e}", e.code());
-            2
-        }
-    }
 }
 
 /// The desired schema and how to name it in the report.
@@ -102,12 +66,14 @@ async fn load(
     Ok((desired, name, client, live))
 }
 
-async fn check(
+/// Compares the base with the schema at `path` (default: the built-in one) and prints the
+/// differences to `out`, as text or (`as_json`) as one JSON object.
+pub async fn check(
     path: Option<&Path>,
     as_json: bool,
     cfg: AirtableConfig,
     out: &mut dyn Write,
-) -> Result<i32, StoreError> {
+) -> Result<Verdict, StoreError> {
     let (desired, name, _, live) = load(path, cfg).await?;
     let diffs = schema::diff(&desired, &live);
     if as_json {
@@ -133,7 +99,11 @@ async fn check(
             "Run `coach-worker airtable apply` to see what can be created, then `apply --yes` to create it."
         );
     }
-    Ok(if diffs.is_empty() { 0 } else { 1 })
+    Ok(if diffs.is_empty() {
+        Verdict::Done
+    } else {
+        Verdict::WorkLeft
+    })
 }
 
 /// A field as the Meta API wants it for creation: no id, links pointing at a table id.
@@ -162,17 +132,19 @@ fn field_for_create(f: &FieldSchema, live: &BaseSchema) -> Result<FieldSchema, S
     Ok(f)
 }
 
-async fn apply(
+/// Prints the plan to create what the base lacks against the schema at `path` (default: the
+/// built-in one), and with `yes` carries it out.
+pub async fn apply(
     path: Option<&Path>,
     yes: bool,
     cfg: AirtableConfig,
     out: &mut dyn Write,
-) -> Result<i32, StoreError> {
+) -> Result<Verdict, StoreError> {
     let (desired, name, client, mut live) = load(path, cfg).await?;
     let diffs = schema::diff(&desired, &live);
     if diffs.is_empty() {
         let _ = writeln!(out, "Nothing to do: the base matches {name}.");
-        return Ok(0);
+        return Ok(Verdict::Done);
     }
     let mode = if yes { "" } else { "would " };
     let mut manual: Vec<String> = Vec::new();
@@ -293,7 +265,7 @@ async fn apply(
             out,
             "Dry run: nothing was changed. Re-run with --yes to create the items marked +."
         );
-        return Ok(0);
+        return Ok(Verdict::Done);
     }
     let _ = writeln!(
         out,
@@ -305,7 +277,11 @@ async fn apply(
             " Some changes must be made by hand (see above)."
         }
     );
-    Ok(if manual.is_empty() { 0 } else { 1 })
+    Ok(if manual.is_empty() {
+        Verdict::Done
+    } else {
+        Verdict::WorkLeft
+    })
 }
 
 fn manual_field(table: &str, f: &FieldSchema) -> String {

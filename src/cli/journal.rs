@@ -25,13 +25,13 @@ pub async fn run(command: JournalCommand) -> i32 {
     match command {
         JournalCommand::Migrate { database_url } => {
             let url = database_url.expose_secret();
-            if !super::postgres::is_postgres_url(url) {
+            if !coach_worker::journal::postgres::is_postgres_url(url) {
                 eprintln!(
                     "error: COACH_DATABASE_URL must be a postgres:// URL; the SQLite journal migrates itself at start"
                 );
                 return 2;
             }
-            match super::postgres::migrate_url(url).await {
+            match coach_worker::journal::postgres::migrate_url(url).await {
                 Ok(applied) => {
                     println!("journal migrations applied: {applied} new");
                     0
