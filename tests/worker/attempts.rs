@@ -127,23 +127,29 @@ async fn meetings_finishing_together_complete_the_experiment_once() {
     let (user, transcripts) = w.seed().await;
     let experiment = w.hand_experiment(&user, 3).await;
 
-    // Five requests at once: their D1s overlap.
-    let mut sent = Vec::new();
+    // Five requests at once: their D1s overlap. The deliveries are sent together, so that every R1
+    // reads the experiment while it is still active; sent one after another on a busy machine, the
+    // last R1 could start after three D1s had already completed it.
+    let mut requests = Vec::new();
     for (i, t) in transcripts[..5].iter().enumerate() {
-        let request = w.run_request(&format!("c:{i}"), &user, t).await;
-        let queued: Value = w
-            .app
-            .post_signed(
-                "r1",
-                &format!("c-{i}"),
-                &json!({ "run_request_id": request }),
-            )
-            .await
-            .json()
-            .await
-            .unwrap();
-        sent.push(queued["run_id"].as_str().unwrap().to_owned());
+        requests.push(w.run_request(&format!("c:{i}"), &user, t).await);
     }
+    let post = |i: usize| {
+        let body = json!({ "run_request_id": requests[i] });
+        let w = &w;
+        async move {
+            let queued: Value = w
+                .app
+                .post_signed("r1", &format!("c-{i}"), &body)
+                .await
+                .json()
+                .await
+                .unwrap();
+            queued["run_id"].as_str().unwrap().to_owned()
+        }
+    };
+    let (a, b, c, d, e) = tokio::join!(post(0), post(1), post(2), post(3), post(4));
+    let sent = [a, b, c, d, e];
     let mut completing = 0;
     for id in &sent {
         let run = w.wait_all(id).await;
