@@ -40,7 +40,7 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
 
     /// A `postgres://…` URL puts the journal on Postgres, shared by several instances (see the
-    /// README); without it (or with any other URL) the journal is `journal.db` in the data folder.
+    /// README); without it the journal is `journal.db` in the data folder. Any other value is refused.
     /// Holds a password, so it is never logged.
     #[arg(
         long = "database-url",
@@ -238,6 +238,19 @@ impl ServeConfig {
                 "no webhook secret is set; set COACH_WEBHOOK_SECRETS to one or more comma-separated secrets \
                  (for example `whsec_` + base64 of 32 random bytes), or run `coach-worker serve --demo`",
             ));
+        }
+        // A URL that does not select Postgres must not quietly give each instance a journal of its own
+        // (two pollers, no shared idempotency): it is a configuration error.
+        if let Some(url) = &self.database_url {
+            let url = url.expose_secret().trim();
+            if !url.is_empty() && !crate::journal::postgres::is_postgres_url(url) {
+                return Err(config_error(
+                    "COACH_DATABASE_URL",
+                    "must be a Postgres URL starting with `postgres://` or `postgresql://` (for \
+                     example `postgres://user:password@host:5432/coach`); leave it unset for the \
+                     embedded SQLite journal",
+                ));
+            }
         }
         if self.max_body_bytes < 1024 {
             return Err(config_error(

@@ -38,7 +38,7 @@ pub async fn run(command: JournalCommand) -> i32 {
                 }
                 Err(e) => {
                     eprintln!("error: {} ({})", e, e.code());
-                    1
+                    2
                 }
             }
         }

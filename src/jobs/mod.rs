@@ -247,7 +247,7 @@ impl Runner {
                 break;
             }
             while let Some(done) = running.try_join_next_with_id() {
-                running_ids.remove(&finished_task(done));
+                self.forget(&mut running_ids, done);
                 self.settled.send_modify(|n| *n += 1);
             }
             let free = self.config.concurrency.saturating_sub(running.len());
@@ -258,6 +258,7 @@ impl Runner {
                         next_due = next;
                         for job in jobs {
                             let job_id = job.id.clone();
+                            self.journal.job_live(&job_id, true);
                             let handle = running.spawn(run_one(
                                 self.journal.clone(),
                                 self.handlers.clone(),
@@ -284,7 +285,7 @@ impl Runner {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(sleep_for) => {}
                 Some(done) = running.join_next_with_id(), if !running.is_empty() => {
-                    running_ids.remove(&finished_task(done));
+                    self.forget(&mut running_ids, done);
                     self.settled.send_modify(|n| *n += 1);
                 }
                 _ = stop.changed() => {}
@@ -296,7 +297,7 @@ impl Runner {
         while !running.is_empty() {
             match tokio::time::timeout_at(deadline, running.join_next_with_id()).await {
                 Ok(Some(done)) => {
-                    running_ids.remove(&finished_task(done));
+                    self.forget(&mut running_ids, done);
                 }
                 Ok(None) => break,
                 Err(_) => {
@@ -312,6 +313,19 @@ impl Runner {
                     break;
                 }
             }
+        }
+    }
+}
+
+impl Runner {
+    /// A job task ended (returned or panicked): it no longer holds its job.
+    fn forget(
+        &self,
+        running_ids: &mut HashMap<tokio::task::Id, String>,
+        done: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
+    ) {
+        if let Some(job_id) = running_ids.remove(&finished_task(done)) {
+            self.journal.job_live(&job_id, false);
         }
     }
 }

@@ -247,6 +247,17 @@ impl Journal {
 
     /// Claims up to `limit` jobs that are due, marking them running and starting an attempt, and
     /// tells when the next waiting job becomes due (one round trip for the runner's loop).
+    /// The runner tells the journal when a task of this process starts (`live`) and stops running
+    /// job `id`, however it stopped. On Postgres only live jobs keep their lease, so a job whose task
+    /// ended without writing its outcome is taken over once its lease runs out, and a live one is
+    /// never claimed again by this instance. The SQLite journal has one process, which requeues such
+    /// jobs at its next start.
+    pub fn job_live(&self, id: &str, live: bool) {
+        if let Some(pg) = self.pg() {
+            pg.job_live(id, live);
+        }
+    }
+
     pub async fn claim_due(&self, limit: usize) -> Result<(Vec<Job>, Option<i64>), JournalError> {
         if let Some(pg) = self.pg() {
             return pg.claim_due(self, limit).await;

@@ -116,7 +116,9 @@ impl Serialize for D1Outcome {
 fn run_output(run: &tables::Run) -> CheckedOutput {
     run.output
         .as_deref()
-        .and_then(|o| serde_json::from_str::<CheckedOutput>(o).ok())
+        .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())
+        // Part by part, so that a malformed proposal does not hide a well-formed attempt.
+        .map(|o| CheckedOutput::read(&o))
         .unwrap_or_default()
 }
 

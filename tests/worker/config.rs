@@ -65,6 +65,33 @@ fn env_example_sourced_as_shipped_passes_the_configuration() {
 }
 
 #[test]
+fn a_database_url_that_is_not_postgres_is_refused_not_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in [
+        "postgress://db/coach",
+        "POSTGRES://db/coach",
+        "host=db dbname=coach",
+    ] {
+        let out = worker(dir.path())
+            .args(["serve"])
+            .env("COACH_WEBHOOK_SECRETS", "a-make-secret-of-20-chars")
+            .env("COACH_DATABASE_URL", url)
+            .env("COACH_DATA_DIR", dir.path().join("data"))
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{url}: {err}");
+        assert!(err.contains("COACH_DATABASE_URL"), "{err}");
+        assert!(err.contains("postgres://"), "{err}");
+        assert!(!err.contains(url), "the URL may hold a password: {err}");
+        assert!(
+            !dir.path().join("data").join("journal.db").exists(),
+            "no SQLite journal is opened instead"
+        );
+    }
+}
+
+#[test]
 fn a_bad_value_from_the_environment_names_the_variable() {
     let dir = tempfile::tempdir().unwrap();
     let out = worker(dir.path())

@@ -659,6 +659,26 @@ async fn an_expired_lease_is_taken_over_and_the_late_owner_is_ignored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_never_takes_over_a_job_its_own_task_still_runs() {
+    let (cluster, a, _b) = two_instances().await;
+    let (running, _) = a.enqueue(job(None)).await.unwrap();
+    let (orphan, _) = a.enqueue(job(None)).await.unwrap();
+    assert_eq!(a.claim_due(5).await.unwrap().0.len(), 2);
+    // One task runs on; the other ended without writing its outcome (it panicked, say).
+    a.job_live(&running, true);
+    a.job_live(&orphan, true);
+    a.job_live(&orphan, false);
+    // Both leases run out (a database outage longer than a lease, a starved heartbeat).
+    sql(&cluster, "UPDATE jobs SET lease_until = 0").await;
+    let (taken, _) = a.claim_due(5).await.unwrap();
+    assert_eq!(
+        taken.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+        vec![orphan.as_str()],
+        "the orphan is run again; the job a task still runs is not started twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_up_requeues_only_expired_leases() {
     let (cluster, a, b) = two_instances().await;
     let (id, _) = a.enqueue(job(None)).await.unwrap();

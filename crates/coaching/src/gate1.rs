@@ -163,8 +163,20 @@ pub struct ExperimentProposal {
     pub title: String,
     pub behavior: String,
     pub success_signal: String,
-    /// 1 to 10.
+    /// 1 to 10. JSON Schema counts `3.0` as an integer, and Gate-1 passes it, so it reads as 3.
+    #[serde(deserialize_with = "whole_number")]
     pub target_meetings: i64,
+}
+
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    match (n.as_i64(), n.as_f64()) {
+        (Some(i), _) => Ok(i),
+        (None, Some(f)) if f.fract() == 0.0 && f.abs() < 1e15 => Ok(f as i64),
+        _ => Err(serde::de::Error::custom(format!(
+            "{n} is not a whole number"
+        ))),
+    }
 }
 
 /// `experiment_attempt` (schema `$defs/experiment_attempt`).
@@ -487,5 +499,29 @@ impl Checker<'_, '_> {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proposal_reads_a_whole_float_count_and_refuses_a_fraction() {
+        let proposal = |n: Value| {
+            serde_json::json!({ "experiment_proposal": {
+                "title": "t", "behavior": "b", "success_signal": "s", "target_meetings": n
+            }})
+        };
+        let read = |n| CheckedOutput::read(&proposal(n)).experiment_proposal;
+        assert_eq!(
+            read(serde_json::json!(3)).map(|p| p.target_meetings),
+            Some(3)
+        );
+        assert_eq!(
+            read(serde_json::json!(3.0)).map(|p| p.target_meetings),
+            Some(3)
+        );
+        assert_eq!(read(serde_json::json!(2.5)), None);
     }
 }

@@ -112,19 +112,50 @@ async fn in_transaction<T>(
     f: impl for<'a> FnOnce(&'a ClientWrapper) -> super::BoxFut<'a, Result<T, JournalError>>,
 ) -> Result<T, JournalError> {
     j.check_open()?;
-    let client = pg.client().await?;
+    let tx = Tx(Some(pg.client().await?));
+    let client = tx.client()?;
     client.batch_execute("BEGIN").await.map_err(super::pg_err)?;
-    match f(&client).await {
+    match f(client).await {
         Ok(value) => {
             client
                 .batch_execute("COMMIT")
                 .await
                 .map_err(super::pg_err)?;
+            tx.finish();
             Ok(value)
         }
         Err(e) => {
-            let _ = client.batch_execute("ROLLBACK").await;
+            if client.batch_execute("ROLLBACK").await.is_ok() {
+                tx.finish();
+            }
             Err(e)
+        }
+    }
+}
+
+/// A pooled connection inside a transaction. Unless [`Tx::finish`] says the transaction ended, the
+/// connection is closed rather than returned to the pool when this is dropped (the caller's future
+/// was dropped half-way, or COMMIT/ROLLBACK failed): the server then rolls the transaction back and
+/// frees its row locks, and no later user of the pool finds itself inside a stranger's transaction.
+struct Tx(Option<deadpool_postgres::Client>);
+
+impl Tx {
+    fn client(&self) -> Result<&ClientWrapper, JournalError> {
+        self.0
+            .as_deref()
+            .ok_or_else(|| JournalError::Unavailable("the connection was closed".into()))
+    }
+
+    /// The transaction is over: the connection goes back to the pool.
+    fn finish(mut self) {
+        self.0.take();
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            drop(deadpool_postgres::Object::take(client));
         }
     }
 }
@@ -157,6 +188,7 @@ impl PgJournal {
         limit: usize,
     ) -> Result<(Vec<Job>, Option<i64>), JournalError> {
         let me = self.incarnation().to_owned();
+        let live = self.live_ids();
         in_transaction(self, j, move |c| {
             Box::pin(async move {
                 let now = now_ms();
@@ -165,7 +197,7 @@ impl PgJournal {
                     "WITH due AS (
                          SELECT id, status AS was FROM jobs
                          WHERE (status IN ('queued', 'retry_scheduled') AND next_attempt_at <= $1)
-                            OR (status = 'running' AND lease_until < $1)
+                            OR (status = 'running' AND lease_until < $1 AND NOT (id = ANY($5)))
                          ORDER BY COALESCE(next_attempt_at, lease_until), seq
                          LIMIT $2 FOR UPDATE SKIP LOCKED)
                      UPDATE jobs j SET status = 'running',
@@ -180,7 +212,7 @@ impl PgJournal {
                         .collect::<Vec<_>>()
                         .join(", ")
                 );
-                let rows = query(c, &sql, &[&now, &limit, &me, &(now + LEASE_MS)]).await?;
+                let rows = query(c, &sql, &[&now, &limit, &me, &(now + LEASE_MS), &live]).await?;
                 let mut rows: Vec<(i64, Job)> =
                     rows.iter().map(|r| (r.get(19), job_from_row(r))).collect();
                 rows.sort_by_key(|(seq, _)| *seq);

@@ -63,16 +63,21 @@ impl PgJournal {
     /// Waits for the lock named `name` and holds it until the returned guard is dropped.
     pub(crate) async fn lock_key(&self, j: &Journal, name: &str) -> Result<KeyLock, JournalError> {
         j.check_open()?;
-        let client = self.client().await?;
         let key = key_of(name);
-        client
-            .execute("SELECT pg_advisory_lock($1)", &[&key])
-            .await
-            .map_err(pg_err)?;
-        Ok(KeyLock {
-            client: Some(client),
+        // The guard exists before the wait: if the caller's future is dropped while the server is
+        // still waiting for the lock, the guard's unlock is queued behind that wait on the same
+        // session, so a lock taken for nobody is released at once and never strands the key.
+        let lock = KeyLock {
+            client: Some(self.client().await?),
             key,
-        })
+        };
+        if let Some(client) = &lock.client {
+            client
+                .execute("SELECT pg_advisory_lock($1)", &[&key])
+                .await
+                .map_err(pg_err)?;
+        }
+        Ok(lock)
     }
 
     /// Takes the lock `key` if nobody holds it.

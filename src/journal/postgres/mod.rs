@@ -97,7 +97,15 @@ pub struct PgJournal {
     writer_alive: Arc<AtomicBool>,
     /// Poked when this instance queued a job, so that the other instances hear of it.
     announce: Arc<Notify>,
+    /// The jobs a task of this instance is running right now (the runner says when one starts and
+    /// ends). Only their leases are renewed, so a job whose task is gone without writing its outcome
+    /// (a lost claim answer, an outcome that could not be written, a panic) loses its lease and is
+    /// taken over; and a claim never takes over one of them, so no job runs twice here.
+    live: LiveJobs,
 }
+
+/// Ids of the jobs this instance's tasks are running.
+pub(crate) type LiveJobs = Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
 
 impl Drop for PgJournal {
     fn drop(&mut self) {
@@ -320,9 +328,11 @@ impl PgJournal {
             }));
             writers.push(writer);
         }
+        let live = LiveJobs::default();
         tasks.push(tokio::spawn(heartbeat_loop(
             pool.clone(),
             incarnation.clone(),
+            live.clone(),
         )));
         let announce = Arc::new(Notify::new());
         tasks.push(tokio::spawn(announce_loop(pool.clone(), announce.clone())));
@@ -334,6 +344,7 @@ impl PgJournal {
             tasks,
             writer_alive,
             announce,
+            live,
         };
         // Alive from the start; reservations of dead instances are released by the start-up's
         // `release_orphaned` (which reports how many) and then by every heartbeat.
@@ -369,6 +380,20 @@ impl PgJournal {
     /// A pooled connection.
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Client, JournalError> {
         self.pool.get().await.map_err(pool_err)
+    }
+
+    /// The runner started (`true`) or finished (`false`) running job `id` in this instance.
+    pub(crate) fn job_live(&self, id: &str, live: bool) {
+        let mut set = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if live {
+            set.insert(id.to_owned());
+        } else {
+            set.remove(id);
+        }
+    }
+
+    pub(crate) fn live_ids(&self) -> Vec<String> {
+        live_ids(&self.live)
     }
 
     /// Runs `f` through the writer: inside the current batch's transaction, in its own savepoint,
@@ -483,9 +508,9 @@ impl PgJournal {
     }
 }
 
-/// One heartbeat: this instance is alive, its leases are renewed, and the reservations of instances
-/// not seen for a lease period are released.
-async fn beat(client: &ClientWrapper, me: &str) -> Result<(), JournalError> {
+/// One heartbeat: this instance is alive, the leases of the jobs its tasks are running are renewed,
+/// and the reservations of instances not seen for a lease period are released.
+async fn beat(client: &ClientWrapper, me: &str, live: &[String]) -> Result<(), JournalError> {
     let now = now_ms();
     client
         .execute(
@@ -497,8 +522,9 @@ async fn beat(client: &ClientWrapper, me: &str) -> Result<(), JournalError> {
         .map_err(pg_err)?;
     client
         .execute(
-            "UPDATE jobs SET lease_until = $2 WHERE status = 'running' AND lease_owner = $1",
-            &[&me, &(now + LEASE_MS)],
+            "UPDATE jobs SET lease_until = $2
+             WHERE status = 'running' AND lease_owner = $1 AND id = ANY($3)",
+            &[&me, &(now + LEASE_MS), &live],
         )
         .await
         .map_err(pg_err)?;
@@ -530,7 +556,12 @@ pub(crate) async fn release_dead_reservations(
         .map_err(pg_err)
 }
 
-async fn heartbeat_loop(pool: Pool, me: Arc<str>) {
+fn live_ids(live: &LiveJobs) -> Vec<String> {
+    let set = live.lock().unwrap_or_else(|p| p.into_inner());
+    set.iter().cloned().collect()
+}
+
+async fn heartbeat_loop(pool: Pool, me: Arc<str>, live: LiveJobs) {
     let mut tick = tokio::time::interval(Duration::from_millis((LEASE_MS / 3) as u64));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick is immediate; `connect` has just marked the instance alive.
@@ -538,7 +569,7 @@ async fn heartbeat_loop(pool: Pool, me: Arc<str>) {
     loop {
         tick.tick().await;
         let result = match pool.get().await {
-            Ok(client) => beat(&client, &me).await,
+            Ok(client) => beat(&client, &me, &live_ids(&live)).await,
             Err(e) => Err(pool_err(e)),
         };
         if let Err(e) = result {
