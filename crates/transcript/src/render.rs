@@ -27,6 +27,9 @@ pub fn render(t: &Transcript, format: Format) -> String {
                 if !s.text.is_empty() {
                     out.push(' ');
                     escape_for_reparse(&s.text, true, &mut out);
+                } else if s.disfluencies > 0 {
+                    out.push(' ');
+                    non_speech_only(s.disfluencies, &mut out);
                 }
                 out.push('\n');
             }
@@ -38,6 +41,9 @@ pub fn render(t: &Transcript, format: Format) -> String {
                 timing(&mut out, s.start, s.end, '.');
                 let _ = write!(out, "<v {}>", s.speaker);
                 escape_for_reparse(&s.text, false, &mut out);
+                if s.text.is_empty() {
+                    non_speech_only(s.disfluencies, &mut out);
+                }
                 out.push('\n');
             }
         }
@@ -47,11 +53,26 @@ pub fn render(t: &Transcript, format: Format) -> String {
                 timing(&mut out, s.start, s.end, ',');
                 let _ = write!(out, "{}: ", s.speaker);
                 escape_for_reparse(&s.text, false, &mut out);
+                if s.text.is_empty() {
+                    non_speech_only(s.disfluencies, &mut out);
+                }
                 out.push_str("\n\n");
             }
         }
     }
     out
+}
+
+/// A turn whose only content was non-speech (`[laughter]`, `{vocalsound}`) has no text but counts its
+/// tokens. It is written as that many `{nonspeech}` tokens, so that parsing the rendering gives the
+/// same turn back instead of a label with nothing after it, which is no turn at all.
+fn non_speech_only(tokens: u32, out: &mut String) {
+    for i in 0..tokens {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str("{nonspeech}");
+    }
 }
 
 fn json(t: &Transcript, out: &mut String) {

@@ -314,3 +314,26 @@ proptest! {
         }
     }
 }
+
+/// Found by `text_parse_render_parse_is_stable`: a turn whose only content is non-speech (`[]`,
+/// `[laughs]`) was rendered as a bare label and lost on the way back. Each format keeps it.
+#[test]
+fn a_non_speech_only_turn_survives_rendering_in_every_format() {
+    for input in [
+        "Dee O'Neil: 0\nAnn: []\n",
+        "Dee O'Neil: 0\nAnn: [laughs] {cough}\n",
+    ] {
+        let t1 = parse(input.as_bytes(), Format::Text).expect("parses");
+        assert_eq!(t1.participants, ["Dee O'Neil", "Ann"]);
+        for f in [Format::Text, Format::Vtt, Format::Srt, Format::Json] {
+            let t2 = parse(render(&t1, f).as_bytes(), f).expect("rendered parses");
+            assert_eq!(t2.participants, t1.participants, "{f:?}");
+            let (a, b) = (&t1.segments[1], &t2.segments[1]);
+            assert_eq!(
+                (&b.speaker, &b.text, b.disfluencies),
+                (&a.speaker, &a.text, a.disfluencies),
+                "{f:?}"
+            );
+        }
+    }
+}
