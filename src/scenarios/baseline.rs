@@ -10,7 +10,7 @@ use tracing::Instrument;
 use super::experiments::{E1Facts, Instantiate};
 use super::jobs::{JobRun, JobSpec};
 use super::transcripts::{self, coachee_label};
-use super::{Delivery, Deps, ScenarioError, analysis_run_type, known_id, long_text, record_time};
+use super::{Delivery, Deps, ScenarioError, known_id, long_text, record_time};
 use crate::jobs::JobError;
 use crate::journal::{NewJob, now_ms};
 
@@ -335,7 +335,7 @@ async fn build_pack_in(
         ));
     }
     let input = AnalysisInput {
-        run_type: analysis_run_type(RunType::BaselinePack),
+        run_type: RunType::BaselinePack,
         coachee,
         meetings,
         active_experiment: None,

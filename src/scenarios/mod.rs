@@ -266,16 +266,6 @@ pub(crate) fn known_id(id: &str) -> Result<RecordId, ScenarioError> {
     RecordId::parse(id).map_err(ScenarioError::Store)
 }
 
-/// The analyzer's name for a run type. The scenarios speak of run types in one type, the store's
-/// `Type` select ([`coach_store::tables::RunType`]); the coaching crate keeps its own because the
-/// library crates do not depend on each other, and this is the one place that maps between them.
-pub(crate) fn analysis_run_type(run_type: coach_store::tables::RunType) -> coach_coaching::RunType {
-    match run_type {
-        coach_store::tables::RunType::SingleMeeting => coach_coaching::RunType::SingleMeeting,
-        coach_store::tables::RunType::BaselinePack => coach_coaching::RunType::BaselinePack,
-    }
-}
-
 /// RFC 3339 (UTC, seconds) of a millisecond timestamp, for record fields.
 pub fn record_time(ms: i64) -> String {
     crate::journal::rfc3339(ms - ms.rem_euclid(1000))

@@ -13,7 +13,7 @@ use super::baseline::{FailureWritten, analysis_run, failed_run, upsert_run};
 use super::experiments::{D1Facts, ExperimentFacts, RecordAttempt};
 use super::jobs::{JobRun, JobSpec};
 use super::transcripts::{self, coachee_label};
-use super::{Deps, ScenarioError, analysis_run_type, known_id, long_text};
+use super::{Deps, ScenarioError, known_id, long_text};
 use crate::jobs::JobError;
 use crate::journal::NewJob;
 
@@ -200,7 +200,7 @@ async fn run_request_in(
         success_signal: e.success_signal.clone().unwrap_or_default(),
     });
     let input = AnalysisInput {
-        run_type: analysis_run_type(RunType::SingleMeeting),
+        run_type: RunType::SingleMeeting,
         coachee,
         meetings: vec![meeting],
         active_experiment,

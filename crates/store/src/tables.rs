@@ -7,7 +7,9 @@
 //! Airtable omits empty fields from responses: absent reads as empty. `to_fields` leaves out `None` and
 //! empty links, so writing a typed record never clears fields it does not mention; to clear a field, send
 //! `null` for it in raw [`Fields`]. Links are `Vec<String>` of record ids; select options are enums whose
-//! serde names are the option names.
+//! serde names are the option names. The Runs table's `Type` is [`RunType`], the run type the whole
+//! workspace shares (`coach_transcript::RunType`, re-exported here): the store and the coaching crate
+//! both build on the transcript crate and on neither other, so the type lives there.
 //!
 //! Partial updates are typed too ([`TableUpdate`]: [`RunRequestUpdate`], [`BaselinePackUpdate`], …,
 //! each field a [`Change`]: keep, clear or set), and so are the list queries the worker makes
@@ -19,6 +21,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{Fields, Record, StoreError};
+
+pub use coach_transcript::RunType;
 
 /// The seven tables of the base.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -167,7 +171,6 @@ select!(TranscriptFormat { Auto = "auto", Vtt = "vtt", Srt = "srt", Json = "json
 select!(ParseStatus { Pending = "Pending", Parsed = "Parsed", Failed = "Failed" });
 select!(RunRequestStatus { Queued = "Queued", Processing = "Processing", Done = "Done", Failed = "Failed" });
 select!(RunRequestSource { Make = "make", Airtable = "airtable", Admin = "admin" });
-select!(RunType { SingleMeeting = "single_meeting", BaselinePack = "baseline_pack" });
 select!(RunStatus { Queued = "Queued", Running = "Running", Succeeded = "Succeeded", Failed = "Failed" });
 select!(BaselinePackStatus { Draft = "Draft", Queued = "Queued", Building = "Building", Ready = "Ready", Failed = "Failed" });
 select!(ExperimentStatus { Active = "Active", Completed = "Completed", Abandoned = "Abandoned" });
