@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use coach_store::tables::{
     self, RunRequestSource, RunRequestStatus, TableRecord, TranscriptFormat,
 };
-use coach_store::{Fields, Filter, ListQuery};
+use coach_store::{Fields, Filter, ListQuery, RecordId};
 use serde_json::{Value, json};
 
 use crate::journal::now_ms;
@@ -75,7 +75,7 @@ async fn find_or_create(
     field: &str,
     value: &str,
     create: Fields,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<RecordId> {
     let found = deps
         .store
         .list(
@@ -86,13 +86,11 @@ async fn find_or_create(
         )
         .await?;
     if let Some(r) = found.first() {
-        return Ok(r.id.clone());
+        return Ok(RecordId::parse(&r.id)?);
     }
     let created = deps.store.create(table, vec![create]).await?;
-    created
-        .first()
-        .map(|r| r.id.clone())
-        .context("the store created no record")
+    let id = created.first().context("the store created no record")?;
+    Ok(RecordId::parse(&id.id)?)
 }
 
 struct Client {

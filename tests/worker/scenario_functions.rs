@@ -60,7 +60,7 @@ async fn transcript(deps: &Deps, owner: &RecordId, title: &str) -> RecordId {
         deps,
         &tables::Transcript {
             title: Some(title.into()),
-            user: vec![owner.to_string()],
+            user: vec![owner.clone()],
             transcript: Some(
                 "Ilse Varga: Shall we start with the roadmap?\nTobin Reyes: Yes.\n".into(),
             ),

@@ -6,8 +6,10 @@
 //! against `airtable/base-schema.json`. Every field is optional (`Option` or an empty `Vec`) because
 //! Airtable omits empty fields from responses: absent reads as empty. `to_fields` leaves out `None` and
 //! empty links, so writing a typed record never clears fields it does not mention; to clear a field, send
-//! `null` for it in raw [`Fields`]. Links are `Vec<String>` of record ids; select options are enums whose
-//! serde names are the option names. The Runs table's `Type` is [`RunType`], the run type the whole
+//! `null` for it in raw [`Fields`]. Links are `Vec<RecordId>`: every id is validated once, when the record
+//! is read, so a malformed link from the base fails the read with `STORE_DECODE` naming the record, its
+//! table and the bad id, instead of being dropped or followed later; select options are enums whose serde names are
+//! the option names. The Runs table's `Type` is [`RunType`], the run type the whole
 //! workspace shares (`coach_transcript::RunType`, re-exported here): the store and the coaching crate
 //! both build on the transcript crate and on neither other, so the type lives there.
 //!
@@ -20,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{Fields, Record, StoreError};
+use crate::{Fields, Record, RecordId, StoreError};
 
 pub use coach_transcript::RunType;
 
@@ -202,13 +204,13 @@ pub struct User {
     #[serde(rename = "Role", default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
     #[serde(rename = "Coach", default, skip_serializing_if = "Vec::is_empty")]
-    pub coach: Vec<String>,
+    pub coach: Vec<RecordId>,
     #[serde(
         rename = "Active Experiment",
         default,
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub active_experiment: Vec<String>,
+    pub active_experiment: Vec<RecordId>,
 }
 table_record!(User, Table::Users);
 
@@ -219,7 +221,7 @@ pub struct Transcript {
     #[serde(rename = "Title", default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     #[serde(rename = "User", default, skip_serializing_if = "Vec::is_empty")]
-    pub user: Vec<String>,
+    pub user: Vec<RecordId>,
     #[serde(
         rename = "Meeting Date",
         default,
@@ -275,13 +277,13 @@ pub struct RunRequest {
     #[serde(rename = "Key", default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     #[serde(rename = "User", default, skip_serializing_if = "Vec::is_empty")]
-    pub user: Vec<String>,
+    pub user: Vec<RecordId>,
     #[serde(rename = "Transcript", default, skip_serializing_if = "Vec::is_empty")]
-    pub transcript: Vec<String>,
+    pub transcript: Vec<RecordId>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<RunRequestStatus>,
     #[serde(rename = "Run", default, skip_serializing_if = "Vec::is_empty")]
-    pub run: Vec<String>,
+    pub run: Vec<RecordId>,
     #[serde(rename = "Error", default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(rename = "Source", default, skip_serializing_if = "Option::is_none")]
@@ -298,23 +300,23 @@ pub struct Run {
     #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
     pub run_type: Option<RunType>,
     #[serde(rename = "User", default, skip_serializing_if = "Vec::is_empty")]
-    pub user: Vec<String>,
+    pub user: Vec<RecordId>,
     #[serde(rename = "Run Request", default, skip_serializing_if = "Vec::is_empty")]
-    pub run_request: Vec<String>,
+    pub run_request: Vec<RecordId>,
     #[serde(
         rename = "Baseline Pack",
         default,
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub baseline_pack: Vec<String>,
+    pub baseline_pack: Vec<RecordId>,
     #[serde(rename = "Transcripts", default, skip_serializing_if = "Vec::is_empty")]
-    pub transcripts: Vec<String>,
+    pub transcripts: Vec<RecordId>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<RunStatus>,
     #[serde(rename = "Attempt", default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<i64>,
     #[serde(rename = "Replay Of", default, skip_serializing_if = "Vec::is_empty")]
-    pub replay_of: Vec<String>,
+    pub replay_of: Vec<RecordId>,
     #[serde(rename = "Provider", default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
     #[serde(rename = "Model", default, skip_serializing_if = "Option::is_none")]
@@ -394,15 +396,15 @@ pub struct BaselinePack {
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(rename = "User", default, skip_serializing_if = "Vec::is_empty")]
-    pub user: Vec<String>,
+    pub user: Vec<RecordId>,
     #[serde(rename = "Transcripts", default, skip_serializing_if = "Vec::is_empty")]
-    pub transcripts: Vec<String>,
+    pub transcripts: Vec<RecordId>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<BaselinePackStatus>,
     #[serde(rename = "Run", default, skip_serializing_if = "Vec::is_empty")]
-    pub run: Vec<String>,
+    pub run: Vec<RecordId>,
     #[serde(rename = "Experiment", default, skip_serializing_if = "Vec::is_empty")]
-    pub experiment: Vec<String>,
+    pub experiment: Vec<RecordId>,
     #[serde(rename = "Error", default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -417,15 +419,15 @@ pub struct Experiment {
     #[serde(rename = "Title", default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     #[serde(rename = "User", default, skip_serializing_if = "Vec::is_empty")]
-    pub user: Vec<String>,
+    pub user: Vec<RecordId>,
     #[serde(
         rename = "Baseline Pack",
         default,
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub baseline_pack: Vec<String>,
+    pub baseline_pack: Vec<RecordId>,
     #[serde(rename = "Source Run", default, skip_serializing_if = "Vec::is_empty")]
-    pub source_run: Vec<String>,
+    pub source_run: Vec<RecordId>,
     #[serde(rename = "Behavior", default, skip_serializing_if = "Option::is_none")]
     pub behavior: Option<String>,
     #[serde(
@@ -458,9 +460,9 @@ pub struct ExperimentEvent {
     #[serde(rename = "Key", default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     #[serde(rename = "Experiment", default, skip_serializing_if = "Vec::is_empty")]
-    pub experiment: Vec<String>,
+    pub experiment: Vec<RecordId>,
     #[serde(rename = "Run", default, skip_serializing_if = "Vec::is_empty")]
-    pub run: Vec<String>,
+    pub run: Vec<RecordId>,
     #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
     pub event_type: Option<EventType>,
     #[serde(rename = "Attempted", default, skip_serializing_if = "Option::is_none")]
@@ -532,7 +534,7 @@ macro_rules! table_update {
 
 table_update!(
     /// What the worker changes on a user.
-    UserUpdate for User { active_experiment: Vec<String> = "Active Experiment" }
+    UserUpdate for User { active_experiment: Vec<RecordId> = "Active Experiment" }
 );
 table_update!(
     /// The parse outcome written onto a transcript.
@@ -548,7 +550,7 @@ table_update!(
     /// A Run Request's progress.
     RunRequestUpdate for RunRequest {
         status: RunRequestStatus = "Status",
-        run: Vec<String> = "Run",
+        run: Vec<RecordId> = "Run",
         error: String = "Error",
     }
 );
@@ -556,8 +558,8 @@ table_update!(
     /// A Baseline Pack's progress.
     BaselinePackUpdate for BaselinePack {
         status: BaselinePackStatus = "Status",
-        run: Vec<String> = "Run",
-        experiment: Vec<String> = "Experiment",
+        run: Vec<RecordId> = "Run",
+        experiment: Vec<RecordId> = "Experiment",
         error: String = "Error",
     }
 );
@@ -626,8 +628,8 @@ mod tests {
     fn s(x: &str) -> Option<String> {
         Some(x.to_string())
     }
-    fn l() -> Vec<String> {
-        vec!["rec0HLFTLAXuJ6suq".to_string()]
+    fn l() -> Vec<RecordId> {
+        vec![RecordId::parse("rec0HLFTLAXuJ6suq").unwrap()]
     }
 
     #[test]
@@ -729,6 +731,37 @@ mod tests {
             evidence: s("e"),
             occurred_at: s("2025-01-02T03:04:05.000Z"),
         });
+    }
+
+    #[test]
+    fn a_malformed_link_fails_the_read_and_names_the_record() {
+        let mut fields = Fields::new();
+        fields.insert("Key".into(), "run:1".into());
+        fields.insert(
+            "Run Request".into(),
+            serde_json::json!(["rec0HLFTLAXuJ6suq", "recBROKEN"]),
+        );
+        let err = Run::from_record(&Record {
+            id: "rec1HLFTLAXuJ6suq".into(),
+            created_time: String::new(),
+            fields,
+        })
+        .unwrap_err();
+        assert_eq!(err.code(), "STORE_DECODE");
+        let message = err.to_string();
+        assert!(message.contains("rec1HLFTLAXuJ6suq"), "{message}");
+        assert!(message.contains("\"Runs\""), "{message}");
+        assert!(message.contains("recBROKEN"), "{message}");
+        // A link that is not text at all is as clear.
+        let mut fields = Fields::new();
+        fields.insert("Transcript".into(), serde_json::json!([42]));
+        let err = RunRequest::from_record(&Record {
+            id: "rec1HLFTLAXuJ6suq".into(),
+            created_time: String::new(),
+            fields,
+        })
+        .unwrap_err();
+        assert_eq!(err.code(), "STORE_DECODE");
     }
 
     #[test]
