@@ -590,6 +590,26 @@ pub mod queries {
             .fields(["Key", "Attempted"])
     }
 
+    /// Every event of an experiment (by its Key), whatever its type.
+    pub fn experiment_events(experiment_key: &str) -> ListQuery {
+        ListQuery::new().filter(Filter::link_contains("Experiment", experiment_key))
+    }
+
+    /// The first user with this `Name` (Users have no Key; the demo finds its coachee by name).
+    pub fn user_named(name: &str) -> ListQuery {
+        ListQuery::new()
+            .filter(Filter::eq("Name", name))
+            .max_records(1)
+    }
+
+    /// The first transcript with this `Title` (Transcripts have no Key; the demo finds its samples
+    /// by title).
+    pub fn transcript_titled(title: &str) -> ListQuery {
+        ListQuery::new()
+            .filter(Filter::eq("Title", title))
+            .max_records(1)
+    }
+
     /// The record with this `Key`, if any.
     pub fn by_key(key: &str) -> ListQuery {
         ListQuery::new()
@@ -811,6 +831,30 @@ mod tests {
         schema.validate_fields(USERS, &user.to_fields()).unwrap();
         for table in Table::ALL {
             assert!(schema.table(table.as_str()).is_some(), "{table}");
+        }
+    }
+
+    #[test]
+    fn queries_name_schema_fields() {
+        let schema = BaseSchema::embedded().unwrap();
+        let cases = [
+            (RUN_REQUESTS, queries::queued_run_requests()),
+            (EXPERIMENT_EVENTS, queries::attempt_events("k")),
+            (EXPERIMENT_EVENTS, queries::experiment_events("k")),
+            (USERS, queries::user_named("n")),
+            (TRANSCRIPTS, queries::transcript_titled("t")),
+            (RUNS, queries::by_key("k")),
+        ];
+        for (table, query) in cases {
+            let t = schema.table(table).unwrap();
+            let filter = query.filter.as_ref().expect("every query filters");
+            let named = filter
+                .fields()
+                .into_iter()
+                .chain(query.fields.iter().map(String::as_str));
+            for field in named {
+                assert!(t.field(field).is_some(), "{table} has no field {field}");
+            }
         }
     }
 
