@@ -33,9 +33,10 @@
 //! the journal, whose API is JSON (`JobOutcome::result`, `JobError::details`, the payload column),
 //! which the typed outcomes and specs are serialised into there, once.
 //!
-//! Record ids: requests hold [`RecordId`]s parsed at the edge; link fields of typed records stay
-//! `Vec<String>` (as the store returns them) and are read into a `RecordId` once, where a scenario
-//! follows them ([`known_id`]), after which the store does not validate them again.
+//! Record ids: requests hold [`RecordId`]s parsed at the edge, and link fields of typed records are
+//! `Vec<RecordId>`, validated once when the store reads the record; scenarios follow links and write
+//! them without parsing again. Only a record's own id (`id: String` of a typed record, which may be
+//! empty before it is written) is read into a `RecordId` where a scenario links to it ([`known_id`]).
 
 pub mod baseline;
 pub mod experiments;
