@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use coach_coaching::Analyzer;
 use coach_store::fake::FakeAirtable;
 use coach_store::tables::{self, TableRecord};
-use coach_store::{ListQuery, Store};
+use coach_store::{ListQuery, RecordId, Store};
 use coach_worker::journal::Journal;
 use coach_worker::scenarios::{self, Deps};
 
@@ -48,24 +48,26 @@ async fn main() -> anyhow::Result<()> {
         }
         .to_fields(),
     );
+    let user_id = RecordId::parse(&user.id)?;
     let transcript = fake.insert(
         tables::TRANSCRIPTS,
         tables::Transcript {
             title: Some("1:1".into()),
-            user: vec![user.id.clone()],
+            user: vec![user_id.clone()],
             transcript: Some(text),
             coachee_speaker: Some("Maya Chen".into()),
             ..Default::default()
         }
         .to_fields(),
     );
+    let transcript_id = RecordId::parse(&transcript.id)?;
     for i in 0..n {
         fake.insert(
             tables::RUN_REQUESTS,
             tables::RunRequest {
                 key: Some(format!("bench:{i}")),
-                user: vec![user.id.clone()],
-                transcript: vec![transcript.id.clone()],
+                user: vec![user_id.clone()],
+                transcript: vec![transcript_id.clone()],
                 status: Some(tables::RunRequestStatus::Queued),
                 ..Default::default()
             }

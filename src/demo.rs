@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use coach_store::tables::{
-    self, RunRequestSource, RunRequestStatus, TableRecord, TranscriptFormat,
+    self, RunRequestSource, RunRequestStatus, TableRecord, TranscriptFormat, queries,
 };
-use coach_store::{Fields, Filter, ListQuery};
+use coach_store::{ListQuery, RecordId};
 use serde_json::{Value, json};
 
 use crate::journal::now_ms;
@@ -68,31 +68,23 @@ fn date_days_ago(days: i64) -> String {
     crate::journal::rfc3339(ms)[..10].to_owned()
 }
 
-/// Finds a record by a text field or creates it (Users and Transcripts have no `Key` to upsert on).
-async fn find_or_create(
+/// Finds a record by a query or creates it (Users and Transcripts have no `Key` to upsert on).
+async fn find_or_create<T: TableRecord>(
     deps: &Deps,
-    table: &str,
-    field: &str,
-    value: &str,
-    create: Fields,
-) -> anyhow::Result<String> {
-    let found = deps
-        .store
-        .list(
-            table,
-            &ListQuery::new()
-                .filter(Filter::eq(field, value))
-                .max_records(1),
-        )
-        .await?;
-    if let Some(r) = found.first() {
-        return Ok(r.id.clone());
-    }
-    let created = deps.store.create(table, vec![create]).await?;
-    created
-        .first()
-        .map(|r| r.id.clone())
-        .context("the store created no record")
+    query: ListQuery,
+    create: T,
+) -> anyhow::Result<RecordId> {
+    let found = deps.store.find::<T>(&query).await?;
+    let record = match found.into_iter().next() {
+        Some(r) => r,
+        None => deps
+            .store
+            .create_records(&[create])
+            .await?
+            .pop()
+            .context("the store created no record")?,
+    };
+    Ok(RecordId::parse(record.id())?)
 }
 
 struct Client {
@@ -184,22 +176,20 @@ pub async fn run(
 
     let user_id = find_or_create(
         &deps,
-        tables::USERS,
-        "Name",
-        COACHEE,
+        queries::user_named(COACHEE),
         tables::User {
             name: Some(COACHEE.into()),
             email: Some("maya.chen@example.com".into()),
             role: Some(tables::Role::Coachee),
             ..Default::default()
-        }
-        .to_fields(),
+        },
     )
     .await?;
     let mut transcript_ids = Vec::new();
     for (title, format, days, text) in SAMPLES {
+        let title = format!("Demo: {title}");
         let record = tables::Transcript {
-            title: Some(format!("Demo: {title}")),
+            title: Some(title.clone()),
             user: vec![user_id.clone()],
             meeting_date: Some(date_days_ago(days)),
             format: Some(format),
@@ -207,16 +197,8 @@ pub async fn run(
             coachee_speaker: Some(COACHEE.into()),
             ..Default::default()
         };
-        transcript_ids.push(
-            find_or_create(
-                &deps,
-                tables::TRANSCRIPTS,
-                "Title",
-                &format!("Demo: {title}"),
-                record.to_fields(),
-            )
-            .await?,
-        );
+        transcript_ids
+            .push(find_or_create(&deps, queries::transcript_titled(&title), record).await?);
     }
     println!(
         "demo: seeded user {user_id} and {} transcripts",
@@ -269,10 +251,7 @@ pub async fn run(
             source: Some(RunRequestSource::Admin),
             ..Default::default()
         };
-        let written = deps
-            .store
-            .upsert(tables::RUN_REQUESTS, vec![request.to_fields()])
-            .await?;
+        let written = deps.store.upsert_records(&[request]).await?;
         let request_id = written
             .first()
             .map(|r| r.id.clone())
@@ -314,27 +293,20 @@ pub async fn run(
 /// What the store holds about the experiment, in one sentence: active with its progress, or
 /// completed with when and the completion's evidence.
 async fn experiment_state(deps: &Deps, experiment_id: &str) -> String {
-    let record = match deps.store.get(tables::EXPERIMENTS, experiment_id).await {
-        Ok(r) => r,
-        Err(_) => return format!("experiment {experiment_id}"),
+    // "not created" / "not started" are no ids: then there is nothing to read.
+    let Ok(id) = RecordId::parse(experiment_id) else {
+        return format!("experiment {experiment_id}");
     };
-    let Ok(experiment) = tables::Experiment::from_record(&record) else {
+    let Ok(experiment) = deps.store.read::<tables::Experiment>(&id).await else {
         return format!("experiment {experiment_id}");
     };
     let events: Vec<tables::ExperimentEvent> = deps
         .store
-        .list(
-            tables::EXPERIMENT_EVENTS,
-            &ListQuery::new().filter(Filter::link_contains(
-                "Experiment",
-                experiment.key.as_deref().unwrap_or(experiment_id),
-            )),
-        )
+        .find(&queries::experiment_events(
+            experiment.key.as_deref().unwrap_or(experiment_id),
+        ))
         .await
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|r| tables::ExperimentEvent::from_record(r).ok())
-        .collect();
+        .unwrap_or_default();
     let attempts = events
         .iter()
         .filter(|e| e.event_type == Some(tables::EventType::Attempt))

@@ -4,6 +4,8 @@
 //! error; a finished run keeps them on its Run record only (the journal keeps the record id), so
 //! [`add_run_record`] reads that record from the store.
 
+use coach_store::RecordId;
+use coach_store::tables;
 use serde_json::{Map, Value, json};
 
 use crate::http::runs::time_or_null;
@@ -55,11 +57,42 @@ pub fn run_detail(
     view
 }
 
-/// The Run-record fields the admin API shows, as (view key, record field).
-pub const RECORD_FIELDS: &[(&str, &str)] = &[
-    ("output", "Output"),
-    ("gate1_report", "Gate1 Report"),
-    ("coaching_card", "Coaching Card"),
+/// A text field of the Run record that an admin view shows, under its view key. The record is read
+/// typed ([`tables::Run`]), so the fields' names in the base stay in the store's `tables` module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunField {
+    Output,
+    Gate1Report,
+    CoachingCard,
+    Metrics,
+}
+
+impl RunField {
+    /// The key the view shows the field under.
+    pub fn key(self) -> &'static str {
+        match self {
+            RunField::Output => "output",
+            RunField::Gate1Report => "gate1_report",
+            RunField::CoachingCard => "coaching_card",
+            RunField::Metrics => "metrics",
+        }
+    }
+
+    fn of(self, run: &tables::Run) -> Option<&str> {
+        match self {
+            RunField::Output => run.output.as_deref(),
+            RunField::Gate1Report => run.gate1_report.as_deref(),
+            RunField::CoachingCard => run.coaching_card.as_deref(),
+            RunField::Metrics => run.metrics.as_deref(),
+        }
+    }
+}
+
+/// The Run-record fields the admin API shows.
+pub const RECORD_FIELDS: &[RunField] = &[
+    RunField::Output,
+    RunField::Gate1Report,
+    RunField::CoachingCard,
 ];
 
 /// Fills `output`, `gate1_report` and `coaching_card` that the job itself does not carry from the
@@ -75,7 +108,7 @@ pub async fn add_run_record_fields(
     view: &mut Value,
     job: &Job,
     store: &coach_store::Store,
-    fields: &[(&str, &str)],
+    fields: &[RunField],
 ) {
     let Some(record_id) = job
         .result
@@ -85,7 +118,11 @@ pub async fn add_run_record_fields(
     else {
         return;
     };
-    let record = match store.get(coach_store::tables::RUNS, record_id).await {
+    let read = match RecordId::parse(record_id) {
+        Ok(id) => store.read::<tables::Run>(&id).await,
+        Err(e) => Err(e),
+    };
+    let run = match read {
         Ok(r) => r,
         Err(e) => {
             view["run_record"] =
@@ -94,14 +131,15 @@ pub async fn add_run_record_fields(
         }
     };
     view["run_record"] = json!({"id": record_id});
-    for &(key, field) in fields {
+    for &field in fields {
+        let key = field.key();
         if view[key].is_null()
-            && let Some(value) = record.fields.get(field)
+            && let Some(text) = field.of(&run)
         {
             // JSON kept as text in the record is shown as JSON; the card is markdown and stays text.
-            view[key] = match value.as_str().map(serde_json::from_str::<Value>) {
-                Some(Ok(parsed)) if parsed.is_object() || parsed.is_array() => parsed,
-                _ => value.clone(),
+            view[key] = match serde_json::from_str::<Value>(text) {
+                Ok(parsed) if parsed.is_object() || parsed.is_array() => parsed,
+                _ => Value::String(text.to_owned()),
             };
         }
     }

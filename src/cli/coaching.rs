@@ -19,7 +19,8 @@ use serde_json::Value;
 
 use super::transcript::FormatArg;
 
-/// `--run-type`: the crate's [`RunType`] as the command line spells it.
+/// `--run-type`: the workspace's one [`RunType`] (`coach_transcript::RunType`) as the command line
+/// spells it; the value names are its wire names, plus dashed aliases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RunTypeArg {
     /// One meeting; span ids `S12`.
@@ -435,6 +436,20 @@ mod tests {
             let Gate1Command::Validate { run_type, .. } = cli.cmd;
             assert_eq!(run_type.map(RunType::from), Some(RunType::BaselinePack));
         }
+    }
+
+    #[test]
+    fn run_type_values_are_the_wire_names() {
+        use clap::ValueEnum;
+        for arg in RunTypeArg::value_variants() {
+            let name = arg.to_possible_value().expect("every value is visible");
+            assert_eq!(name.get_name(), RunType::from(*arg).as_str());
+        }
+        assert_eq!(
+            RunTypeArg::value_variants().len(),
+            RunType::ALL.len(),
+            "every run type has a command-line value"
+        );
     }
 
     fn analyze_args(files: Vec<PathBuf>, coachee: &str, json: bool) -> AnalyzeArgs {

@@ -10,7 +10,7 @@ use tracing::Instrument;
 use super::experiments::{E1Facts, Instantiate};
 use super::jobs::{JobRun, JobSpec};
 use super::transcripts::{self, coachee_label};
-use super::{Delivery, Deps, ScenarioError, analysis_run_type, known_id, long_text, record_time};
+use super::{Delivery, Deps, ScenarioError, known_id, long_text, record_time};
 use crate::jobs::JobError;
 use crate::journal::{NewJob, now_ms};
 
@@ -42,7 +42,7 @@ pub struct BuildPack {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PackBuilt {
     pub baseline_pack_id: RecordId,
-    pub run_record_id: String,
+    pub run_record_id: RecordId,
     pub gate1_passed: bool,
     pub provider: String,
     pub cached: bool,
@@ -51,7 +51,7 @@ pub struct PackBuilt {
 /// The Run record a failed job wrote, if it could write one (the failed job's result).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FailureWritten {
-    pub run_record_id: Option<String>,
+    pub run_record_id: Option<RecordId>,
 }
 
 /// A1: checks the user and transcripts, upserts the pack (`Key` = `a1:{delivery}`) and, with
@@ -102,7 +102,7 @@ async fn write_pack(
         let transcript: tables::Transcript = transcripts::read(deps, id)
             .await
             .map_err(|e| not_found(e, "TRANSCRIPT_NOT_FOUND", &pointer))?;
-        if !transcript.user.iter().any(|u| u == &user.id) {
+        if !transcript.user.iter().any(|u| u.as_str() == user.id) {
             return Err(ScenarioError::unprocessable(
                 "TRANSCRIPT_NOT_OWNED",
                 format!(
@@ -123,12 +123,8 @@ async fn write_pack(
     let pack = tables::BaselinePack {
         key: Some(format!("a1:{delivery_key}")),
         name: Some(name),
-        user: vec![user.id.clone()],
-        transcripts: request
-            .transcript_ids
-            .iter()
-            .map(|id| id.as_str().to_owned())
-            .collect(),
+        user: vec![known_id(&user.id)?],
+        transcripts: request.transcript_ids.clone(),
         status: Some(BaselinePackStatus::Queued),
         ..Default::default()
     };
@@ -153,7 +149,7 @@ pub async fn record_failure(
     job: &JobRun<'_>,
     error: &JobError,
 ) -> FailureWritten {
-    let pack_id = request.baseline_pack_id.as_str().to_owned();
+    let pack_id = request.baseline_pack_id.clone();
     let message = long_text(&format!("[{}] {}", error.code, error.message));
     let mut run = failed_run(job, error);
     run.run_type = Some(RunType::BaselinePack);
@@ -201,17 +197,13 @@ pub fn failed_run(job: &JobRun<'_>, error: &JobError) -> tables::Run {
     }
 }
 
-fn replay_of(job: &JobRun<'_>) -> Vec<String> {
-    job.options
-        .replay_of_record
-        .iter()
-        .map(|id| id.as_str().to_owned())
-        .collect()
+fn replay_of(job: &JobRun<'_>) -> Vec<RecordId> {
+    job.options.replay_of_record.iter().cloned().collect()
 }
 
 /// Upserts a Run on its Key; returns its record id.
-pub async fn upsert_run(deps: &Deps, run: &tables::Run) -> Result<String, ScenarioError> {
-    Ok(transcripts::upsert(deps, run).await?.id)
+pub async fn upsert_run(deps: &Deps, run: &tables::Run) -> Result<RecordId, ScenarioError> {
+    known_id(&transcripts::upsert(deps, run).await?.id)
 }
 
 /// The Run fields an analysis fills.
@@ -303,7 +295,7 @@ async fn build_pack_in(
             .is_none_or(|s| s.trim().is_empty())
     });
     let user = match (needs_user, pack.user.first()) {
-        (true, Some(id)) => Some(transcripts::read::<tables::User>(deps, &known_id(id)?).await?),
+        (true, Some(id)) => Some(transcripts::read::<tables::User>(deps, id).await?),
         _ => None,
     };
     // The coachee label of each meeting; a parse or label failure lands on that transcript.
@@ -335,7 +327,7 @@ async fn build_pack_in(
         ));
     }
     let input = AnalysisInput {
-        run_type: analysis_run_type(RunType::BaselinePack),
+        run_type: RunType::BaselinePack,
         coachee,
         meetings,
         active_experiment: None,
@@ -345,7 +337,7 @@ async fn build_pack_in(
     let mut run = analysis_run(job, &analysis, cached, started.elapsed().as_millis() as i64);
     run.run_type = Some(RunType::BaselinePack);
     run.user = pack.user.clone();
-    run.baseline_pack = vec![pack_id.as_str().to_owned()];
+    run.baseline_pack = vec![pack_id.clone()];
     run.transcripts = pack.transcripts.clone();
     let run_record_id = upsert_run(deps, &run).await?;
 
@@ -358,10 +350,10 @@ async fn build_pack_in(
     deps.store.patch(pack_id, &update).await?;
 
     let e1 = JobSpec::E1(Instantiate {
-        run_id: known_id(&run_record_id)?,
+        run_id: run_record_id.clone(),
         run: Some(E1Facts {
             user: pack.user.clone(),
-            baseline_pack: Some(pack_id.as_str().to_owned()),
+            baseline_pack: Some(pack_id.clone()),
             finished_at: run.finished_at.clone(),
             output: coach_coaching::CheckedOutput::read(&analysis.output),
         }),

@@ -47,7 +47,7 @@ impl ExperimentFacts {
 pub struct D1Facts {
     pub run_type: RunType,
     pub run_status: Option<RunStatus>,
-    pub user_id: Option<String>,
+    pub user_id: Option<RecordId>,
     pub experiment: Option<ExperimentFacts>,
     pub meeting_date: Option<String>,
     /// The run's judgement of the experiment (`experiment_attempt` of its output).
@@ -162,16 +162,16 @@ async fn read_d1_facts(deps: &Deps, run_id: &RecordId) -> Result<D1Facts, Scenar
     }
     facts.attempt_run = Some(replay_root(deps, &run).await?);
     if let Some(uid) = &facts.user_id {
-        let user: tables::User = read(deps, &known_id(uid)?).await?;
+        let user: tables::User = read(deps, uid).await?;
         if let Some(eid) = user.active_experiment.first() {
-            let e: tables::Experiment = read(deps, &known_id(eid)?).await?;
+            let e: tables::Experiment = read(deps, eid).await?;
             facts.experiment = Some(ExperimentFacts::from_record(&e));
         }
     }
     if facts.experiment.is_some()
         && let Some(tid) = run.transcripts.first()
     {
-        let t: tables::Transcript = read(deps, &known_id(tid)?).await?;
+        let t: tables::Transcript = read(deps, tid).await?;
         facts.meeting_date = t.meeting_date;
     }
     Ok(facts)
@@ -183,7 +183,6 @@ async fn replay_root(deps: &Deps, run: &tables::Run) -> Result<RecordId, Scenari
     let mut previous = run.replay_of.first().cloned();
     for _ in 0..20 {
         let Some(id) = previous else { break };
-        let id = known_id(&id)?;
         let earlier: tables::Run = read(deps, &id).await?;
         previous = earlier.replay_of.first().cloned();
         root = id;
@@ -301,6 +300,7 @@ async fn record_attempt_in(
         });
     }
     tracing::Span::current().record("experiment_id", experiment.id.as_str());
+    let experiment_link = known_id(&experiment.id)?;
     let attempted = match facts.attempt.as_ref().map(|a| a.attempted) {
         Some(Judgement::Yes) => Attempted::Yes,
         Some(Judgement::No) => Attempted::No,
@@ -313,8 +313,8 @@ async fn record_attempt_in(
     let attempt_run = facts.attempt_run.as_ref().map_or(run_id, RecordId::as_str);
     let event = tables::ExperimentEvent {
         key: Some(attempt_key(&experiment.id, attempt_run)),
-        experiment: vec![experiment.id.clone()],
-        run: vec![run_id.to_owned()],
+        experiment: vec![experiment_link.clone()],
+        run: vec![request.run_id.clone()],
         event_type: Some(EventType::Attempt),
         attempted: Some(attempted),
         evidence: Some(super::long_text(&evidence)),
@@ -363,8 +363,8 @@ async fn record_attempt_in(
     if completes {
         let done = tables::ExperimentEvent {
             key: Some(format!("d1:{}:completed", experiment.id)),
-            experiment: vec![experiment.id.clone()],
-            run: vec![run_id.to_owned()],
+            experiment: vec![experiment_link.clone()],
+            run: vec![request.run_id.clone()],
             event_type: Some(EventType::Completed),
             evidence: Some(completion_text(
                 &judgements.iter().map(String::as_str).collect::<Vec<_>>(),
@@ -381,14 +381,12 @@ async fn record_attempt_in(
         let completed = ExperimentUpdate {
             status: Change::Set(ExperimentStatus::Completed),
         };
-        deps.store
-            .patch(&known_id(&experiment.id)?, &completed)
-            .await?;
+        deps.store.patch(&experiment_link, &completed).await?;
         if let Some(uid) = &facts.user_id {
             let no_experiment = UserUpdate {
                 active_experiment: Change::Set(vec![]),
             };
-            deps.store.patch(&known_id(uid)?, &no_experiment).await?;
+            deps.store.patch(uid, &no_experiment).await?;
         }
     }
     deps.journal
@@ -406,8 +404,8 @@ async fn record_attempt_in(
 /// What E1 needs about the baseline run (what A2/S3 hands its chained E1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct E1Facts {
-    pub user: Vec<String>,
-    pub baseline_pack: Option<String>,
+    pub user: Vec<RecordId>,
+    pub baseline_pack: Option<RecordId>,
     pub finished_at: Option<String>,
     /// The typed parts of the run's output (the journal's rows hold the whole output; the rest of it
     /// is not read here).
@@ -512,14 +510,14 @@ async fn instantiate_in(
         Some(e) => e.id.clone(),
         None => {
             if let Some(uid) = &user_id {
-                completed_previous = complete_previous(deps, &known_id(uid)?, &key).await?;
+                completed_previous = complete_previous(deps, uid, &key).await?;
             }
             let experiment = tables::Experiment {
                 key: Some(key.clone()),
                 title: Some(proposal.title.clone()),
                 user: user_id.iter().cloned().collect(),
                 baseline_pack: facts.baseline_pack.iter().cloned().collect(),
-                source_run: vec![run_id.as_str().to_owned()],
+                source_run: vec![run_id.clone()],
                 behavior: Some(proposal.behavior.clone()),
                 success_signal: Some(proposal.success_signal.clone()),
                 target_meetings: Some(proposal.target_meetings),
@@ -536,10 +534,11 @@ async fn instantiate_in(
         }
     };
     tracing::Span::current().record("experiment_id", experiment_id.as_str());
+    let experiment_link = known_id(&experiment_id)?;
     let event = tables::ExperimentEvent {
         key: Some(format!("{key}:instantiated")),
-        experiment: vec![experiment_id.clone()],
-        run: vec![run_id.as_str().to_owned()],
+        experiment: vec![experiment_link.clone()],
+        run: vec![run_id.clone()],
         event_type: Some(EventType::Instantiated),
         evidence: Some(proposal.behavior.clone()),
         occurred_at: facts.finished_at.clone(),
@@ -548,16 +547,16 @@ async fn instantiate_in(
     let event_id = upsert(deps, &event).await?.id;
     if let (Some(uid), None) = (&user_id, settled) {
         let active = UserUpdate {
-            active_experiment: Change::Set(vec![experiment_id.clone()]),
+            active_experiment: Change::Set(vec![experiment_link.clone()]),
         };
-        deps.store.patch(&known_id(uid)?, &active).await?;
+        deps.store.patch(uid, &active).await?;
     }
     if let Some(pack) = &facts.baseline_pack {
         let linked = tables::BaselinePackUpdate {
-            experiment: Change::Set(vec![experiment_id.clone()]),
+            experiment: Change::Set(vec![experiment_link]),
             ..Default::default()
         };
-        deps.store.patch(&known_id(pack)?, &linked).await?;
+        deps.store.patch(pack, &linked).await?;
     }
     let status = settled
         .and_then(|e| e.status)
@@ -580,7 +579,7 @@ async fn complete_previous(
     let Some(prev) = user.active_experiment.first() else {
         return Ok(None);
     };
-    let prev_id = known_id(prev)?;
+    let prev_id = prev.clone();
     let previous: tables::Experiment = read(deps, &prev_id).await?;
     if previous.key.as_deref() == Some(key) || previous.status != Some(ExperimentStatus::Active) {
         return Ok(None);
@@ -589,5 +588,5 @@ async fn complete_previous(
         status: Change::Set(ExperimentStatus::Completed),
     };
     deps.store.patch(&prev_id, &completed).await?;
-    Ok(Some(prev.clone()))
+    Ok(Some(prev_id.into_string()))
 }

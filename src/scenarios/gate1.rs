@@ -17,7 +17,7 @@ use serde::Serialize;
 use tracing::Instrument;
 
 use super::transcripts::{self, coachee_label};
-use super::{Deps, ScenarioError, analysis_run_type};
+use super::{Deps, ScenarioError};
 
 /// Where S1's transcript comes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,7 +97,7 @@ fn analyse(
     let coachee = coachee_label(&transcript, &record, None)?;
     let meetings = [transcript];
     let ctx = Gate1Context::new(
-        analysis_run_type(RunType::SingleMeeting),
+        RunType::SingleMeeting,
         coachee.clone(),
         request.experiment_active,
         &meetings,

@@ -33,9 +33,10 @@
 //! the journal, whose API is JSON (`JobOutcome::result`, `JobError::details`, the payload column),
 //! which the typed outcomes and specs are serialised into there, once.
 //!
-//! Record ids: requests hold [`RecordId`]s parsed at the edge; link fields of typed records stay
-//! `Vec<String>` (as the store returns them) and are read into a `RecordId` once, where a scenario
-//! follows them ([`known_id`]), after which the store does not validate them again.
+//! Record ids: requests hold [`RecordId`]s parsed at the edge, and link fields of typed records are
+//! `Vec<RecordId>`, validated once when the store reads the record; scenarios follow links and write
+//! them without parsing again. Only a record's own id (`id: String` of a typed record, which may be
+//! empty before it is written) is read into a `RecordId` where a scenario links to it ([`known_id`]).
 
 pub mod baseline;
 pub mod experiments;
@@ -264,16 +265,6 @@ impl Deps {
 /// a malformed one is an error of that record, not of the caller.
 pub(crate) fn known_id(id: &str) -> Result<RecordId, ScenarioError> {
     RecordId::parse(id).map_err(ScenarioError::Store)
-}
-
-/// The analyzer's name for a run type. The scenarios speak of run types in one type, the store's
-/// `Type` select ([`coach_store::tables::RunType`]); the coaching crate keeps its own because the
-/// library crates do not depend on each other, and this is the one place that maps between them.
-pub(crate) fn analysis_run_type(run_type: coach_store::tables::RunType) -> coach_coaching::RunType {
-    match run_type {
-        coach_store::tables::RunType::SingleMeeting => coach_coaching::RunType::SingleMeeting,
-        coach_store::tables::RunType::BaselinePack => coach_coaching::RunType::BaselinePack,
-    }
 }
 
 /// RFC 3339 (UTC, seconds) of a millisecond timestamp, for record fields.

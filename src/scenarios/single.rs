@@ -13,7 +13,7 @@ use super::baseline::{FailureWritten, analysis_run, failed_run, upsert_run};
 use super::experiments::{D1Facts, ExperimentFacts, RecordAttempt};
 use super::jobs::{JobRun, JobSpec};
 use super::transcripts::{self, coachee_label};
-use super::{Deps, ScenarioError, analysis_run_type, known_id, long_text};
+use super::{Deps, ScenarioError, long_text};
 use crate::jobs::JobError;
 use crate::journal::NewJob;
 
@@ -29,7 +29,7 @@ pub struct RunRequestRef {
 pub enum RequestDone {
     Ran {
         run_request_id: RecordId,
-        run_record_id: String,
+        run_record_id: RecordId,
         gate1_passed: bool,
         provider: String,
         cached: bool,
@@ -38,7 +38,7 @@ pub enum RequestDone {
     Skipped {
         run_request_id: RecordId,
         skipped: &'static str,
-        run_record_id: Option<String>,
+        run_record_id: Option<RecordId>,
     },
 }
 
@@ -61,7 +61,7 @@ pub async fn record_failure(
     run.run_type = Some(RunType::SingleMeeting);
     let mut run_id = None;
     if let Some(record) = &record {
-        run.run_request = vec![id.as_str().to_owned()];
+        run.run_request = vec![id.clone()];
         run.user = record.user.clone();
         run.transcripts = record.transcript.clone();
         run_id = upsert_run(deps, &run).await.ok();
@@ -158,16 +158,15 @@ async fn run_request_in(
         )
     })?;
     tracing::Span::current().record("transcript_id", transcript_id.as_str());
-    let transcript: tables::Transcript =
-        transcripts::read(deps, &known_id(&transcript_id)?).await?;
+    let transcript: tables::Transcript = transcripts::read(deps, &transcript_id).await?;
     let user_id = record.user.first().or(transcript.user.first()).cloned();
     let user = match &user_id {
-        Some(uid) => Some(transcripts::read::<tables::User>(deps, &known_id(uid)?).await?),
+        Some(uid) => Some(transcripts::read::<tables::User>(deps, uid).await?),
         None => None,
     };
     let experiment = match user.as_ref().and_then(|u| u.active_experiment.first()) {
         Some(eid) => {
-            let e: tables::Experiment = transcripts::read(deps, &known_id(eid)?).await?;
+            let e: tables::Experiment = transcripts::read(deps, eid).await?;
             (e.status == Some(ExperimentStatus::Active)).then_some(e)
         }
         None => None,
@@ -200,7 +199,7 @@ async fn run_request_in(
         success_signal: e.success_signal.clone().unwrap_or_default(),
     });
     let input = AnalysisInput {
-        run_type: analysis_run_type(RunType::SingleMeeting),
+        run_type: RunType::SingleMeeting,
         coachee,
         meetings: vec![meeting],
         active_experiment,
@@ -210,7 +209,7 @@ async fn run_request_in(
     let mut run = analysis_run(job, &analysis, cached, started.elapsed().as_millis() as i64);
     run.run_type = Some(RunType::SingleMeeting);
     run.user = user_id.iter().cloned().collect();
-    run.run_request = vec![id.as_str().to_owned()];
+    run.run_request = vec![id.clone()];
     run.transcripts = vec![transcript_id.clone()];
     let run_record_id = upsert_run(deps, &run).await?;
     tracing::Span::current().record("run_record_id", run_record_id.as_str());
@@ -223,7 +222,7 @@ async fn run_request_in(
 
     let mut follow_ups = Vec::new();
     if let (Some(e), Some(uid)) = (&experiment, &user_id) {
-        let run_id = known_id(&run_record_id)?;
+        let run_id = run_record_id.clone();
         let d1 = JobSpec::D1(RecordAttempt {
             run_id: run_id.clone(),
             known: Some(D1Facts {

@@ -104,10 +104,10 @@ pub fn parse_bytes(bytes: &[u8], format: Format) -> Result<Transcript, ScenarioE
 }
 
 /// Reads and parses several transcript records (in order).
-pub async fn load_and_parse(deps: &Deps, ids: &[String]) -> Result<Vec<Parsed>, ScenarioError> {
+pub async fn load_and_parse(deps: &Deps, ids: &[RecordId]) -> Result<Vec<Parsed>, ScenarioError> {
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        let record: tables::Transcript = read(deps, &known_id(id)?).await?;
+        let record: tables::Transcript = read(deps, id).await?;
         let outcome = parse_record(deps, &record).await;
         out.push(Parsed { record, outcome });
     }

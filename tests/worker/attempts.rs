@@ -18,7 +18,7 @@ impl World {
             .create(&tables::Experiment {
                 key: Some(format!("hand:{user}")),
                 title: Some("Ask before answering".into()),
-                user: vec![user.into()],
+                user: vec![common::rid(user)],
                 behavior: Some("Ask one open question before giving an answer".into()),
                 success_signal: Some("Others speak first".into()),
                 target_meetings: Some(target),
@@ -63,7 +63,7 @@ async fn an_experiment_the_journal_never_saw_is_counted_from_the_store() {
     // An operator recorded an attempt by hand, without a run.
     w.create(&tables::ExperimentEvent {
         key: Some("hand:attempt".into()),
-        experiment: vec![experiment.clone()],
+        experiment: vec![common::rid(&experiment)],
         event_type: Some(EventType::Attempt),
         attempted: Some(tables::Attempted::Yes),
         ..Default::default()

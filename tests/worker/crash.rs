@@ -209,7 +209,7 @@ async fn seed_user(store: &Store, name: &str) -> String {
 async fn seed_transcript(store: &Store, user: &str, file: &str, date: &str) -> String {
     let t = tables::Transcript {
         title: Some(file.into()),
-        user: vec![user.into()],
+        user: vec![common::rid(user)],
         meeting_date: Some(date.into()),
         transcript: Some(sample(file)),
         coachee_speaker: Some("Maya Chen".into()),
@@ -235,8 +235,8 @@ async fn crash_loop_kill_9_ten_times_every_request_done_exactly_once() {
     for i in 0..N {
         let r = tables::RunRequest {
             key: Some(format!("crash:{i}")),
-            user: vec![user.clone()],
-            transcript: vec![transcript.clone()],
+            user: vec![common::rid(&user)],
+            transcript: vec![common::rid(&transcript)],
             status: Some(tables::RunRequestStatus::Queued),
             ..Default::default()
         };
@@ -395,8 +395,8 @@ async fn sigterm_under_load_loses_no_acknowledged_delivery() {
             .map(|i| {
                 tables::RunRequest {
                     key: Some(format!("term:{i}")),
-                    user: vec![user.clone()],
-                    transcript: vec![transcript.clone()],
+                    user: vec![common::rid(&user)],
+                    transcript: vec![common::rid(&transcript)],
                     status: Some(tables::RunRequestStatus::Queued),
                     ..Default::default()
                 }
@@ -501,7 +501,7 @@ async fn seed_baseline(fake: &FakeAirtable, name: &str) -> (String, Vec<String>)
     ] {
         let t = tables::Transcript {
             title: Some(file.into()),
-            user: vec![user.clone()],
+            user: vec![common::rid(&user)],
             meeting_date: Some(date.into()),
             transcript: Some(sample(file)),
             coachee_speaker: Some("Maya Chen".into()),
@@ -635,8 +635,8 @@ async fn sigterm_drains_requests_and_jobs_under_one_deadline() {
     for i in 0..REQUESTS {
         let r = tables::RunRequest {
             key: Some(format!("term:{i}")),
-            user: vec![user.clone()],
-            transcript: vec![transcripts[i % 3].clone()],
+            user: vec![common::rid(&user)],
+            transcript: vec![common::rid(&transcripts[i % 3])],
             status: Some(tables::RunRequestStatus::Queued),
             ..Default::default()
         };

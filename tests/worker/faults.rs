@@ -46,8 +46,8 @@ impl World {
             .map(|(i, key)| {
                 tables::RunRequest {
                     key: Some(key.clone()),
-                    user: vec![user.into()],
-                    transcript: vec![transcripts[i % transcripts.len()].clone()],
+                    user: vec![common::rid(user)],
+                    transcript: vec![common::rid(&transcripts[i % transcripts.len()])],
                     status: Some(tables::RunRequestStatus::Queued),
                     source: Some(tables::RunRequestSource::Make),
                     ..Default::default()

@@ -106,8 +106,8 @@ impl World {
     async fn queue_request(&self, key: &str, user: &str, transcript: &str) -> String {
         self.create(&tables::RunRequest {
             key: Some(key.into()),
-            user: vec![user.into()],
-            transcript: vec![transcript.into()],
+            user: vec![common::rid(user)],
+            transcript: vec![common::rid(transcript)],
             status: Some(tables::RunRequestStatus::Queued),
             source: Some(tables::RunRequestSource::Make),
             ..Default::default()
@@ -289,7 +289,7 @@ async fn logs_hold_no_secret_or_transcript_and_metrics_cover_the_story() {
     let unparseable = w
         .create(&tables::Transcript {
             title: Some("no speakers".into()),
-            user: vec![user_id.clone()],
+            user: vec![common::rid(&user_id)],
             transcript: Some(format!(
                 "WEBVTT\n\n00:00:01.000 --> 00:00:04.000\n>> {}\n",
                 SENT_PHRASES[1]

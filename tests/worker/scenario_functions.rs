@@ -60,7 +60,7 @@ async fn transcript(deps: &Deps, owner: &RecordId, title: &str) -> RecordId {
         deps,
         &tables::Transcript {
             title: Some(title.into()),
-            user: vec![owner.to_string()],
+            user: vec![owner.clone()],
             transcript: Some(
                 "Ilse Varga: Shall we start with the roadmap?\nTobin Reyes: Yes.\n".into(),
             ),
@@ -375,4 +375,55 @@ async fn a_deliverys_request_id_is_stored_with_its_job_and_on_the_jobs_logs() {
         .unwrap_or_else(|| panic!("no job log line:\n{text}"));
     assert!(done.contains("req-joins-17"), "{done}");
     assert!(done.contains("r1:delivery-request-id"), "{done}");
+}
+
+/// A link Airtable returns in a shape no record id has (the embedded store refuses to write one) is
+/// an error of that record when a scenario reads it, with a code and a message that name the record
+/// and the bad id, never a link silently dropped.
+#[tokio::test]
+async fn a_malformed_link_from_airtable_fails_the_read_that_follows_it() {
+    common::install_tls();
+    let fake = coach_store::fake::FakeAirtable::builder()
+        .rate_limit(None)
+        .start()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let deps = Deps::new(
+        Store::airtable(fake.config()).unwrap(),
+        Analyzer::Rules,
+        Journal::open(&dir.path().join("journal.db")).unwrap(),
+    );
+    let owner = fake.insert(
+        tables::USERS,
+        tables::User {
+            name: Some("Ilse Varga".into()),
+            ..Default::default()
+        }
+        .to_fields(),
+    );
+    let mut ids = Vec::new();
+    for (title, link) in [("one", "recNOTANID"), ("two", owner.id.as_str())] {
+        let mut fields = coach_store::Fields::new();
+        fields.insert("Title".into(), json!(title));
+        fields.insert("User".into(), json!([link]));
+        ids.push(RecordId::parse(&fake.insert(tables::TRANSCRIPTS, fields).id).unwrap());
+    }
+    ids.push(ids[1].clone());
+    let request = NewPack {
+        user_id: RecordId::parse(&owner.id).unwrap(),
+        transcript_ids: ids.clone(),
+        name: None,
+        build: false,
+    };
+    let delivery = Delivery {
+        key: "a1:broken".into(),
+        request_id: None,
+    };
+    let err = baseline::create_pack(&deps, &delivery, &request)
+        .await
+        .expect_err("the first transcript's link is malformed");
+    assert_eq!(err.code(), "STORE_DECODE");
+    let message = err.to_string();
+    assert!(message.contains(ids[0].as_str()), "{message}");
+    assert!(message.contains("recNOTANID"), "{message}");
 }

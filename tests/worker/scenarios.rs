@@ -549,7 +549,7 @@ async fn r1_reads_a_docx_file_and_writes_parse_warnings() {
     let user = w.user().await;
     let attached = |file: &str| tables::Transcript {
         title: Some(file.into()),
-        user: vec![user.clone()],
+        user: vec![common::rid(&user)],
         format: Some(tables::TranscriptFormat::Text),
         file: vec![tables::Attachment {
             url: format!("{}/{file}", files.uri()),

@@ -22,7 +22,7 @@ async fn the_public_run_view_shows_the_code_but_not_names_or_quotes() {
     let transcript = w
         .create(&tables::Transcript {
             title: Some("wrong coachee".into()),
-            user: vec![user.clone()],
+            user: vec![common::rid(&user)],
             transcript: Some(sample_text("followup-2-one-on-one.txt")),
             format: Some(tables::TranscriptFormat::Text),
             coachee_speaker: Some("Quentin Nobody".into()),

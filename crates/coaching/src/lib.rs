@@ -15,7 +15,7 @@
 //!
 //! ```ignore
 //! // Shared types (model.rs, outcome.rs; re-exported here and by the facade, analysis.rs)
-//! pub enum RunType { SingleMeeting, BaselinePack }          // serde: single_meeting, baseline_pack
+//! pub use coach_transcript::RunType; // SingleMeeting, BaselinePack; serde: single_meeting, baseline_pack
 //! pub struct ActiveExperiment { pub title: String, pub behavior: String, pub success_signal: String }
 //! pub struct AnalysisInput { pub run_type: RunType, pub coachee: String /* exact label */,
 //!                            pub meetings: Vec<Transcript> /* 1 or 3 */, pub active_experiment: Option<ActiveExperiment> }

@@ -4,48 +4,13 @@
 //! This module sits at the bottom of the crate: it imports nothing from it, so Gate-1, the
 //! prompt, the providers and the facade can all use these types without importing each other.
 //! The results ([`crate::Analysis`], [`crate::AnalysisError`]) carry a Gate-1 report and live one
-//! level up, in `outcome`.
+//! level up, in `outcome`. [`RunType`] is the workspace's one run type, defined in the transcript
+//! crate (which the store builds on too) and re-exported here.
 
-use std::fmt;
-
+pub use coach_transcript::RunType;
 use coach_transcript::Transcript;
 use coach_transcript::metrics::{self, MeetingMetrics};
 use serde::{Deserialize, Serialize};
-
-/// What is analysed: one meeting, or a baseline pack of three.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum RunType {
-    /// One meeting; span ids `S12`.
-    #[default]
-    SingleMeeting,
-    /// Three meetings; span ids `T1.S12`..`T3.S12`.
-    BaselinePack,
-}
-
-impl RunType {
-    /// The wire name (`single_meeting` / `baseline_pack`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunType::SingleMeeting => "single_meeting",
-            RunType::BaselinePack => "baseline_pack",
-        }
-    }
-
-    /// How many transcripts a run of this type takes.
-    pub fn meeting_count(self) -> usize {
-        match self {
-            RunType::SingleMeeting => 1,
-            RunType::BaselinePack => 3,
-        }
-    }
-}
-
-impl fmt::Display for RunType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// The coachee's active experiment, as stored on the Experiments record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

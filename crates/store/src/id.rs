@@ -70,6 +70,38 @@ impl std::str::FromStr for RecordId {
     }
 }
 
+// Comparing with text validates nothing and builds nothing, so it is safe to offer: a caller can check
+// a link against an id it holds as text without parsing that text first.
+impl PartialEq<str> for RecordId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for RecordId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl PartialEq<String> for RecordId {
+    fn eq(&self, other: &String) -> bool {
+        &self.0 == other
+    }
+}
+
+impl PartialEq<RecordId> for String {
+    fn eq(&self, other: &RecordId) -> bool {
+        self == &other.0
+    }
+}
+
+impl PartialEq<RecordId> for &str {
+    fn eq(&self, other: &RecordId) -> bool {
+        *self == other.0
+    }
+}
+
 impl AsRef<str> for RecordId {
     fn as_ref(&self) -> &str {
         &self.0

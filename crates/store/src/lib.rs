@@ -18,6 +18,7 @@
 //! // typed (what the worker's scenarios use; ids already `RecordId`s, tables from the record type):
 //! store.read::<T>(&RecordId) -> Result<T>          store.find::<T>(&ListQuery) -> Result<Vec<T>>
 //! store.upsert_records(&[T]) -> Result<Vec<T>>     store.patch(&RecordId, &impl TableUpdate) -> Result<T>
+//! store.create_records(&[T]) -> Result<Vec<T>>     // tables without a Key (Users, Transcripts)
 //! store.patch_all(Vec<(RecordId, U)>) -> Result<Vec<T>>
 //! store.backend_name() -> &'static str // "airtable" | "sqlite"
 //! ```
@@ -206,6 +207,20 @@ impl Store {
     ) -> Result<Vec<T>, StoreError> {
         let fields = records.iter().map(tables::TableRecord::to_fields).collect();
         self.upsert(T::KIND.as_str(), fields)
+            .await?
+            .iter()
+            .map(T::from_record)
+            .collect()
+    }
+
+    /// Creates typed records (for tables without a `Key` to upsert on); returns them as written.
+    /// Not retried on 5xx or network errors, like [`Store::create`].
+    pub async fn create_records<T: tables::TableRecord>(
+        &self,
+        records: &[T],
+    ) -> Result<Vec<T>, StoreError> {
+        let fields = records.iter().map(tables::TableRecord::to_fields).collect();
+        self.create(T::KIND.as_str(), fields)
             .await?
             .iter()
             .map(T::from_record)

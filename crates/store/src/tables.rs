@@ -6,8 +6,12 @@
 //! against `airtable/base-schema.json`. Every field is optional (`Option` or an empty `Vec`) because
 //! Airtable omits empty fields from responses: absent reads as empty. `to_fields` leaves out `None` and
 //! empty links, so writing a typed record never clears fields it does not mention; to clear a field, send
-//! `null` for it in raw [`Fields`]. Links are `Vec<String>` of record ids; select options are enums whose
-//! serde names are the option names.
+//! `null` for it in raw [`Fields`]. Links are `Vec<RecordId>`: every id is validated once, when the record
+//! is read, so a malformed link from the base fails the read with `STORE_DECODE` naming the record, its
+//! table and the bad id, instead of being dropped or followed later; select options are enums whose serde names are
+//! the option names. The Runs table's `Type` is [`RunType`], the run type the whole
+//! workspace shares (`coach_transcript::RunType`, re-exported here): the store and the coaching crate
+//! both build on the transcript crate and on neither other, so the type lives there.
 //!
 //! Partial updates are typed too ([`TableUpdate`]: [`RunRequestUpdate`], [`BaselinePackUpdate`], …,
 //! each field a [`Change`]: keep, clear or set), and so are the list queries the worker makes
@@ -18,7 +22,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{Fields, Record, StoreError};
+use crate::{Fields, Record, RecordId, StoreError};
+
+pub use coach_transcript::RunType;
 
 /// The seven tables of the base.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -167,7 +173,6 @@ select!(TranscriptFormat { Auto = "auto", Vtt = "vtt", Srt = "srt", Json = "json
 select!(ParseStatus { Pending = "Pending", Parsed = "Parsed", Failed = "Failed" });
 select!(RunRequestStatus { Queued = "Queued", Processing = "Processing", Done = "Done", Failed = "Failed" });
 select!(RunRequestSource { Make = "make", Airtable = "airtable", Admin = "admin" });
-select!(RunType { SingleMeeting = "single_meeting", BaselinePack = "baseline_pack" });
 select!(RunStatus { Queued = "Queued", Running = "Running", Succeeded = "Succeeded", Failed = "Failed" });
 select!(BaselinePackStatus { Draft = "Draft", Queued = "Queued", Building = "Building", Ready = "Ready", Failed = "Failed" });
 select!(ExperimentStatus { Active = "Active", Completed = "Completed", Abandoned = "Abandoned" });
@@ -199,13 +204,13 @@ pub struct User {
     #[serde(rename = "Role", default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
     #[serde(rename = "Coach", default, skip_serializing_if = "Vec::is_empty")]
-    pub coach: Vec<String>,
+    pub coach: Vec<RecordId>,
     #[serde(
         rename = "Active Experiment",
         default,
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub active_experiment: Vec<String>,
+    pub active_experiment: Vec<RecordId>,
 }
 table_record!(User, Table::Users);
 
@@ -216,7 +221,7 @@ pub struct Transcript {
     #[serde(rename = "Title", default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     #[serde(rename = "User", default, skip_serializing_if = "Vec::is_empty")]
-    pub user: Vec<String>,
+    pub user: Vec<RecordId>,
     #[serde(
         rename = "Meeting Date",
         default,
@@ -272,13 +277,13 @@ pub struct RunRequest {
     #[serde(rename = "Key", default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     #[serde(rename = "User", default, skip_serializing_if = "Vec::is_empty")]
-    pub user: Vec<String>,
+    pub user: Vec<RecordId>,
     #[serde(rename = "Transcript", default, skip_serializing_if = "Vec::is_empty")]
-    pub transcript: Vec<String>,
+    pub transcript: Vec<RecordId>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<RunRequestStatus>,
     #[serde(rename = "Run", default, skip_serializing_if = "Vec::is_empty")]
-    pub run: Vec<String>,
+    pub run: Vec<RecordId>,
     #[serde(rename = "Error", default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(rename = "Source", default, skip_serializing_if = "Option::is_none")]
@@ -295,23 +300,23 @@ pub struct Run {
     #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
     pub run_type: Option<RunType>,
     #[serde(rename = "User", default, skip_serializing_if = "Vec::is_empty")]
-    pub user: Vec<String>,
+    pub user: Vec<RecordId>,
     #[serde(rename = "Run Request", default, skip_serializing_if = "Vec::is_empty")]
-    pub run_request: Vec<String>,
+    pub run_request: Vec<RecordId>,
     #[serde(
         rename = "Baseline Pack",
         default,
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub baseline_pack: Vec<String>,
+    pub baseline_pack: Vec<RecordId>,
     #[serde(rename = "Transcripts", default, skip_serializing_if = "Vec::is_empty")]
-    pub transcripts: Vec<String>,
+    pub transcripts: Vec<RecordId>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<RunStatus>,
     #[serde(rename = "Attempt", default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<i64>,
     #[serde(rename = "Replay Of", default, skip_serializing_if = "Vec::is_empty")]
-    pub replay_of: Vec<String>,
+    pub replay_of: Vec<RecordId>,
     #[serde(rename = "Provider", default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
     #[serde(rename = "Model", default, skip_serializing_if = "Option::is_none")]
@@ -391,15 +396,15 @@ pub struct BaselinePack {
     #[serde(rename = "Name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(rename = "User", default, skip_serializing_if = "Vec::is_empty")]
-    pub user: Vec<String>,
+    pub user: Vec<RecordId>,
     #[serde(rename = "Transcripts", default, skip_serializing_if = "Vec::is_empty")]
-    pub transcripts: Vec<String>,
+    pub transcripts: Vec<RecordId>,
     #[serde(rename = "Status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<BaselinePackStatus>,
     #[serde(rename = "Run", default, skip_serializing_if = "Vec::is_empty")]
-    pub run: Vec<String>,
+    pub run: Vec<RecordId>,
     #[serde(rename = "Experiment", default, skip_serializing_if = "Vec::is_empty")]
-    pub experiment: Vec<String>,
+    pub experiment: Vec<RecordId>,
     #[serde(rename = "Error", default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -414,15 +419,15 @@ pub struct Experiment {
     #[serde(rename = "Title", default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     #[serde(rename = "User", default, skip_serializing_if = "Vec::is_empty")]
-    pub user: Vec<String>,
+    pub user: Vec<RecordId>,
     #[serde(
         rename = "Baseline Pack",
         default,
         skip_serializing_if = "Vec::is_empty"
     )]
-    pub baseline_pack: Vec<String>,
+    pub baseline_pack: Vec<RecordId>,
     #[serde(rename = "Source Run", default, skip_serializing_if = "Vec::is_empty")]
-    pub source_run: Vec<String>,
+    pub source_run: Vec<RecordId>,
     #[serde(rename = "Behavior", default, skip_serializing_if = "Option::is_none")]
     pub behavior: Option<String>,
     #[serde(
@@ -455,9 +460,9 @@ pub struct ExperimentEvent {
     #[serde(rename = "Key", default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     #[serde(rename = "Experiment", default, skip_serializing_if = "Vec::is_empty")]
-    pub experiment: Vec<String>,
+    pub experiment: Vec<RecordId>,
     #[serde(rename = "Run", default, skip_serializing_if = "Vec::is_empty")]
-    pub run: Vec<String>,
+    pub run: Vec<RecordId>,
     #[serde(rename = "Type", default, skip_serializing_if = "Option::is_none")]
     pub event_type: Option<EventType>,
     #[serde(rename = "Attempted", default, skip_serializing_if = "Option::is_none")]
@@ -529,7 +534,7 @@ macro_rules! table_update {
 
 table_update!(
     /// What the worker changes on a user.
-    UserUpdate for User { active_experiment: Vec<String> = "Active Experiment" }
+    UserUpdate for User { active_experiment: Vec<RecordId> = "Active Experiment" }
 );
 table_update!(
     /// The parse outcome written onto a transcript.
@@ -545,7 +550,7 @@ table_update!(
     /// A Run Request's progress.
     RunRequestUpdate for RunRequest {
         status: RunRequestStatus = "Status",
-        run: Vec<String> = "Run",
+        run: Vec<RecordId> = "Run",
         error: String = "Error",
     }
 );
@@ -553,8 +558,8 @@ table_update!(
     /// A Baseline Pack's progress.
     BaselinePackUpdate for BaselinePack {
         status: BaselinePackStatus = "Status",
-        run: Vec<String> = "Run",
-        experiment: Vec<String> = "Experiment",
+        run: Vec<RecordId> = "Run",
+        experiment: Vec<RecordId> = "Experiment",
         error: String = "Error",
     }
 );
@@ -583,6 +588,26 @@ pub mod queries {
                 Filter::eq("Type", EventType::Attempt.as_str()),
             ]))
             .fields(["Key", "Attempted"])
+    }
+
+    /// Every event of an experiment (by its Key), whatever its type.
+    pub fn experiment_events(experiment_key: &str) -> ListQuery {
+        ListQuery::new().filter(Filter::link_contains("Experiment", experiment_key))
+    }
+
+    /// The first user with this `Name` (Users have no Key; the demo finds its coachee by name).
+    pub fn user_named(name: &str) -> ListQuery {
+        ListQuery::new()
+            .filter(Filter::eq("Name", name))
+            .max_records(1)
+    }
+
+    /// The first transcript with this `Title` (Transcripts have no Key; the demo finds its samples
+    /// by title).
+    pub fn transcript_titled(title: &str) -> ListQuery {
+        ListQuery::new()
+            .filter(Filter::eq("Title", title))
+            .max_records(1)
     }
 
     /// The record with this `Key`, if any.
@@ -623,8 +648,8 @@ mod tests {
     fn s(x: &str) -> Option<String> {
         Some(x.to_string())
     }
-    fn l() -> Vec<String> {
-        vec!["rec0HLFTLAXuJ6suq".to_string()]
+    fn l() -> Vec<RecordId> {
+        vec![RecordId::parse("rec0HLFTLAXuJ6suq").unwrap()]
     }
 
     #[test]
@@ -729,6 +754,37 @@ mod tests {
     }
 
     #[test]
+    fn a_malformed_link_fails_the_read_and_names_the_record() {
+        let mut fields = Fields::new();
+        fields.insert("Key".into(), "run:1".into());
+        fields.insert(
+            "Run Request".into(),
+            serde_json::json!(["rec0HLFTLAXuJ6suq", "recBROKEN"]),
+        );
+        let err = Run::from_record(&Record {
+            id: "rec1HLFTLAXuJ6suq".into(),
+            created_time: String::new(),
+            fields,
+        })
+        .unwrap_err();
+        assert_eq!(err.code(), "STORE_DECODE");
+        let message = err.to_string();
+        assert!(message.contains("rec1HLFTLAXuJ6suq"), "{message}");
+        assert!(message.contains("\"Runs\""), "{message}");
+        assert!(message.contains("recBROKEN"), "{message}");
+        // A link that is not text at all is as clear.
+        let mut fields = Fields::new();
+        fields.insert("Transcript".into(), serde_json::json!([42]));
+        let err = RunRequest::from_record(&Record {
+            id: "rec1HLFTLAXuJ6suq".into(),
+            created_time: String::new(),
+            fields,
+        })
+        .unwrap_err();
+        assert_eq!(err.code(), "STORE_DECODE");
+    }
+
+    #[test]
     fn typed_updates_name_schema_fields_and_clear_with_null() {
         let schema = BaseSchema::embedded().unwrap();
         let update = RunRequestUpdate {
@@ -775,6 +831,30 @@ mod tests {
         schema.validate_fields(USERS, &user.to_fields()).unwrap();
         for table in Table::ALL {
             assert!(schema.table(table.as_str()).is_some(), "{table}");
+        }
+    }
+
+    #[test]
+    fn queries_name_schema_fields() {
+        let schema = BaseSchema::embedded().unwrap();
+        let cases = [
+            (RUN_REQUESTS, queries::queued_run_requests()),
+            (EXPERIMENT_EVENTS, queries::attempt_events("k")),
+            (EXPERIMENT_EVENTS, queries::experiment_events("k")),
+            (USERS, queries::user_named("n")),
+            (TRANSCRIPTS, queries::transcript_titled("t")),
+            (RUNS, queries::by_key("k")),
+        ];
+        for (table, query) in cases {
+            let t = schema.table(table).unwrap();
+            let filter = query.filter.as_ref().expect("every query filters");
+            let named = filter
+                .fields()
+                .into_iter()
+                .chain(query.fields.iter().map(String::as_str));
+            for field in named {
+                assert!(t.field(field).is_some(), "{table} has no field {field}");
+            }
         }
     }
 

@@ -17,6 +17,8 @@
 //! - [`report`] — the documented output shapes of `coach-worker transcript parse|metrics`
 //!   ([`report::ParseReport`], [`report::MetricsReport`], [`report::metrics_table`]); the
 //!   command line itself lives in the worker binary.
+//! - [`RunType`] — one meeting or a baseline pack of three: the run type the store, the coaching
+//!   crate and the worker share (serde names `single_meeting`, `baseline_pack`).
 //! - [`TranscriptError::code`] — stable codes: `EMPTY_INPUT`, `INVALID_UTF8`,
 //!   `NO_SPEAKER_LABELS`, `UNKNOWN_FORMAT`, `COACHEE_NOT_FOUND`, `NO_SPEECH`,
 //!   `IMPLAUSIBLE_TIMES`, `DOCX_UNREADABLE`, `DOCX_PROTECTED`.
@@ -45,9 +47,11 @@ pub mod model;
 mod parse;
 mod render;
 pub mod report;
+pub mod run;
 pub(crate) mod text;
 
 pub use coachee::find_coachee;
 pub use model::{Format, ParseWarning, Segment, Transcript, TranscriptError};
 pub use parse::{MAX_MEETING_SECONDS, MIN_WORDS_PER_MINUTE, detect, is_word_file, parse};
 pub use render::render;
+pub use run::RunType;

@@ -443,7 +443,7 @@ async fn detail(
     let mut v = view::run_detail(&job, &children, &attempts, delivery.as_ref());
     if let Some(store) = &keys.store {
         let mut fields = view::RECORD_FIELDS.to_vec();
-        fields.push(("metrics", "Metrics"));
+        fields.push(view::RunField::Metrics);
         view::add_run_record_fields(&mut v, &job, store, &fields).await;
     }
     html(

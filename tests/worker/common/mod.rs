@@ -38,6 +38,11 @@ pub struct TestApp {
 
 /// Installs the TLS crypto provider, as the worker's `main` does; the libraries never install
 /// one. Every test reaches it through [`test_config`] or [`client`] before building a client.
+/// A record id the test knows is well formed (links of typed records are `RecordId`s).
+pub fn rid(id: &str) -> coach_store::RecordId {
+    coach_store::RecordId::parse(id).expect("a well-formed record id")
+}
+
 pub fn install_tls() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }

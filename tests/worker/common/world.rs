@@ -352,7 +352,8 @@ impl World {
     }
 
     /// One record, read as [`World::records`] reads; panics when it is not there.
-    pub async fn record<T: TableRecord>(&self, id: &str) -> T {
+    pub async fn record<T: TableRecord>(&self, id: impl AsRef<str>) -> T {
+        let id = id.as_ref();
         let all = self.records(T::TABLE).await;
         let r = all
             .iter()
@@ -456,7 +457,7 @@ impl World {
     pub async fn unlabelled_transcript(&self, user: &str) -> String {
         self.create(&tables::Transcript {
             title: Some("no speakers".into()),
-            user: vec![user.into()],
+            user: vec![super::rid(user)],
             transcript: Some("WEBVTT\n\n00:00:01.000 --> 00:00:02.000\n>> HELLO THERE\n".into()),
             coachee_speaker: Some(COACHEE.into()),
             ..Default::default()
@@ -495,8 +496,8 @@ impl World {
     ) -> String {
         let request = tables::RunRequest {
             key: Some(key.into()),
-            user: vec![user.into()],
-            transcript: vec![transcript.into()],
+            user: vec![super::rid(user)],
+            transcript: vec![super::rid(transcript)],
             status: Some(tables::RunRequestStatus::Queued),
             source: Some(source),
             ..Default::default()
@@ -576,7 +577,7 @@ impl World {
 fn transcript_of(user: &str, s: &Sample) -> tables::Transcript {
     tables::Transcript {
         title: Some(s.file.into()),
-        user: vec![user.into()],
+        user: vec![super::rid(user)],
         meeting_date: Some(s.date.into()),
         format: Some(s.format),
         transcript: Some(sample_text(s.file)),
