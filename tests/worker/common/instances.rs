@@ -184,15 +184,3 @@ pub async fn poller_lock_holders(db: &tokio_postgres::Client) -> i64 {
     .map(|r| r.get(0))
     .unwrap_or(0)
 }
-
-#[test]
-fn most_in_any_second_counts_the_fullest_window() {
-    let t0 = Instant::now();
-    let at = |ms: u64| t0 + Duration::from_millis(ms);
-    assert_eq!(most_in_any_second(&[]), 0);
-    assert_eq!(
-        most_in_any_second(&[at(0), at(999), at(1000), at(1500), at(1999)]),
-        3
-    );
-    assert_eq!(most_in_any_second(&[at(0), at(1000), at(2000)]), 1);
-}
