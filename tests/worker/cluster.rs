@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 use coach_store::fake::FakeAirtable;
 use coach_store::tables::{self, EventType, ExperimentStatus, TableRecord};
 use coach_store::{Fields, Store};
-use common::instances::{Instance, most_in_any_second, poller_lock_holders, post_to, sql_client};
+use common::instances::{
+    Instance, most_in_any_second, poller_leader, poller_lock_holders, post_to, sql_client,
+    wait_new_poller_leader,
+};
 use common::postgres::PgCluster;
 use common::world::{COACHEE, follow_ups, sample_text};
 use rand::Rng;
@@ -226,8 +229,10 @@ async fn incarnations(db: &tokio_postgres::Client) -> HashSet<String> {
 }
 
 /// Three instances, one Postgres, one Airtable fake; R1 deliveries round-robin, every fourth one
-/// also sent (concurrently) to the next instance, five `kill -9`s of a random instance each
-/// followed by its restart on the same port and settings.
+/// also sent (concurrently) to the next instance, five `kill -9`s (the first of the poller's leader,
+/// the others of a random instance) each followed by its restart on the same port and settings.
+/// The poller's leadership is read from `pg_locks` every 100 ms: never two holders, and another
+/// session holds it after its holder was killed.
 ///
 /// **Count: 60 Run Requests, not the issue's 300.** Airtable's 5 requests/s is a limit on the
 /// base, so the three instances together get ≈ 4.2 requests/s (the shared pacer spaces slots
@@ -260,8 +265,18 @@ async fn chaos_three_instances_kill_9_five_times_every_request_done_once_airtabl
         .collect();
     let db = sql_client(&url).await;
     let mut incarnation = Vec::new();
-    for i in &mut instances {
+    for (n, i) in instances.iter_mut().enumerate() {
         incarnation.push(start_and_name(i, &db).await);
+        if n == 0 {
+            // The first instance leads the poller before the others start, so the first kill
+            // knows whom to kill to see the leadership move.
+            assert!(
+                wait_new_poller_leader(&db, None, Duration::from_secs(10))
+                    .await
+                    .is_some(),
+                "the first instance leads the poller"
+            );
+        }
     }
     let bases: Vec<String> = instances.iter().map(|i| i.base()).collect();
     // Seeding went through this process's own limiter; count only the instances' requests.
@@ -326,9 +341,16 @@ async fn chaos_three_instances_kill_9_five_times_every_request_done_once_airtabl
     // Five kills at random moments while deliveries arrive and jobs run.
     let mut rng = rand::rng();
     let mut cut_off = 0;
-    for _ in 0..KILLS {
+    let mut leader_moved = false;
+    for round in 0..KILLS {
         tokio::time::sleep(Duration::from_millis(rng.random_range(1500..6000))).await;
-        let victim = rng.random_range(0..INSTANCES);
+        // The first kill is the poller's leader; the others a random instance.
+        let victim = if round == 0 {
+            0
+        } else {
+            rng.random_range(0..INSTANCES)
+        };
+        let leader = poller_leader(&db).await;
         let running: i64 = db
             .query_one(
                 "SELECT COUNT(*) FROM jobs WHERE status = 'running' AND lease_owner = $1",
@@ -339,6 +361,13 @@ async fn chaos_three_instances_kill_9_five_times_every_request_done_once_airtabl
             .get(0);
         instances[victim].kill9();
         cut_off += running;
+        if round == 0 {
+            // Another session takes the lock once the dead leader's session is gone (the
+            // survivors ask every poll interval, 2 s).
+            leader_moved = wait_new_poller_leader(&db, leader, Duration::from_secs(15))
+                .await
+                .is_some();
+        }
         tokio::time::sleep(Duration::from_millis(rng.random_range(50..500))).await;
         incarnation[victim] = start_and_name(&mut instances[victim], &db).await;
     }
@@ -427,6 +456,10 @@ async fn chaos_three_instances_kill_9_five_times_every_request_done_once_airtabl
     );
     assert!(samples_led > 0, "an instance led the poller");
     assert_eq!(open_leaders, 1, "a poller leads after the kills");
+    assert!(
+        leader_moved,
+        "the poller's leadership moved when its holder was killed"
+    );
     eprintln!(
         "chaos: {REQUESTS} requests, {} Airtable calls (at most {} in one second) in {:?}; \
          {cut_off} running jobs cut off by the kills; poller lock held in {samples_led} samples, \

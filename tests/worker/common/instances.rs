@@ -184,3 +184,35 @@ pub async fn poller_lock_holders(db: &tokio_postgres::Client) -> i64 {
     .map(|r| r.get(0))
     .unwrap_or(0)
 }
+
+/// The server process id of the session holding the poller's advisory lock, if any.
+pub async fn poller_leader(db: &tokio_postgres::Client) -> Option<i32> {
+    let key = coach_worker::journal::postgres::POLLER_LOCK;
+    db.query_opt(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+           AND classid::text::bigint = $1 AND objid::text::bigint = $2 AND objsubid = 1",
+        &[&(key >> 32), &(key & 0xffff_ffff)],
+    )
+    .await
+    .ok()
+    .flatten()
+    .map(|r| r.get(0))
+}
+
+/// Waits (up to `limit`) for a session other than `old` to hold the poller's lock.
+pub async fn wait_new_poller_leader(
+    db: &tokio_postgres::Client,
+    old: Option<i32>,
+    limit: Duration,
+) -> Option<i32> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(pid) = poller_leader(db).await
+            && Some(pid) != old
+        {
+            return Some(pid);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
