@@ -23,6 +23,7 @@ mod attempts;
 mod bad_input;
 mod blueprints;
 mod browser;
+mod cluster;
 mod config;
 mod crash;
 mod demo;

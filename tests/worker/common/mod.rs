@@ -17,6 +17,7 @@ use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 
 pub mod browser;
+pub mod instances;
 pub mod postgres;
 pub mod world;
 
