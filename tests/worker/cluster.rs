@@ -49,7 +49,7 @@ async fn seed_coachee(
         .map(|s| {
             let t = tables::Transcript {
                 title: Some(s.file.into()),
-                user: vec![user.clone()],
+                user: vec![common::rid(&user)],
                 meeting_date: Some(s.date.into()),
                 format: Some(s.format),
                 transcript: Some(sample_text(s.file)),
@@ -67,7 +67,7 @@ async fn seed_coachee(
                 tables::Experiment {
                     key: Some(format!("hand:{user}")),
                     title: Some("Ask before answering".into()),
-                    user: vec![user.clone()],
+                    user: vec![common::rid(&user)],
                     behavior: Some("Ask one open question before giving an answer".into()),
                     success_signal: Some("Others speak first".into()),
                     target_meetings: Some(100_000),
@@ -93,8 +93,8 @@ async fn seed_coachee(
 fn run_request(fake: &FakeAirtable, key: &str, user: &str, transcript: &str) -> String {
     let r = tables::RunRequest {
         key: Some(key.into()),
-        user: vec![user.into()],
-        transcript: vec![transcript.into()],
+        user: vec![common::rid(user)],
+        transcript: vec![common::rid(transcript)],
         status: Some(tables::RunRequestStatus::Queued),
         source: Some(tables::RunRequestSource::Make),
         ..Default::default()
