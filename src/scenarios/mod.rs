@@ -29,7 +29,8 @@
 //!
 //! `serde_json::Value` appears here only where the data is JSON by contract, each place documented:
 //! the coaching output S1 checks ([`gate1::CheckRequest::output`]; the analysis output a Run keeps is
-//! read through `coach_coaching::CheckedOutput`), and in [`jobs`] the boundary with the runner and
+//! read through `coach_coaching::CheckedOutput`, part by part from the parsed text in
+//! `experiments::run_output`, so a malformed proposal does not hide a well-formed attempt), and in [`jobs`] the boundary with the runner and
 //! the journal, whose API is JSON (`JobOutcome::result`, `JobError::details`, the payload column),
 //! which the typed outcomes and specs are serialised into there, once.
 //!
