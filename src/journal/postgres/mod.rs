@@ -20,9 +20,14 @@
 //!   deletes what it wrote in its savepoint's scope and answers with the winner's answer.
 //! - **Claims** take due jobs with `FOR UPDATE SKIP LOCKED`, so two runners never claim one job and
 //!   never wait for each other. A claimed job holds a *lease* (`lease_owner` = the instance's
-//!   incarnation, `lease_until`); a heartbeat task renews the leases of the instance's running jobs
-//!   every [`LEASE_MS`]/3. A running job whose lease expired (its instance died or hung) is claimed
-//!   again by whoever sees it first; the interrupted attempt does not count against it. Start-up
+//!   incarnation, `lease_until`); a heartbeat task renews, every [`LEASE_MS`]/3, the leases of the
+//!   jobs a task of this instance is still running (the runner reports each task's start and end),
+//!   so a job whose task ended without writing its outcome (a lost claim answer, a failed outcome
+//!   write, a panic) is not kept alive by a living instance. A running job whose lease expired (its
+//!   instance died or hung, or its task is gone) is claimed again by whoever sees it first, except
+//!   by an instance whose own task still runs it; the interrupted attempt does not count against it.
+//!   Lease times come from each instance's clock, so the instances' clocks must agree to well
+//!   within a lease (NTP). Start-up
 //!   re-queues only expired leases, never the jobs of a live neighbour. A late completion from an
 //!   instance that lost its lease is dropped (every finishing update checks `lease_owner`).
 //! - **Reservations** of synchronous hooks carry the incarnation too. Live instances keep a row in
