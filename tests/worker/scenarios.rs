@@ -22,7 +22,11 @@ fn world(airtable: bool) -> WorldBuilder {
 }
 
 async fn story(airtable: bool) {
-    let w = world(airtable).start().await;
+    story_with(world(airtable), airtable).await;
+}
+
+async fn story_with(builder: WorldBuilder, airtable: bool) {
+    let w = builder.start().await;
     let (user_id, transcripts) = w.seed().await;
 
     // A1 with build: the pack, then A2 → E1 in the worker.
@@ -205,6 +209,19 @@ async fn whole_story_against_the_airtable_fake() {
 #[tokio::test]
 async fn whole_story_against_the_sqlite_store() {
     story(false).await;
+}
+
+/// The same story with the journal on Postgres (a throwaway cluster), as several instances run it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_story_with_the_journal_on_postgres() {
+    let cluster = crate::common::postgres::PgCluster::start();
+    let url = cluster.url();
+    story_with(
+        world(true).serve(move |c| c.database_url = Some(url.into())),
+        true,
+    )
+    .await;
+    cluster.stop();
 }
 
 #[tokio::test]

@@ -208,7 +208,14 @@ impl WorldBuilder {
             tweak(&mut config);
         }
         let secrets = config.validate().unwrap();
-        let journal = Journal::open(&config.journal_path()).unwrap();
+        // A Postgres URL in the settings (`serve(|c| c.database_url = …)`) puts the journal there, as
+        // `serve` does.
+        let journal = match config.database_url.as_ref() {
+            Some(url) => Journal::connect(secrecy::ExposeSecret::expose_secret(url))
+                .await
+                .unwrap(),
+            None => Journal::open(&config.journal_path()).unwrap(),
+        };
         let (store, airtable) = match self.airtable {
             None => (Store::sqlite(&config.store_path()).unwrap(), None),
             Some(AirtableChoice::Limited) => {
