@@ -14,6 +14,10 @@
 //! reported as a row of its own. After each run the journal is read back: deliveries journaled must
 //! equal deliveries acknowledged, and jobs must equal the distinct Run Requests sent.
 //!
+//! With `COACH_DATABASE_URL=postgres://…` in its environment the worker journals to Postgres, and the
+//! read-back counts the rows each run added there (ids carry the run's number, so runs never repeat
+//! one another's deliveries).
+//!
 //! `--check DIR` only prints the deliveries and jobs journaled in `DIR/journal.db` (used by
 //! `bench/run.sh` after loading the worker with the peer's generator).
 //!
@@ -167,12 +171,15 @@ fn connection_loop(
     let mut i = 0u64;
     while !stop.load(Ordering::Relaxed) {
         i += 1;
-        let id = format!("bench-{conn}-{i}");
+        // Distinct across runs too: a Postgres journal outlives a run, and a repeated id would be
+        // answered from it as a replay instead of being a new delivery.
+        let run = RUN.load(Ordering::Relaxed) % 100;
+        let id = format!("bench-{run}-{conn}-{i}");
         // Airtable record ids are `rec` + 14 characters; a distinct one per delivery, or always one.
         let body = if repeated {
             r#"{"run_request_id":"recAAAAAAAAAAAAAA"}"#.to_owned()
         } else {
-            format!(r#"{{"run_request_id":"rec{conn:04}{i:010}"}}"#)
+            format!(r#"{{"run_request_id":"rec{run:02}{conn:03}{i:09}"}}"#)
         };
         let body = body.as_bytes();
         let ts = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -230,7 +237,14 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Deliveries and jobs in a journal. The rows a Make-scheme delivery keeps for its signed content
 /// (`{scenario}:signed:{hash}`) are not deliveries of their own and are not counted.
+/// With `COACH_DATABASE_URL` set (the worker inherits it and journals to Postgres) the rows are
+/// counted there, and a run reports what it added.
 fn count_journal(data_dir: &std::path::Path) -> (u64, u64) {
+    if let Ok(url) = std::env::var("COACH_DATABASE_URL")
+        && !url.is_empty()
+    {
+        return count_postgres(&url);
+    }
     let conn = rusqlite::Connection::open(data_dir.join("journal.db")).expect("open journal");
     let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap_or(0) as u64;
     (
@@ -239,9 +253,39 @@ fn count_journal(data_dir: &std::path::Path) -> (u64, u64) {
     )
 }
 
+fn count_postgres(url: &str) -> (u64, u64) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("connect to COACH_DATABASE_URL");
+        tokio::spawn(connection);
+        let count = async |sql: &str| {
+            client
+                .query_one(sql, &[])
+                .await
+                .map(|r| r.get::<_, i64>(0) as u64)
+                .unwrap_or(0)
+        };
+        (
+            count("SELECT COUNT(*) FROM deliveries WHERE key NOT LIKE '%:signed:%'").await,
+            count("SELECT COUNT(*) FROM jobs").await,
+        )
+    })
+}
+
+/// The number of the current run, part of every id the generator sends.
+static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 fn run_once(args: &Args, connections: usize, port: u16, paused: bool, repeated: bool) -> RunResult {
+    RUN.fetch_add(1, Ordering::Relaxed);
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut child, ready_ms) = start_worker(&args.worker, dir.path(), port, paused);
+    // A shared Postgres journal keeps earlier runs' rows: the check counts what this run added.
+    let (deliveries_before, jobs_before) = count_journal(dir.path());
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let handles: Vec<_> = (0..connections)
@@ -272,6 +316,7 @@ fn run_once(args: &Args, connections: usize, port: u16, paused: bool, repeated: 
     };
     let acknowledged = latencies.len() as u64 - errors;
     let (journaled, jobs) = count_journal(dir.path());
+    let (journaled, jobs) = (journaled - deliveries_before, jobs - jobs_before);
     RunResult {
         rate: acknowledged as f64 / elapsed,
         p50_ms: pct(0.50).copied().unwrap_or(0) as f64 / 1000.0,
