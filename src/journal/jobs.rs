@@ -476,7 +476,7 @@ impl Journal {
         limit: usize,
         offset: usize,
     ) -> Result<Vec<Job>, JournalError> {
-        let (clause, args) = filter_clause(&filter);
+        let (clause, args) = filter_clause(&filter, '?');
         if let Some(pg) = self.pg() {
             return pg.list_jobs(self, filter, limit, offset).await;
         }
@@ -496,7 +496,7 @@ impl Journal {
         if let Some(pg) = self.pg() {
             return pg.count_jobs(self, filter).await;
         }
-        let (clause, args) = filter_clause(&filter);
+        let (clause, args) = filter_clause(&filter, '?');
         self.call(move |conn| {
             let sql = format!("SELECT COUNT(*) FROM jobs WHERE {clause}");
             let n: i64 = conn.query_row(
@@ -547,12 +547,13 @@ impl Journal {
 }
 
 /// Builds a WHERE clause from fixed fragments and numbered parameters; no value is ever pasted in.
-fn filter_clause(filter: &JobFilter) -> (String, Vec<Value>) {
+/// `mark` is the backend's parameter sign: `?` for SQLite (`?1`), `$` for Postgres (`$1`).
+pub(super) fn filter_clause(filter: &JobFilter, mark: char) -> (String, Vec<Value>) {
     let mut parts: Vec<String> = vec!["1 = 1".into()];
     let mut args: Vec<Value> = Vec::new();
     let param = |v: Value, args: &mut Vec<Value>| {
         args.push(v);
-        format!("?{}", args.len())
+        format!("{mark}{}", args.len())
     };
     if !filter.statuses.is_empty() {
         let list: Vec<String> = filter

@@ -466,7 +466,7 @@ impl PgJournal {
         limit: usize,
         offset: usize,
     ) -> Result<Vec<Job>, JournalError> {
-        let (clause, args) = filter_clause(&filter);
+        let (clause, args) = crate::journal::jobs::filter_clause(&filter, '$');
         self.list_jobs_where(
             j,
             &format!("{clause} ORDER BY created_at DESC, seq DESC"),
@@ -483,7 +483,7 @@ impl PgJournal {
         filter: JobFilter,
     ) -> Result<u64, JournalError> {
         j.check_open()?;
-        let (clause, args) = filter_clause(&filter);
+        let (clause, args) = crate::journal::jobs::filter_clause(&filter, '$');
         let client = self.client().await?;
         let params = sql_params(&args);
         let refs: Vec<&(dyn ToSql + Sync)> = params
@@ -551,45 +551,6 @@ impl PgJournal {
         .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
-}
-
-/// Builds a WHERE clause from fixed fragments and numbered parameters; no value is ever pasted in.
-fn filter_clause(filter: &JobFilter) -> (String, Vec<Value>) {
-    let mut parts: Vec<String> = vec!["1 = 1".into()];
-    let mut args: Vec<Value> = Vec::new();
-    let param = |v: Value, args: &mut Vec<Value>| {
-        args.push(v);
-        format!("${}", args.len())
-    };
-    if !filter.statuses.is_empty() {
-        let list: Vec<String> = filter
-            .statuses
-            .iter()
-            .map(|s| param(Value::String(s.as_str().into()), &mut args))
-            .collect();
-        parts.push(format!("status IN ({})", list.join(", ")));
-    }
-    if let Some(scenario) = &filter.scenario {
-        let p = param(Value::String(scenario.clone()), &mut args);
-        parts.push(format!("scenario = {p}"));
-    }
-    if let Some(since) = filter.since {
-        let p = param(Value::from(since), &mut args);
-        parts.push(format!("created_at >= {p}"));
-    }
-    if let Some(until) = filter.until {
-        let p = param(Value::from(until), &mut args);
-        parts.push(format!("created_at < {p}"));
-    }
-    if !filter.ids.is_empty() {
-        let list: Vec<String> = filter
-            .ids
-            .iter()
-            .map(|id| param(Value::String(id.clone()), &mut args))
-            .collect();
-        parts.push(format!("id IN ({})", list.join(", ")));
-    }
-    (parts.join(" AND "), args)
 }
 
 fn sql_params(args: &[Value]) -> Vec<Box<dyn ToSql + Sync + Send>> {
