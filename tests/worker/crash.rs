@@ -91,20 +91,14 @@ impl Worker {
         }
         let child = command.spawn().expect("start the worker");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if self
-                .client
-                .get(format!("{}/readyz", self.base()))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("worker not ready");
+        let ready = common::until_ready(
+            &self.client,
+            &self.base(),
+            Duration::from_secs(20),
+            Duration::from_millis(10),
+        )
+        .await;
+        assert!(ready, "worker not ready");
     }
 
     fn kill9(&mut self) {

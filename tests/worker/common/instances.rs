@@ -81,20 +81,16 @@ impl Instance {
             command.env(k, v);
         }
         self.child = Some(command.spawn().expect("start the worker"));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if self
-                .client
-                .get(format!("{}/readyz", self.base()))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let ready = super::until_ready(
+            &self.client,
+            &self.base(),
+            Duration::from_secs(30),
+            Duration::from_millis(50),
+        )
+        .await;
+        if !ready {
+            panic!("instance on port {} not ready:\n{}", self.port, self.log());
         }
-        panic!("instance on port {} not ready:\n{}", self.port, self.log());
     }
 
     pub fn kill9(&mut self) {

@@ -77,6 +77,29 @@ pub fn client() -> reqwest::Client {
 
 /// Adds a background task that hands the runner's settle signal to the test once the worker runs:
 /// the harness reaches the runner the way the poller does, so `Application` needs no test accessor.
+/// Asks `{base}/readyz` every `every` until it answers 2xx (true) or `within` has passed (false):
+/// how a test waits for a worker it started as a child process.
+pub async fn until_ready(
+    client: &reqwest::Client,
+    base: &str,
+    within: std::time::Duration,
+    every: std::time::Duration,
+) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        if client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return true;
+        }
+        tokio::time::sleep(every).await;
+    }
+    false
+}
+
 pub fn tap_runner(registry: &mut Registry) -> oneshot::Receiver<watch::Receiver<u64>> {
     let (tx, rx) = oneshot::channel();
     let task: BackgroundTask = Box::new(move |runner: RunnerHandle, _stop| {
