@@ -1,6 +1,6 @@
 //! Intake load test: starts the release worker, sends signed deliveries from this second process over
 //! loopback on N keep-alive connections, and reports deliveries/s, p50/p99 latency, the worker's peak
-//! RSS, its time from start to `/readyz`, and whether every acknowledged delivery is in the journal.
+//! RSS, its CPU time per delivery, its time from start to `/readyz`, and whether every acknowledged delivery is in the journal.
 //!
 //! ```sh
 //! cargo build --release --bin coach-worker --example intake_load
@@ -103,6 +103,8 @@ struct RunResult {
     p50_ms: f64,
     p99_ms: f64,
     peak_rss_mb: f64,
+    /// The worker's CPU time (user + system, all threads) per acknowledged delivery, in µs.
+    cpu_us_per_delivery: f64,
     ready_ms: f64,
     acknowledged: u64,
     journaled: u64,
@@ -153,6 +155,35 @@ fn peak_rss_mb(pid: u32) -> f64 {
         .and_then(|kb| kb.parse::<f64>().ok())
         .map(|kb| kb / 1024.0)
         .unwrap_or(0.0)
+}
+
+/// CPU seconds (user + system) the process has used so far: fields 14 and 15 of `/proc/PID/stat`,
+/// in clock ticks of `getconf CLK_TCK` (proc(5)).
+fn cpu_seconds(pid: u32) -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let ticks = *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|t| t.trim().parse::<f64>().ok())
+            .expect("getconf CLK_TCK")
+    });
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // After the parenthesis, field 3 (state) is index 0, so utime (14) and stime (15) are 11 and 12.
+    (tick(11) + tick(12)) / ticks
 }
 
 /// One connection's loop: send signed deliveries until `stop`, record each latency in microseconds.
@@ -311,6 +342,7 @@ fn run_once(args: &Args, connections: usize, port: u16, paused: bool, repeated: 
     }
     let elapsed = started.elapsed().as_secs_f64();
     let peak = peak_rss_mb(child.id());
+    let cpu = cpu_seconds(child.id());
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -328,6 +360,7 @@ fn run_once(args: &Args, connections: usize, port: u16, paused: bool, repeated: 
         p50_ms: pct(0.50).copied().unwrap_or(0) as f64 / 1000.0,
         p99_ms: pct(0.99).copied().unwrap_or(0) as f64 / 1000.0,
         peak_rss_mb: peak,
+        cpu_us_per_delivery: cpu * 1e6 / (acknowledged.max(1) as f64),
         ready_ms,
         acknowledged,
         journaled,
@@ -356,9 +389,9 @@ fn consistent(r: &RunResult, paused: bool, repeated: bool) -> bool {
 fn main() {
     let args = parse_args();
     println!(
-        "| Run Requests | jobs | connections | deliveries/s | p50 ms | p99 ms | peak RSS MB | start→ready ms | journaled = acknowledged, jobs = Run Requests |"
+        "| Run Requests | jobs | connections | deliveries/s | p50 ms | p99 ms | peak RSS MB | worker CPU µs/delivery | start→ready ms | journaled = acknowledged, jobs = Run Requests |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let mut port = 18_500;
     for &repeated in &args.repeated {
         for &paused in &args.modes {
@@ -369,7 +402,7 @@ fn main() {
                     results.push(run_once(&args, connections, port, paused, repeated));
                 }
                 println!(
-                    "| {} | {} | {connections} | {:.0} | {:.2} | {:.2} | {:.1} | {:.0} | {} |",
+                    "| {} | {} | {connections} | {:.0} | {:.2} | {:.2} | {:.1} | {:.0} | {:.0} | {} |",
                     if repeated {
                         "one, repeated"
                     } else {
@@ -380,6 +413,7 @@ fn main() {
                     median(results.iter().map(|r| r.p50_ms).collect()),
                     median(results.iter().map(|r| r.p99_ms).collect()),
                     median(results.iter().map(|r| r.peak_rss_mb).collect()),
+                    median(results.iter().map(|r| r.cpu_us_per_delivery).collect()),
                     median(results.iter().map(|r| r.ready_ms).collect()),
                     results
                         .iter()

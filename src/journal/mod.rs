@@ -3,13 +3,12 @@
 //!
 //! One OS thread owns the connection and every operation is a closure sent to it over a channel. The
 //! thread drains whatever has queued up, runs the batch inside one transaction (each operation in a
-//! savepoint, so one failing operation does not undo its neighbours), commits once, and only then
-//! answers each caller. That is group commit: under load a single fsync covers many deliveries, and
-//! no caller is ever told "done" before its write is durable. Serialising every write through one
-//! thread is also what makes "100 identical deliveries at once give one job" a plain read-then-insert.
-//!
-//! `synchronous = FULL` in WAL mode makes each commit durable against power loss as well as a crash of
-//! the process; group commit keeps its cost per delivery small.
+//! savepoint, so one failing operation does not undo its neighbours) and commits once; a second
+//! thread flushes the write-ahead log to disk and only then answers each caller ([`writer`]). That is
+//! group commit: under load a single flush covers many deliveries, and no caller is ever told "done"
+//! before its write is durable against power loss as well as a crash of the process. Serialising every
+//! write through one thread is also what makes "100 identical deliveries at once give one job" a plain
+//! read-then-insert.
 //!
 //! Each opened handle has an *incarnation* id. A synchronous hook's reservation is stamped with it, so
 //! the worker that starts after a crash can tell reservations nobody is working on any more (every
@@ -25,6 +24,7 @@ mod jobs;
 pub mod postgres;
 pub mod retention;
 mod tally;
+mod writer;
 
 pub use audit::{AuditEntry, NewAudit};
 pub use deliveries::{Delivery, DeliveryOutcome, NewDelivery};
@@ -76,8 +76,7 @@ impl From<serde_json::Error> for JournalError {
     }
 }
 
-type Reply = Box<dyn FnOnce(bool) + Send>;
-type Op = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+use writer::{Op, Reply};
 
 /// Handle to the journal; cheap to clone.
 #[derive(Clone)]
@@ -103,9 +102,6 @@ enum Backend {
     },
     Postgres(Arc<postgres::PgJournal>),
 }
-
-/// Largest number of operations committed in one transaction.
-const MAX_BATCH: usize = 512;
 
 const MIGRATIONS: &[&str] = &[
     // 1: deliveries, jobs, attempts, audit log, analysis cache.
@@ -197,11 +193,28 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE jobs ADD COLUMN request_id TEXT;
     "#,
+    // 5: indexes that a new job no longer writes to. Intake inserts a queued job with no parent and
+    // no finish time; only the unique active-dedupe index must see it then. "Succeeded before" reads
+    // succeeded jobs only, and the parent and finish-time lookups never ask for NULL, so those indexes
+    // hold just the rows they can return, and an intake touches two random index pages instead of
+    // three (the other indexes append).
+    r#"
+    DROP INDEX jobs_dedupe;
+    CREATE INDEX jobs_succeeded ON jobs(dedupe_key) WHERE status = 'succeeded' AND dedupe_key IS NOT NULL;
+    DROP INDEX jobs_parent;
+    CREATE INDEX jobs_parent ON jobs(parent_id) WHERE parent_id IS NOT NULL;
+    DROP INDEX jobs_finished;
+    CREATE INDEX jobs_finished ON jobs(status, finished_at) WHERE finished_at IS NOT NULL;
+    "#,
 ];
 
 impl Journal {
     /// Opens (creating if needed) the journal at `path`, applies migrations, and starts its thread.
     pub fn open(path: &Path) -> Result<Journal, JournalError> {
+        Self::open_gated(path, None)
+    }
+
+    fn open_gated(path: &Path, gate: Option<writer::FlushGate>) -> Result<Journal, JournalError> {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
@@ -216,7 +229,9 @@ impl Journal {
         conn.pragma_update(None, "busy_timeout", 5000)?;
         retention::incremental_vacuum_mode(&conn)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        // Commits write the WAL without waiting for the disk; the flusher thread syncs the WAL before
+        // any caller is answered, which is as durable as FULL (see `writer`).
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         // Each operation runs in a savepoint; its statement journal (the pages to restore if the
         // operation fails) is scratch that dies with the transaction, so it is kept in memory rather
         // than in a temporary file opened, written and closed by many batches.
@@ -224,7 +239,7 @@ impl Journal {
         // Intake dirties pages all over the key indexes, so a 1,000-page WAL (SQLite's default) was
         // checkpointed every few batches, writing the same hot pages into the database file again and
         // again. A checkpoint every 8,192 pages (32 MiB of WAL) writes each of them once for many
-        // batches. Durability is the WAL's and its fsync at each commit, whatever the checkpoint
+        // batches. Durability is the WAL's and its flush before each answer, whatever the checkpoint
         // interval; only the WAL a restart may have to read grows. https://www.sqlite.org/wal.html
         conn.pragma_update(None, "wal_autocheckpoint", 8192)?;
         // Truncate a WAL grown past this after a checkpoint resets it, so it does not keep its peak size.
@@ -233,16 +248,7 @@ impl Journal {
 
         let (tx, rx) = mpsc::unbounded_channel::<Op>();
         let alive = Arc::new(AtomicBool::new(true));
-        let thread_alive = alive.clone();
-        std::thread::Builder::new()
-            .name("journal".into())
-            .spawn(move || {
-                writer_loop(&conn, rx);
-                thread_alive.store(false, Ordering::SeqCst);
-            })
-            .map_err(|e| {
-                JournalError::Unavailable(format!("cannot start the journal thread: {e}"))
-            })?;
+        writer::start(conn, path, rx, alive.clone(), gate)?;
         Ok(Journal::with_backend(Backend::Sqlite { tx, alive }))
     }
 
@@ -499,46 +505,6 @@ fn migrate(conn: &Connection) -> Result<(), JournalError> {
         }
     }
     Ok(())
-}
-
-/// Runs a transaction-control statement through the statement cache (these run several times per
-/// batch, so parsing them each time would show in the intake profile).
-fn run(conn: &Connection, sql: &str) -> bool {
-    conn.prepare_cached(sql)
-        .and_then(|mut stmt| stmt.execute([]))
-        .is_ok()
-}
-
-fn writer_loop(conn: &Connection, mut rx: mpsc::UnboundedReceiver<Op>) {
-    let mut batch: Vec<Op> = Vec::with_capacity(MAX_BATCH);
-    let mut replies: Vec<Reply> = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
-        let began = run(conn, "BEGIN IMMEDIATE");
-        for op in batch.drain(..) {
-            run(conn, "SAVEPOINT op");
-            let (ok, reply) = op(conn);
-            if !ok {
-                run(conn, "ROLLBACK TO op");
-            }
-            run(conn, "RELEASE op");
-            replies.push(reply);
-        }
-        let committed = began && run(conn, "COMMIT");
-        if !committed {
-            let _ = conn.execute_batch("ROLLBACK");
-            tracing::error!("journal commit failed; the batch's callers are told to retry");
-        }
-        for reply in replies.drain(..) {
-            reply(committed);
-        }
-    }
 }
 
 /// Milliseconds since the Unix epoch.

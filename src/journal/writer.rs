@@ -1,0 +1,357 @@
+//! Group commit for the SQLite journal, with the flush to disk taken off the writer thread.
+//!
+//! Two threads:
+//! - the **writer** owns the connection. It drains whatever operations have queued up, runs them in
+//!   one transaction (each in a savepoint, so one failing operation does not undo its neighbours) and
+//!   commits. The connection runs with `synchronous = NORMAL`, so `COMMIT` writes the transaction's
+//!   frames into the write-ahead log (the OS page cache) and returns without waiting for the disk;
+//! - the **flusher** takes every committed batch that is waiting, calls `fdatasync` on the WAL file
+//!   once for all of them, and only then answers their callers.
+//!
+//! Why this is as durable as `synchronous = FULL`: FULL syncs the WAL after writing each commit
+//! frame and before `COMMIT` returns. Here a caller is answered only after an `fdatasync` of the
+//! whole WAL file that *began after* its batch's `COMMIT` had written the commit frame, so at the
+//! moment of the answer the same bytes are on disk as under FULL. Checkpoints keep SQLite's own
+//! ordering under NORMAL (the WAL is synced before pages are copied into the database file, and the
+//! database file is synced before the WAL is reused: <https://www.sqlite.org/pragma.html#pragma_synchronous>,
+//! <https://www.sqlite.org/wal.html>). A power loss can lose a committed batch whose flush had not
+//! finished, but none of its callers had been answered, exactly as with a FULL commit that had not
+//! returned.
+//!
+//! What it buys: the writer prepares and commits the next batch while the disk flushes the previous
+//! one, instead of idling through every flush (a few milliseconds each on a virtual disk), so the
+//! batches stay small and each caller waits for about one flush.
+//!
+//! A batch that wrote nothing (reads only) is answered at once when no earlier batch is still
+//! waiting for its flush; otherwise it waits behind them, so no answer ever reveals a write that is
+//! not yet durable. If the flush fails, the durability of the data written since the last good flush
+//! is unknown (Linux may have dropped the dirty pages), so the journal stops: every waiting and later
+//! caller is told to retry, and `/readyz` fails until the worker is restarted (the same choice
+//! PostgreSQL makes on a failed fsync).
+
+use std::fs::File;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use rusqlite::Connection;
+use tokio::sync::mpsc;
+
+use super::JournalError;
+
+pub(super) type Reply = Box<dyn FnOnce(bool) + Send>;
+pub(super) type Op = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+
+/// Largest number of operations committed in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// A committed batch's answers, handed to the flusher.
+struct Committed {
+    replies: Vec<Reply>,
+    /// False for a batch that only read: it needs no flush of its own.
+    wrote: bool,
+}
+
+/// Held by a test to stop the flusher before its next flush (production passes `None`).
+pub(super) type FlushGate = Arc<std::sync::Mutex<()>>;
+
+/// Starts the writer and flusher threads for `conn`, the journal at `path` (already in WAL mode).
+/// `alive` goes false when either stops.
+pub(super) fn start(
+    conn: Connection,
+    path: &Path,
+    rx: mpsc::UnboundedReceiver<Op>,
+    alive: Arc<AtomicBool>,
+    gate: Option<FlushGate>,
+) -> Result<(), JournalError> {
+    let wal = WalFile::open(&conn, path)?;
+    let (flush_tx, flush_rx) = std::sync::mpsc::channel::<Committed>();
+    let waiting = Arc::new(AtomicUsize::new(0));
+    let spawn_err =
+        |e: std::io::Error| JournalError::Unavailable(format!("cannot start the journal: {e}"));
+
+    let flusher_alive = alive.clone();
+    let flusher_waiting = waiting.clone();
+    std::thread::Builder::new()
+        .name("journal-flush".into())
+        .spawn(move || flusher_loop(wal, flush_rx, flusher_waiting, &flusher_alive, gate))
+        .map_err(spawn_err)?;
+
+    std::thread::Builder::new()
+        .name("journal".into())
+        .spawn(move || {
+            writer_loop(&conn, rx, &flush_tx, &waiting, &alive);
+            alive.store(false, Ordering::SeqCst);
+        })
+        .map_err(spawn_err)?;
+    Ok(())
+}
+
+/// Runs a transaction-control statement through the statement cache (these run several times per
+/// batch, so parsing them each time would show in the intake profile).
+fn run(conn: &Connection, sql: &str) -> bool {
+    conn.prepare_cached(sql)
+        .and_then(|mut stmt| stmt.execute([]))
+        .is_ok()
+}
+
+fn writer_loop(
+    conn: &Connection,
+    mut rx: mpsc::UnboundedReceiver<Op>,
+    flush: &std::sync::mpsc::Sender<Committed>,
+    waiting: &AtomicUsize,
+    alive: &AtomicBool,
+) {
+    let mut batch: Vec<Op> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
+        if !alive.load(Ordering::SeqCst) {
+            // The flusher failed: nothing more is committed (see the module doc).
+            // Dropping an operation drops its caller's answer channel: the caller gets "retry".
+            batch.clear();
+            continue;
+        }
+        let changes_before = conn.total_changes();
+        let began = run(conn, "BEGIN IMMEDIATE");
+        for op in batch.drain(..) {
+            run(conn, "SAVEPOINT op");
+            let (ok, reply) = op(conn);
+            if !ok {
+                run(conn, "ROLLBACK TO op");
+            }
+            run(conn, "RELEASE op");
+            replies.push(reply);
+        }
+        let committed = began && run(conn, "COMMIT");
+        if !committed {
+            let _ = conn.execute_batch("ROLLBACK");
+            tracing::error!("journal commit failed; the batch's callers are told to retry");
+        }
+        let wrote = committed && conn.total_changes() != changes_before;
+        if !wrote && waiting.load(Ordering::SeqCst) == 0 {
+            // Nothing to flush, and nothing earlier is still waiting for its flush.
+            for reply in replies {
+                reply(committed);
+            }
+            continue;
+        }
+        waiting.fetch_add(1, Ordering::SeqCst);
+        if let Err(lost) = flush.send(Committed { replies, wrote }) {
+            for reply in lost.0.replies {
+                reply(false);
+            }
+            return;
+        }
+    }
+}
+
+fn flusher_loop(
+    mut wal: WalFile,
+    rx: std::sync::mpsc::Receiver<Committed>,
+    waiting: Arc<AtomicUsize>,
+    alive: &AtomicBool,
+    gate: Option<FlushGate>,
+) {
+    let mut taken: Vec<Committed> = Vec::new();
+    while let Ok(first) = rx.recv() {
+        taken.push(first);
+        while let Ok(more) = rx.try_recv() {
+            taken.push(more);
+        }
+        let _held = gate.as_ref().map(|g| g.lock());
+        // Every batch taken was committed before this flush begins, so the flush covers it.
+        let flushed = if !alive.load(Ordering::SeqCst) {
+            false
+        } else if taken.iter().any(|c| c.wrote) {
+            match wal.sync() {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(
+                        error = %e,
+                        code = "JOURNAL_FLUSH_FAILED",
+                        "the journal's write-ahead log could not be flushed to disk; the journal \
+                         stops taking work (callers are told to retry): check the disk, then restart \
+                         the worker"
+                    );
+                    alive.store(false, Ordering::SeqCst);
+                    false
+                }
+            }
+        } else {
+            true
+        };
+        let batches = taken.len();
+        for committed in taken.drain(..) {
+            for reply in committed.replies {
+                reply(flushed);
+            }
+        }
+        waiting.fetch_sub(batches, Ordering::SeqCst);
+    }
+}
+
+/// The journal's `-wal` file, opened a second time so another thread can flush it.
+struct WalFile {
+    path: PathBuf,
+    file: File,
+    inode: u64,
+}
+
+impl WalFile {
+    fn open(conn: &Connection, db: &Path) -> Result<WalFile, JournalError> {
+        // Reading in WAL mode makes SQLite open (creating) the `-wal` file beside the database.
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+        let mut name = db.as_os_str().to_owned();
+        name.push("-wal");
+        let path = PathBuf::from(name);
+        let (file, inode) = Self::open_path(&path)?;
+        Ok(WalFile { path, file, inode })
+    }
+
+    fn open_path(path: &Path) -> Result<(File, u64), JournalError> {
+        let file = File::open(path).map_err(|e| {
+            JournalError::Unavailable(format!(
+                "cannot open the journal's write-ahead log {}: {e}",
+                path.display()
+            ))
+        })?;
+        let inode = file
+            .metadata()
+            .map_err(|e| JournalError::Unavailable(e.to_string()))?
+            .ino();
+        Ok((file, inode))
+    }
+
+    /// `fdatasync` of the WAL file. `fsync` acts on the file, not on the descriptor, so this
+    /// descriptor flushes what the connection's own descriptor wrote. SQLite keeps the same file for
+    /// as long as a connection is open (checkpoints restart or truncate it in place), but should it
+    /// ever be replaced, the file now at the path is reopened first.
+    fn sync(&mut self) -> std::io::Result<()> {
+        let current = std::fs::metadata(&self.path)?.ino();
+        if current != self.inode {
+            let (file, inode) =
+                Self::open_path(&self.path).map_err(|e| std::io::Error::other(e.to_string()))?;
+            self.file = file;
+            self.inode = inode;
+        }
+        self.file.sync_data()
+    }
+}
+
+#[cfg(test)]
+// Holding the flush gate across awaits is what these tests are about.
+#[allow(clippy::await_holding_lock)]
+mod tests {
+    use super::super::{DeliveryOutcome, Journal, NewDelivery, NewJob};
+    use super::FlushGate;
+    use std::path::Path;
+    use std::time::Duration;
+
+    fn delivery(key: &str) -> NewDelivery {
+        NewDelivery {
+            key: key.into(),
+            scenario: "r1".into(),
+            body_hash: "h".into(),
+            body: "{}".into(),
+        }
+    }
+
+    /// Counts deliveries through a connection of its own: what is committed, flushed or not.
+    fn committed_deliveries(path: &Path) -> i64 {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.query_row("SELECT count(*) FROM deliveries", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// Whether `rx` is still unanswered after a moment (the flusher is held, so it must be).
+    async fn still_waiting<T>(rx: &mut tokio::task::JoinHandle<T>) -> bool {
+        tokio::time::timeout(Duration::from_millis(150), rx)
+            .await
+            .is_err()
+    }
+
+    fn gated(path: &Path) -> (Journal, FlushGate) {
+        let gate = FlushGate::default();
+        (Journal::open_gated(path, Some(gate.clone())).unwrap(), gate)
+    }
+
+    #[tokio::test]
+    async fn a_delivery_is_answered_only_after_its_commit_is_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let (journal, gate) = gated(&path);
+        let held = gate.lock().unwrap();
+        let j = journal.clone();
+        let mut accept = tokio::spawn(async move {
+            j.accept_delivery(
+                delivery("d1"),
+                NewJob::new("single", "r1", serde_json::json!({})),
+                202,
+                |id| serde_json::json!({ "job": id }),
+            )
+            .await
+        });
+        // Committed (another connection sees it) but not yet flushed: no answer.
+        for _ in 0..200 {
+            if committed_deliveries(&path) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(committed_deliveries(&path), 1);
+        assert!(
+            still_waiting(&mut accept).await,
+            "answered before the flush"
+        );
+        drop(held);
+        assert_eq!(accept.await.unwrap().unwrap(), DeliveryOutcome::New);
+    }
+
+    #[tokio::test]
+    async fn a_read_waits_behind_an_unflushed_write_and_alone_needs_no_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let (journal, gate) = gated(&path);
+        let count = |j: &Journal| {
+            let j = j.clone();
+            tokio::spawn(async move { j.delivery_count().await })
+        };
+        // Nothing is waiting for a flush: a read is answered although the flusher is held.
+        let held = gate.lock().unwrap();
+        assert_eq!(count(&journal).await.unwrap().unwrap(), 0);
+        // A write waits for its flush, and a read after it must not reveal it before then.
+        let j = journal.clone();
+        let mut accept = tokio::spawn(async move {
+            j.accept_delivery(
+                delivery("d2"),
+                NewJob::new("single", "r1", serde_json::json!({})),
+                202,
+                |id| serde_json::json!({ "job": id }),
+            )
+            .await
+        });
+        for _ in 0..200 {
+            if committed_deliveries(&path) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut read = count(&journal);
+        assert!(
+            still_waiting(&mut read).await,
+            "a read revealed an unflushed write"
+        );
+        assert!(still_waiting(&mut accept).await);
+        drop(held);
+        assert_eq!(read.await.unwrap().unwrap(), 1);
+        assert_eq!(accept.await.unwrap().unwrap(), DeliveryOutcome::New);
+    }
+}
