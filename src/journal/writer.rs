@@ -49,6 +49,8 @@ const MAX_BATCH: usize = 512;
 /// A committed batch's answers, handed to the flusher.
 struct Committed {
     replies: Vec<Reply>,
+    /// False when the batch's commit failed: its callers are told to retry whatever the flush does.
+    committed: bool,
     /// False for a batch that only read: it needs no flush of its own.
     wrote: bool,
 }
@@ -144,7 +146,11 @@ fn writer_loop(
             continue;
         }
         waiting.fetch_add(1, Ordering::SeqCst);
-        if let Err(lost) = flush.send(Committed { replies, wrote }) {
+        if let Err(lost) = flush.send(Committed {
+            replies,
+            committed,
+            wrote,
+        }) {
             for reply in lost.0.replies {
                 reply(false);
             }
@@ -189,9 +195,10 @@ fn flusher_loop(
             true
         };
         let batches = taken.len();
-        for committed in taken.drain(..) {
-            for reply in committed.replies {
-                reply(flushed);
+        for batch in taken.drain(..) {
+            let durable = batch.committed && flushed;
+            for reply in batch.replies {
+                reply(durable);
             }
         }
         waiting.fetch_sub(batches, Ordering::SeqCst);
