@@ -18,7 +18,7 @@ use coach_store::tables::{self, EventType, ExperimentStatus, TableRecord};
 use coach_store::{Fields, Store};
 use common::instances::{
     Instance, most_in_any_second, poller_leader, poller_lock_holders, post_to, sql_client,
-    wait_new_poller_leader,
+    tightest_span, wait_new_poller_leader,
 };
 use common::postgres::PgCluster;
 use common::world::{COACHEE, follow_ups, sample_text};
@@ -467,14 +467,16 @@ async fn chaos_three_instances_kill_9_five_times_every_request_done_once_airtabl
         leader_moved,
         "the poller's leadership moved when its holder was killed"
     );
+    let times: Vec<Instant> = fake.requests().iter().map(|c| c.at).collect();
     eprintln!(
         "chaos: {REQUESTS} requests, {} Airtable calls ({:.2} per request; at most {} in one \
-         second) in {:?}; \
-         {cut_off} running jobs cut off by the kills; poller lock held in {samples_led} samples, \
-         by at most {most_leaders} session at once",
+         second; six consecutive calls spanned at least {:?}) in {:?}; {cut_off} running jobs cut \
+         off by the kills; poller lock held in {samples_led} samples, by at most {most_leaders} \
+         session at once",
         fake.calls(),
         fake.calls() as f64 / REQUESTS as f64,
-        most_in_any_second(&fake.requests().iter().map(|c| c.at).collect::<Vec<_>>()),
+        most_in_any_second(&times),
+        tightest_span(&times, 5),
         started.elapsed()
     );
     assert!(
