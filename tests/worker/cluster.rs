@@ -241,8 +241,9 @@ async fn incarnations(db: &tokio_postgres::Client) -> HashSet<String> {
 /// plus the poller's list every 2 s, which was ≈ 7.5 measured (447 calls for 60 requests) and
 /// would make 300 requests take ≈ 9 minutes. With eight jobs per instance, the calls of jobs that
 /// wait for a slot together leave as one request (`coach_store`'s batching: up to 10 records per
-/// read or write), and the poller reads one page per poll: measured ≈ 2.3 calls a request (681
-/// for 300), ≈ 165 s at 4.2 calls/s, plus up to a lease period (30 s) for the jobs a kill cut off.
+/// read or write), and the poller reads one page per poll: measured 2.3 to 2.8 calls a request
+/// (681 and 829 calls for 300, of which ≈ 0.5/s are the poller's), 165 to 200 s at 4.2 calls/s,
+/// which includes the lease period (30 s) after which the jobs a kill cut off are taken over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_three_instances_kill_9_five_times_every_request_done_once_airtable_paced() {
     const REQUESTS: usize = 300;
