@@ -3,6 +3,11 @@
 //! who sets a failed request back to `Queued` gets it re-run at the next poll. An Airtable webhook
 //! ping (`POST /v1/airtable/ping`) wakes the poller at once.
 //!
+//! A poll reads one page (the first 100 queued requests in the table's order): a backlog larger than that is more work
+//! than the runner finishes before the next poll (Airtable's 5 requests/s allow one request of
+//! five calls per second), so listing it all every cycle would only spend the rate budget the jobs
+//! need; the rest is picked up page by page as the first ones leave `Queued`.
+//!
 //! With several instances on a Postgres journal one of them polls: the one holding the poller's
 //! advisory lock ([`crate::journal::Journal::lead_poller`]). The others ask again at each interval
 //! and one of them takes over when the leader's database session ends (it stopped or died).
@@ -18,9 +23,13 @@ use super::single::RunRequestRef;
 use super::{Deps, ScenarioError, known_id};
 use crate::jobs::RunnerHandle;
 
+/// The most requests one poll reads: one page of Airtable's list.
+pub const POLL_PAGE: usize = 100;
+
 /// One poll: returns how many new jobs were enqueued.
 pub async fn poll_once(deps: &Deps) -> Result<usize, ScenarioError> {
-    let queued: Vec<tables::RunRequest> = deps.store.find(&queries::queued_run_requests()).await?;
+    let query = queries::queued_run_requests().max_records(POLL_PAGE);
+    let queued: Vec<tables::RunRequest> = deps.store.find(&query).await?;
     let mut created = 0;
     for record in queued {
         let job = JobSpec::Single(RunRequestRef {

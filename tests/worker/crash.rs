@@ -622,7 +622,9 @@ async fn post_to(
 async fn sigterm_drains_requests_and_jobs_under_one_deadline() {
     const DRAIN_SECS: u64 = 4;
     const REQUESTS: usize = 8;
-    const PACKS: usize = 8;
+    // Concurrent A1s' calls that wait for the rate limiter together leave as one request of up to
+    // 10 records, so it takes this many for their calls to outlast the drain.
+    const PACKS: usize = 80;
     let fake = FakeAirtable::start().await;
     let (user, transcripts) = seed_baseline(&fake, "Maya Chen").await;
     let mut requests = Vec::new();
@@ -703,8 +705,19 @@ async fn sigterm_drains_requests_and_jobs_under_one_deadline() {
     // Nothing acknowledged is lost: every 202 runs to its end after the restart, and the A1s cut
     // off are answered on their retries.
     w.start().await;
-    for p in cut_off {
-        let (status, answer) = w.post("a1", &format!("term-a1-{p}"), &a1).await.unwrap();
+    let retries: Vec<_> = cut_off
+        .into_iter()
+        .map(|p| {
+            let (base, client, body) = (w.base(), w.client.clone(), a1.clone());
+            tokio::spawn(async move {
+                let sent = post_to(&client, &base, "a1", &format!("term-a1-{p}"), &body).await;
+                (p, sent)
+            })
+        })
+        .collect();
+    for retry in retries {
+        let (p, sent) = retry.await.unwrap();
+        let (status, answer) = sent.unwrap();
         assert_eq!(status, 201, "A1 {p} after the restart: {answer}");
     }
     w.wait_succeeded(&run_ids).await;

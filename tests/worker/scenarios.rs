@@ -605,3 +605,81 @@ async fn r1_reads_a_docx_file_and_writes_parse_warnings() {
     assert!(t.parse_error.unwrap().contains("DOCX_UNREADABLE"));
     assert_eq!(t.parse_warnings, None);
 }
+
+/// The exact Airtable calls of one R1 and its D1, so that a change that adds one is seen. Each call
+/// is one the work needs: the request is set `Processing` and read in one PATCH (the answer is the
+/// whole record); the transcript, the user and the active experiment are three tables, so three
+/// reads; the Run and the attempt event are upserted once each, and the request set `Done`. The
+/// transcript's parse outcome is written the first time it is parsed only, and the experiment's
+/// events are listed only while the journal does not know its tally. Calls of several jobs that wait
+/// for the rate limiter together are merged (`coach_store`'s batching), which a single job never is.
+#[tokio::test]
+async fn one_r1_with_its_d1_makes_exactly_the_calls_the_work_needs() {
+    let w = World::builder().airtable_unlimited().start().await;
+    let (user, transcripts) = w.seed().await;
+    let experiment = w
+        .create(&tables::Experiment {
+            key: Some(format!("hand:{user}")),
+            title: Some("Ask before answering".into()),
+            user: vec![common::rid(&user)],
+            behavior: Some("Ask one open question before giving an answer".into()),
+            success_signal: Some("Others speak first".into()),
+            target_meetings: Some(100),
+            status: Some(tables::ExperimentStatus::Active),
+            started_at: Some("2026-01-01T00:00:00.000Z".into()),
+            ..Default::default()
+        })
+        .await;
+    let mut f = coach_store::Fields::new();
+    f.insert("Active Experiment".into(), json!([experiment]));
+    w.deps
+        .store
+        .update(tables::USERS, vec![(user.clone(), f)])
+        .await
+        .unwrap();
+    let t = &transcripts[3];
+    let reads = [
+        format!("GET Transcripts/{t}"),
+        format!("GET Users/{user}"),
+        format!("GET Experiments/{experiment}"),
+    ];
+
+    let mut traces = Vec::new();
+    for i in 0..2 {
+        let request = w.run_request(&format!("exact:{i}"), &user, t).await;
+        w.reset_calls();
+        let run = w.r1(&format!("exact-{i}"), &request).await;
+        assert_eq!(run["status"], "succeeded", "{run}");
+        let d1 = w.follow_up_result(&run).await;
+        assert_eq!(d1["attempts"], i + 1, "{d1}");
+        traces.push(w.call_trace());
+    }
+    // The first meeting on this transcript writes its parse outcome, and the experiment (made by
+    // hand) is unknown to the journal: its attempt events are listed once.
+    let mut first = vec!["PATCH Run Requests".to_owned()];
+    first.extend(reads.iter().cloned());
+    first.extend(
+        [
+            "PATCH Transcripts",
+            "PATCH Runs",
+            "PATCH Run Requests",
+            "GET Experiment Events",
+            "PATCH Experiment Events",
+        ]
+        .map(String::from),
+    );
+    assert_eq!(traces[0], first);
+    // Every later R1 + D1: 7 calls.
+    let mut steady = vec!["PATCH Run Requests".to_owned()];
+    steady.extend(reads.iter().cloned());
+    steady.extend(
+        [
+            "PATCH Runs",
+            "PATCH Run Requests",
+            "PATCH Experiment Events",
+        ]
+        .map(String::from),
+    );
+    assert_eq!(traces[1], steady);
+    assert_eq!(traces[1].len(), 7);
+}

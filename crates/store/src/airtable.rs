@@ -11,7 +11,9 @@
 //! - lists page with `offset` (pageSize 100) and start again from the first page if Airtable answers 422
 //!   `LIST_RECORDS_ITERATOR_NOT_AVAILABLE` (the iterator expired);
 //! - a list whose GET URL would pass 16,000 characters is sent as `POST …/listRecords` with a JSON body;
-//! - writes go in batches of at most 10 records (the API's limit);
+//! - writes go in batches of at most 10 records (the API's limit), and reads by id, PATCHes by id and
+//!   upserts that wait for the rate limiter at the same time leave together as one request
+//!   (`coalesce.rs`);
 //! - errors are mapped from `error.type`, in both the object form `{"error":{"type","message"}}` and the
 //!   bare-string form `{"error":"NOT_FOUND"}`; never from the message text.
 //!
@@ -27,6 +29,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use url::Url;
 
+use crate::coalesce::{Answer, Batches, Op, Part, Role};
 use crate::rate::{self, RateLimiter};
 use crate::schema::{BaseSchema, FieldSchema, TableSchema};
 use crate::{Fields, KEY_FIELD, ListQuery, Record, StoreError, tables};
@@ -109,6 +112,7 @@ pub(crate) struct AirtableClient {
     cfg: AirtableConfig,
     api: Url,
     limiter: Arc<RateLimiter>,
+    batches: Batches,
 }
 
 /// One API call, with what is needed to retry it and to type its errors.
@@ -206,6 +210,7 @@ impl AirtableClient {
             cfg,
             api,
             limiter,
+            batches: Batches::default(),
         })
     }
 
@@ -229,6 +234,12 @@ impl AirtableClient {
     }
 
     async fn send(&self, call: Call<'_>) -> Result<Value, StoreError> {
+        self.send_paced(call, false).await
+    }
+
+    /// Sends a call; `slot_taken`: the caller already took the rate limiter's slot for the first try.
+    async fn send_paced(&self, call: Call<'_>, slot_taken: bool) -> Result<Value, StoreError> {
+        let mut slot_taken = slot_taken;
         let mut backoff = ExponentialBuilder::default()
             .with_min_delay(self.cfg.retry_min_delay)
             .with_max_delay(self.cfg.retry_max_delay)
@@ -238,7 +249,10 @@ impl AirtableClient {
         let mut waits_429 = 0u32;
         let method_label = call.method.as_str().to_string();
         loop {
-            self.limiter.acquire().await;
+            if !slot_taken {
+                self.limiter.acquire().await;
+            }
+            slot_taken = false;
             let started = Instant::now();
             let mut req = self
                 .http
@@ -341,17 +355,132 @@ impl AirtableClient {
     }
 
     pub(crate) async fn get(&self, table: &str, id: &str) -> Result<Record, StoreError> {
-        let v = self
-            .send(Call {
-                method: Method::GET,
-                url: self.table_url(table, &[id]),
-                body: None,
-                idempotent: true,
-                table,
-                id,
+        let part = Part {
+            idents: vec![id.to_owned()],
+            records: Vec::new(),
+        };
+        self.grouped(Op::Get, table, part)
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::NotFound {
+                table: table.to_owned(),
+                id: id.to_owned(),
             })
-            .await?;
-        Self::decode(v)
+    }
+
+    /// Sends `part` with the other callers' parts of the same operation on `table` that wait for a
+    /// slot at the same time (see `coalesce.rs`).
+    async fn grouped(&self, op: Op, table: &str, part: Part) -> Result<Vec<Record>, StoreError> {
+        let mine = Part {
+            idents: part.idents.clone(),
+            records: part.records.clone(),
+        };
+        let answer = match self.batches.join(op, table, part) {
+            Role::Follow(answer) => answer.await,
+            Role::Lead(lead, answer) => {
+                self.limiter.acquire().await;
+                let batch = lead.take();
+                if batch.len() == 1 {
+                    let result = self.send_part(op, table, &mine, true).await;
+                    batch.answer_one(result);
+                } else {
+                    let callers = batch.len();
+                    let merged = Part {
+                        idents: batch.parts().flat_map(|p| p.idents.clone()).collect(),
+                        records: batch.parts().flat_map(|p| p.records.clone()).collect(),
+                    };
+                    match self.send_part(op, table, &merged, true).await {
+                        Ok(records) => {
+                            metrics::counter!("airtable_requests_saved_total")
+                                .increment(callers as u64 - 1);
+                            batch.distribute(op, table, records);
+                        }
+                        Err(e) => {
+                            tracing::debug!(
+                                code = e.code(),
+                                callers,
+                                "a merged Airtable request failed; each caller sends its own"
+                            );
+                            batch.send_alone();
+                        }
+                    }
+                }
+                answer.await
+            }
+        };
+        match answer {
+            Ok(Answer::Done(result)) => result,
+            Ok(Answer::Alone) | Err(_) => self.send_part(op, table, &mine, false).await,
+        }
+    }
+
+    /// One request for `part`: a GET by id (one record) or a list on `RECORD_ID()` (several), a PATCH
+    /// by id, or an upsert on `Key`.
+    async fn send_part(
+        &self,
+        op: Op,
+        table: &str,
+        part: &Part,
+        slot_taken: bool,
+    ) -> Result<Vec<Record>, StoreError> {
+        let ids = part.idents.join(",");
+        let body = match op {
+            Op::Get if part.idents.len() == 1 => {
+                let id = part.idents[0].as_str();
+                let call = Call {
+                    method: Method::GET,
+                    url: self.table_url(table, &[id]),
+                    body: None,
+                    idempotent: true,
+                    table,
+                    id,
+                };
+                return Ok(vec![Self::decode(
+                    self.send_paced(call, slot_taken).await?,
+                )?]);
+            }
+            Op::Get => {
+                // Ids are checked record ids (`rec` + 14 letters or digits) before they get here.
+                let mut unique: Vec<&str> = part.idents.iter().map(String::as_str).collect();
+                unique.sort_unstable();
+                unique.dedup();
+                let formula = format!(
+                    "OR({})",
+                    unique
+                        .iter()
+                        .map(|id| format!("RECORD_ID() = {}", crate::filter::string_literal(id)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                let mut url = self.table_url(table, &[]);
+                url.query_pairs_mut()
+                    .append_pair("pageSize", &MAX_BATCH.to_string())
+                    .append_pair("filterByFormula", &formula);
+                let call = Call {
+                    method: Method::GET,
+                    url,
+                    body: None,
+                    idempotent: true,
+                    table,
+                    id: "",
+                };
+                return Ok(Self::decode::<Page>(self.send_paced(call, slot_taken).await?)?.records);
+            }
+            Op::Update => json!({ "records": part.records }),
+            Op::Upsert => json!({
+                "performUpsert": { "fieldsToMergeOn": [KEY_FIELD] },
+                "records": part.records,
+            }),
+        };
+        let call = Call {
+            method: Method::PATCH,
+            url: self.table_url(table, &[]),
+            body: Some(body),
+            idempotent: true,
+            table,
+            id: if op == Op::Update { &ids } else { "" },
+        };
+        Ok(Self::decode::<Page>(self.send_paced(call, slot_taken).await?)?.records)
     }
 
     pub(crate) async fn list(&self, table: &str, q: &ListQuery) -> Result<Vec<Record>, StoreError> {
@@ -494,21 +623,14 @@ impl AirtableClient {
     ) -> Result<Vec<Record>, StoreError> {
         let mut out = Vec::with_capacity(records.len());
         for chunk in records.chunks(MAX_BATCH) {
-            let recs: Vec<Value> = chunk
-                .iter()
-                .map(|(id, f)| json!({ "id": id, "fields": f }))
-                .collect();
-            let ids: Vec<&str> = chunk.iter().map(|(id, _)| id.as_str()).collect();
-            out.extend(
-                self.write_batch(
-                    Method::PATCH,
-                    table,
-                    json!({ "records": recs }),
-                    true,
-                    &ids.join(","),
-                )
-                .await?,
-            );
+            let part = Part {
+                idents: chunk.iter().map(|(id, _)| id.clone()).collect(),
+                records: chunk
+                    .iter()
+                    .map(|(id, f)| json!({ "id": id, "fields": f }))
+                    .collect(),
+            };
+            out.extend(self.grouped(Op::Update, table, part).await?);
         }
         Ok(out)
     }
@@ -520,15 +642,19 @@ impl AirtableClient {
     ) -> Result<Vec<Record>, StoreError> {
         let mut out = Vec::with_capacity(records.len());
         for batch in upsert_batches(records) {
-            let recs: Vec<Value> = batch.iter().map(|f| json!({ "fields": f })).collect();
-            let body = json!({
-                "performUpsert": { "fieldsToMergeOn": [KEY_FIELD] },
-                "records": recs,
-            });
-            out.extend(
-                self.write_batch(Method::PATCH, table, body, true, "")
-                    .await?,
-            );
+            let part = Part {
+                idents: batch
+                    .iter()
+                    .map(|f| {
+                        f.get(KEY_FIELD)
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned()
+                    })
+                    .collect(),
+                records: batch.iter().map(|f| json!({ "fields": f })).collect(),
+            };
+            out.extend(self.grouped(Op::Upsert, table, part).await?);
         }
         Ok(out)
     }

@@ -61,6 +61,7 @@ pub mod schema;
 pub mod tables;
 
 mod airtable;
+mod coalesce;
 pub mod rate;
 mod sqlite;
 

@@ -310,14 +310,17 @@ async fn the_client_pages_through_a_real_response() {
 // --- Rate limiting against the fake's 429 rule ---
 
 /// `calls` gets from `tasks` concurrent tasks at 5 req/s; returns (achieved rate at the fake, 429s).
+/// Each task has a `Store` of its own: the stores share the base's limiter, but not their batches,
+/// so every get is a request of its own (reads of one store that wait together leave as one).
 async fn burst(calls: usize, tasks: usize) -> (f64, usize, usize) {
     let fake = FakeAirtable::start().await; // 429 above 5 requests in any second
     let rec = fake.insert(RUNS, fields(json!({"Key": "burst"})));
-    let store = Store::airtable(fake.config()).unwrap(); // 5 req/s, shared by every clone
     let started = Instant::now();
     let mut handles = Vec::new();
     for t in 0..tasks {
-        let (s, id) = (store.clone(), rec.id.clone());
+        // 5 req/s, one limiter for every store of the base.
+        let store = Store::airtable(fake.config()).unwrap();
+        let (s, id) = (store, rec.id.clone());
         let n = calls / tasks + usize::from(t < calls % tasks);
         handles.push(tokio::spawn(async move {
             for _ in 0..n {
@@ -495,4 +498,157 @@ fn without_a_tls_provider_the_store_is_a_typed_error() {
     .expect("no provider, no client");
     assert_eq!(e.code(), "STORE_CONFIG");
     assert!(e.to_string().contains("install_default()"), "{e}");
+}
+
+// --- Requests that wait for a slot together leave together ---
+
+/// Runs `tasks` at once on the current thread: each is polled once before any of them gets an
+/// answer, so all but the first wait for the same slot of the limiter.
+async fn all_at_once<T: Send + 'static>(
+    tasks: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>>,
+) -> Vec<T> {
+    let handles: Vec<_> = tasks.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn reads_and_writes_that_wait_together_leave_as_one_request_each() {
+    tls();
+    let fake = FakeAirtable::start().await; // 5 requests/s, as Airtable
+    let store = Store::airtable(fake.config()).unwrap();
+    let ids: Vec<String> = (0..6)
+        .map(|i| {
+            fake.insert(RUNS, fields(json!({"Key": format!("k{i}")})))
+                .id
+        })
+        .collect();
+
+    // Six reads: the first leaves at once, the other five share the next slot (one list).
+    let reads = ids
+        .iter()
+        .map(|id| {
+            let (s, id) = (store.clone(), id.clone());
+            Box::pin(async move { s.get(RUNS, &id).await }) as _
+        })
+        .collect();
+    let read: Vec<Result<Record, StoreError>> = all_at_once(reads).await;
+    for (r, id) in read.iter().zip(&ids) {
+        assert_eq!(
+            &r.as_ref().unwrap().id,
+            id,
+            "each caller gets its own record"
+        );
+    }
+    assert_eq!(fake.calls(), 2, "{:?}", fake.requests());
+    assert_eq!(fake.calls_to("GET", &fake.table_path(RUNS)), 1);
+
+    // Six PATCHes by id, then six upserts (three new, three existing): one or two requests each (the
+    // first caller leaves alone when the limiter has a free slot).
+    fake.reset_counters();
+    let patches = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            let (s, id) = (store.clone(), id.clone());
+            Box::pin(async move {
+                s.update(RUNS, vec![(id, fields(json!({"Attempt": i})))])
+                    .await
+            }) as _
+        })
+        .collect();
+    let patched: Vec<Result<Vec<Record>, StoreError>> = all_at_once(patches).await;
+    for (i, p) in patched.iter().enumerate() {
+        let p = p.as_ref().unwrap();
+        assert_eq!((p.len(), &p[0].id), (1, &ids[i]));
+        assert_eq!(p[0].fields["Attempt"], json!(i));
+    }
+    let upserts = (3..9)
+        .map(|i| {
+            let s = store.clone();
+            Box::pin(async move {
+                s.upsert(
+                    RUNS,
+                    vec![fields(json!({"Key": format!("k{i}"), "Attempt": 10 + i}))],
+                )
+                .await
+            }) as _
+        })
+        .collect();
+    let upserted: Vec<Result<Vec<Record>, StoreError>> = all_at_once(upserts).await;
+    for (i, u) in (3..9).zip(&upserted) {
+        let u = u.as_ref().unwrap();
+        assert_eq!(u[0].fields["Key"], json!(format!("k{i}")));
+        assert_eq!(u[0].fields["Attempt"], json!(10 + i));
+        if i < 6 {
+            assert_eq!(u[0].id, ids[i], "an existing Key is updated");
+        }
+    }
+    assert!(fake.calls() <= 4, "{:?}", fake.requests());
+    assert_eq!(fake.records(RUNS).len(), 9);
+    assert_eq!(fake.count_429(), 0);
+}
+
+#[tokio::test]
+async fn a_merged_write_that_fails_is_sent_again_caller_by_caller() {
+    tls();
+    let fake = FakeAirtable::builder()
+        .schema(without_processing_option())
+        .start()
+        .await;
+    let store = Store::airtable(fake.config()).unwrap();
+    let good = fake.insert(RUN_REQUESTS, fields(json!({"Status": "Queued"})));
+    let bad = fake.insert(RUN_REQUESTS, fields(json!({"Status": "Queued"})));
+    let missing = "recAAAAAAAAAAAAAA".to_owned();
+
+    // A read takes the free slot; the three writes share the next one, and the base refuses it.
+    let first = {
+        let (s, id) = (store.clone(), good.id.clone());
+        Box::pin(async move { s.get(RUN_REQUESTS, &id).await.map(|r| vec![r]) }) as _
+    };
+    let write = |id: String, status: &'static str| {
+        let s = store.clone();
+        Box::pin(async move {
+            s.update(
+                RUN_REQUESTS,
+                vec![(id, fields(json!({ "Status": status })))],
+            )
+            .await
+        }) as _
+    };
+    let answers: Vec<Result<Vec<Record>, StoreError>> = all_at_once(vec![
+        first,
+        write(good.id.clone(), "Done"),
+        write(bad.id.clone(), "Processing"),
+        write(missing, "Done"),
+    ])
+    .await;
+    assert!(answers[0].is_ok());
+    let done = answers[1].as_ref().unwrap();
+    assert_eq!(
+        done[0].fields["Status"],
+        json!("Done"),
+        "the good write lands"
+    );
+    let refused = answers[2].as_ref().unwrap_err();
+    assert_eq!(
+        refused.code(),
+        "INVALID_MULTIPLE_CHOICE_OPTIONS",
+        "the bad write gets its own error: {refused}"
+    );
+    assert!(
+        matches!(answers[3], Err(StoreError::NotFound { .. })),
+        "{:?}",
+        answers[3]
+    );
+    // The read, the merged write, then each write alone.
+    assert_eq!(fake.calls(), 5, "{:?}", fake.requests());
+    assert_eq!(
+        fake.records(RUN_REQUESTS)[1].fields["Status"],
+        json!("Queued")
+    );
+    assert_eq!(fake.count_429(), 0);
 }

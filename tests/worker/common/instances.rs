@@ -158,6 +158,14 @@ pub fn most_in_any_second(times: &[Instant]) -> usize {
     most
 }
 
+/// The shortest time that `limit + 1` consecutive `times` span: the margin a pacer kept under
+/// "`limit` in any second" (under one second, the limit was broken). `None` with fewer times.
+pub fn tightest_span(times: &[Instant], limit: usize) -> Option<Duration> {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    sorted.windows(limit + 1).map(|w| w[limit] - w[0]).min()
+}
+
 /// A connection to the shared journal's database, for the test's own queries.
 pub async fn sql_client(url: &str) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
