@@ -92,7 +92,9 @@ impl Journal {
                 .accept_signed_delivery(self, delivery, signed_key, job, status, answer)
                 .await;
         }
-        let outcome = self.call(move |conn| {
+        // Every lookup comes before the first insert, and the inserts cannot conflict with what the
+        // lookups found (this thread is the only writer), so the operation needs no savepoint.
+        let outcome = self.call_checks_first(move |conn| {
             let signed = match SignedContent::resolve(conn, signed_key, &mut delivery)? {
                 Ok(signed) => signed,
                 Err(outcome) => return Ok((outcome, delivery.key)),

@@ -330,6 +330,27 @@ impl Journal {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, JournalError> + Send + 'static,
     {
+        self.send_call(f, true).await
+    }
+
+    /// [`Journal::call`] for an operation whose every check that can fail comes before its first
+    /// write (intake: look the key up, then insert). It runs without a savepoint of its own, which
+    /// spares the writer a copy of every page the operation touches; each statement is atomic by
+    /// itself. Should it fail after writing all the same (an I/O error), the whole batch is rolled
+    /// back and every caller in it is told to retry (see `writer`).
+    pub(crate) async fn call_checks_first<T, F>(&self, f: F) -> Result<T, JournalError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, JournalError> + Send + 'static,
+    {
+        self.send_call(f, false).await
+    }
+
+    async fn send_call<T, F>(&self, f: F, savepoint: bool) -> Result<T, JournalError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, JournalError> + Send + 'static,
+    {
         self.check_open()?;
         let Backend::Sqlite { tx: sender, .. } = &self.backend else {
             return Err(JournalError::Unavailable(
@@ -337,7 +358,7 @@ impl Journal {
             ));
         };
         let (tx, rx) = oneshot::channel();
-        let op: Op = Box::new(move |conn| {
+        let op = Op::new(savepoint, move |conn| {
             let result = f(conn);
             let ok = result.is_ok();
             let reply: Reply = Box::new(move |committed| {
@@ -396,7 +417,7 @@ impl Journal {
         };
         // The writer works in arrival order: once this no-op is answered, all before it are durable.
         let (tx, rx) = oneshot::channel();
-        let op: Op = Box::new(move |_| {
+        let op = Op::new(false, move |_| {
             let reply: Reply = Box::new(move |committed| {
                 let _ = tx.send(committed);
             });
@@ -417,7 +438,7 @@ impl Journal {
         let Backend::Sqlite { tx, .. } = &self.backend else {
             return;
         };
-        let op: Op = Box::new(move |conn| (f(conn), Box::new(|_| {})));
+        let op = Op::new(true, move |conn| (f(conn), Box::new(|_| {}) as Reply));
         let _ = tx.send(op);
     }
 

@@ -41,7 +41,28 @@ use tokio::sync::mpsc;
 use super::JournalError;
 
 pub(super) type Reply = Box<dyn FnOnce(bool) + Send>;
-pub(super) type Op = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
+
+/// One operation: runs on the writer thread and says whether it succeeded, with the answer to give
+/// once its batch is durable (or not).
+pub(super) struct Op {
+    run: Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>,
+    /// In a savepoint of its own, so its failure undoes only its own writes. Without one, the
+    /// operation promises to fail only before its first write; if it fails after writing anyway,
+    /// the whole batch is rolled back.
+    savepoint: bool,
+}
+
+impl Op {
+    pub(super) fn new(
+        savepoint: bool,
+        run: impl FnOnce(&Connection) -> (bool, Reply) + Send + 'static,
+    ) -> Op {
+        Op {
+            run: Box::new(run),
+            savepoint,
+        }
+    }
+}
 
 /// Largest number of operations committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -123,16 +144,31 @@ fn writer_loop(
         }
         let changes_before = conn.total_changes();
         let began = run(conn, "BEGIN IMMEDIATE");
+        // An operation without a savepoint failed after writing: its writes cannot be undone alone.
+        let mut torn = false;
         for op in batch.drain(..) {
-            run(conn, "SAVEPOINT op");
-            let (ok, reply) = op(conn);
-            if !ok {
-                run(conn, "ROLLBACK TO op");
-            }
-            run(conn, "RELEASE op");
+            let reply = if op.savepoint {
+                run(conn, "SAVEPOINT op");
+                let (ok, reply) = (op.run)(conn);
+                if !ok {
+                    run(conn, "ROLLBACK TO op");
+                }
+                run(conn, "RELEASE op");
+                reply
+            } else {
+                let before = conn.total_changes();
+                let (ok, reply) = (op.run)(conn);
+                torn |= !ok && conn.total_changes() != before;
+                reply
+            };
             replies.push(reply);
         }
-        let committed = began && run(conn, "COMMIT");
+        if torn {
+            tracing::error!(
+                "a journal operation failed after writing; the batch is rolled back and its callers are told to retry"
+            );
+        }
+        let committed = began && !torn && run(conn, "COMMIT");
         if !committed {
             let _ = conn.execute_batch("ROLLBACK");
             tracing::error!("journal commit failed; the batch's callers are told to retry");
@@ -360,5 +396,58 @@ mod tests {
         drop(held);
         assert_eq!(read.await.unwrap().unwrap(), 1);
         assert_eq!(accept.await.unwrap().unwrap(), DeliveryOutcome::New);
+    }
+
+    #[tokio::test]
+    async fn an_operation_that_fails_after_writing_without_a_savepoint_rolls_back_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let journal = Journal::open(&path).unwrap();
+        let insert = |conn: &rusqlite::Connection, key: &str| {
+            conn.execute(
+                "INSERT INTO analysis_cache (key, value, created_at) VALUES (?1, '{}', 0)",
+                [key],
+            )
+        };
+        // Holds the writer so that the next two operations queue up and share one batch.
+        let j = journal.clone();
+        let hold = tokio::spawn(async move {
+            j.call(|_| {
+                std::thread::sleep(Duration::from_millis(300));
+                Ok(())
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let j = journal.clone();
+        let neighbour =
+            tokio::spawn(async move { j.call(move |conn| Ok(insert(conn, "neighbour")?)).await });
+        let j = journal.clone();
+        let torn = tokio::spawn(async move {
+            j.call_checks_first(move |conn| {
+                insert(conn, "torn")?;
+                Err::<(), _>(super::JournalError::Corrupt("fails after writing".into()))
+            })
+            .await
+        });
+        hold.await.unwrap().unwrap();
+        assert!(torn.await.unwrap().is_err());
+        assert!(
+            matches!(
+                neighbour.await.unwrap(),
+                Err(super::JournalError::Unavailable(_))
+            ),
+            "the neighbour is told to retry, not that its write is done"
+        );
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM analysis_cache", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 0, "neither write of the batch was committed");
+        // The journal goes on: the neighbour's retry succeeds.
+        journal
+            .call(move |conn| Ok(insert(conn, "neighbour")?))
+            .await
+            .unwrap();
     }
 }
