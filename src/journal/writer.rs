@@ -41,11 +41,12 @@ use tokio::sync::mpsc;
 use super::JournalError;
 
 pub(super) type Reply = Box<dyn FnOnce(bool) + Send>;
+type Run = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
 
 /// One operation: runs on the writer thread and says whether it succeeded, with the answer to give
 /// once its batch is durable (or not).
 pub(super) struct Op {
-    run: Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>,
+    run: Run,
     /// In a savepoint of its own, so its failure undoes only its own writes. Without one, the
     /// operation promises to fail only before its first write; if it fails after writing anyway,
     /// the whole batch is rolled back.
