@@ -85,7 +85,16 @@ const WRITERS: usize = 4;
 
 pub(crate) type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 type Reply = Box<dyn FnOnce(bool) + Send>;
-type Op = Box<dyn for<'a> FnOnce(&'a ClientWrapper) -> BoxFut<'a, (bool, Reply)> + Send>;
+type Step = Box<dyn for<'a> FnOnce(&'a ClientWrapper) -> BoxFut<'a, (bool, Reply)> + Send>;
+
+/// What a writer runs inside its batch's transaction.
+pub(crate) enum Op {
+    /// Any operation, in a savepoint of its own.
+    Step(Step),
+    /// A delivery with its job: consecutive ones are journaled together by a few multi-row
+    /// statements ([`deliveries::accept_batch`]).
+    Intake(deliveries::Intake),
+}
 
 /// True for the URLs that select this backend.
 pub fn is_postgres_url(url: &str) -> bool {
@@ -417,7 +426,7 @@ impl PgJournal {
     {
         j.check_open()?;
         let (tx, rx) = oneshot::channel();
-        let op: Op = Box::new(move |client| {
+        let op: Step = Box::new(move |client| {
             Box::pin(async move {
                 let result = f(client).await;
                 let ok = result.is_ok();
@@ -434,10 +443,23 @@ impl PgJournal {
             })
         });
         self.writer_for(route)
-            .send(op)
+            .send(Op::Step(op))
             .map_err(|_| JournalError::Unavailable("the journal writer has stopped".into()))?;
         rx.await
             .map_err(|_| JournalError::Unavailable("the journal writer has stopped".into()))?
+    }
+
+    /// Sends an intake operation to the writer of its delivery key.
+    pub(crate) fn send_intake(
+        &self,
+        j: &Journal,
+        intake: deliveries::Intake,
+    ) -> Result<(), JournalError> {
+        j.check_open()?;
+        let route = intake.delivery.key.clone();
+        self.writer_for(&route)
+            .send(Op::Intake(intake))
+            .map_err(|_| JournalError::Unavailable("the journal writer has stopped".into()))
     }
 
     /// Sends an operation to the writer without waiting (for `Drop`).
@@ -446,14 +468,14 @@ impl PgJournal {
         route: &str,
         f: impl for<'a> FnOnce(&'a ClientWrapper) -> BoxFut<'a, bool> + Send + 'static,
     ) {
-        let op: Op = Box::new(move |client| {
+        let op: Step = Box::new(move |client| {
             Box::pin(async move {
                 let ok = f(client).await;
                 let reply: Reply = Box::new(|_| {});
                 (ok, reply)
             })
         });
-        let _ = self.writer_for(route).send(op);
+        let _ = self.writer_for(route).send(Op::Step(op));
     }
 
     /// The writer of operations on `route` (a delivery or dedupe key): one key always goes to the
@@ -471,7 +493,7 @@ impl PgJournal {
         let mut waits = Vec::with_capacity(self.writers.len());
         for writer in &self.writers {
             let (tx, rx) = oneshot::channel();
-            let op: Op = Box::new(move |_| {
+            let op: Step = Box::new(move |_| {
                 Box::pin(async move {
                     let reply: Reply = Box::new(move |committed| {
                         let _ = tx.send(committed);
@@ -479,7 +501,7 @@ impl PgJournal {
                     (true, reply)
                 })
             });
-            if writer.send(op).is_err() {
+            if writer.send(Op::Step(op)).is_err() {
                 return false;
             }
             waits.push(rx);
@@ -654,34 +676,91 @@ async fn writer_loop(pool: Pool, mut rx: mpsc::UnboundedReceiver<Op>) {
             Ok(client) => client,
             Err(e) => {
                 tracing::error!(error = %e, "journal writer has no connection; the batch's callers are told to retry");
-                for op in batch.drain(..) {
-                    // The operation is dropped unrun; its caller sees the writer's answer channel close.
-                    drop(op);
-                }
+                // The operations are dropped unrun; their callers see the answer channels close.
+                batch.clear();
                 continue;
             }
         };
-        let mut healthy = simple(&client, "BEGIN").await;
-        let mut first = true;
-        for op in batch.drain(..) {
-            if !healthy {
-                drop(op);
-                continue;
+        // BEGIN travels with the batch's first statement, and each savepoint with its operation's
+        // first statement: they are queued on the connection before any answer is awaited, so a
+        // batch costs a round trip per step, not two.
+        // Statements to send ahead of the next one (BEGIN, the release of the last savepoint).
+        let mut prefix: &str = "BEGIN; ";
+        let mut healthy = true;
+        let mut ops = batch.drain(..).peekable();
+        while let Some(op) = ops.next() {
+            match op {
+                Op::Step(op) => {
+                    if !healthy {
+                        continue;
+                    }
+                    let savepoint = format!("{prefix}SAVEPOINT op");
+                    prefix = "RELEASE op; ";
+                    let (opened, (ok, reply)) =
+                        tokio::join!(simple(&client, &savepoint), op(&client));
+                    healthy = opened && (ok || simple(&client, "ROLLBACK TO op").await);
+                    replies.push(reply);
+                }
+                Op::Intake(intake) => {
+                    // Consecutive deliveries go together; a step between them keeps its place, so
+                    // a key's operations still run in the order they were sent.
+                    let mut run = vec![intake];
+                    while let Some(Op::Intake(_)) = ops.peek() {
+                        if let Some(Op::Intake(next)) = ops.next() {
+                            run.push(next);
+                        }
+                    }
+                    if !healthy {
+                        continue;
+                    }
+                    let savepoint = format!("{prefix}SAVEPOINT intake");
+                    prefix = "RELEASE intake; ";
+                    let (requests, senders): (Vec<_>, Vec<_>) =
+                        run.into_iter().map(deliveries::Intake::split).unzip();
+                    let (opened, results) = tokio::join!(
+                        simple(&client, &savepoint),
+                        deliveries::accept_batch(&client, requests)
+                    );
+                    let results = match results {
+                        Ok(results) if opened => results,
+                        Ok(_) => {
+                            healthy = false;
+                            Vec::new()
+                        }
+                        Err(e) => {
+                            // The statements failed as a whole (a deadlock with another
+                            // instance, a lost connection): these deliveries are not journaled
+                            // and their senders retry; the rest of the batch stands.
+                            tracing::warn!(error = %e, deliveries = senders.len(), "journaling a run of deliveries failed; their senders are told to retry");
+                            healthy = simple(&client, "ROLLBACK TO intake").await;
+                            Vec::new()
+                        }
+                    };
+                    let mut results = results.into_iter();
+                    for sender in senders {
+                        let result = results.next().unwrap_or_else(|| {
+                            Err(JournalError::Unavailable(
+                                "the delivery could not be journaled; retry shortly".into(),
+                            ))
+                        });
+                        replies.push(Box::new(move |committed| {
+                            let answer = match result {
+                                Ok(_) if !committed => {
+                                    Err(JournalError::Unavailable("the commit failed".into()))
+                                }
+                                other => other,
+                            };
+                            let _ = sender.send(answer);
+                        }));
+                    }
+                }
             }
-            // The savepoint travels in the same round trip as the operation's first statement:
-            // both are queued on the connection before either answer is awaited.
-            let savepoint = if first {
-                "SAVEPOINT op"
-            } else {
-                "RELEASE op; SAVEPOINT op"
-            };
-            first = false;
-            let (opened, (ok, reply)) = tokio::join!(simple(&client, savepoint), op(&client));
-            healthy = opened && (ok || simple(&client, "ROLLBACK TO op").await);
-            replies.push(reply);
         }
-        let committed = healthy && simple(&client, "COMMIT").await;
-        if !committed {
+        drop(ops);
+        // Nothing was sent when every operation was skipped (there is always a first one).
+        let begun = prefix != "BEGIN; ";
+        let committed = healthy && begun && simple(&client, "COMMIT").await;
+        if !committed && begun {
             let _ = client.batch_execute("ROLLBACK").await;
             tracing::error!("journal commit failed; the batch's callers are told to retry");
         }
