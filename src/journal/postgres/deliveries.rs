@@ -323,7 +323,7 @@ fn has_nul(delivery: &NewDelivery, job: &NewJob) -> bool {
         .any(|t| t.as_deref().is_some_and(|t| t.contains('\0')))
 }
 
-type Accepted = Result<(DeliveryOutcome, String), JournalError>;
+pub(super) type Accepted = Result<(DeliveryOutcome, String), JournalError>;
 
 /// A delivery with its job, on its way to the writer.
 pub(crate) struct Intake {
@@ -414,10 +414,17 @@ const INSERT_DELIVERIES: &str = "WITH ins AS (
 /// key an active job holds joins that job; a key repeated within the run answers as a repeat of its
 /// first occurrence; a key another instance journaled meanwhile answers with that instance's
 /// answer. `Err` when the statements failed as a whole (the caller rolls them back).
+///
+/// `open` is sent ahead of the first statement (`BEGIN`, a savepoint) and `close`, when given,
+/// behind the last (`COMMIT`), in the same round trips: a run costs two round trips. The `bool` is
+/// whether `close` succeeded (true without one). A key lost to another instance is read back after
+/// `close`, when the winner's row is certainly visible.
 pub(super) async fn accept_batch(
     c: &ClientWrapper,
     requests: Vec<IntakeRequest>,
-) -> Result<Vec<Accepted>, JournalError> {
+    open: &str,
+    close: Option<&str>,
+) -> Result<(Vec<Accepted>, bool), JournalError> {
     let now = now_ms();
     // The first request of each key is journaled; later ones answer as its repeats.
     let mut first_of: HashMap<String, usize> = HashMap::with_capacity(requests.len());
@@ -477,8 +484,11 @@ pub(super) async fn accept_batch(
             query(c, ACTIVE_JOBS, &[&wanted]).await
         }
     };
-    let (inserted, active) = tokio::join!(inserting, active);
+    let (opened, inserted, active) = tokio::join!(super::simple(c, open), inserting, active);
     let (inserted, active) = (inserted?, active?);
+    if !opened {
+        return Err(JournalError::Unavailable(format!("`{open}` failed")));
+    }
     let mut seen: HashMap<String, Seen> = HashMap::new();
     let mut created: std::collections::HashSet<String> = Default::default();
     for row in &inserted {
@@ -534,36 +544,53 @@ pub(super) async fn accept_batch(
         rows.body.push(r.delivery.body);
     }
 
-    if !rows.at.is_empty() {
-        let inserted = query(
-            c,
-            INSERT_DELIVERIES,
-            &[
-                &rows.key,
-                &rows.scenario,
-                &rows.body_hash,
-                &rows.body,
-                &rows.status,
-                &rows.response,
-                &rows.job_id,
-                &rows.created,
-                &now,
-            ],
-        )
-        .await?;
+    let mut closed = true;
+    if rows.at.is_empty() {
+        if let Some(close) = close {
+            closed = super::simple(c, close).await;
+        }
+    } else {
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 9] = [
+            &rows.key,
+            &rows.scenario,
+            &rows.body_hash,
+            &rows.body,
+            &rows.status,
+            &rows.response,
+            &rows.job_id,
+            &rows.created,
+            &now,
+        ];
+        let inserting = query(c, INSERT_DELIVERIES, &params);
+        let closing = async {
+            match close {
+                Some(close) => super::simple(c, close).await,
+                None => true,
+            }
+        };
+        let (inserted, close_ok) = tokio::join!(inserting, closing);
+        // A failed insert makes the COMMIT behind it a rollback: the whole run failed.
+        let inserted = inserted?;
+        closed = close_ok;
         let inserted: std::collections::HashSet<String> =
             inserted.iter().map(|row| row.get(0)).collect();
         // Keys another instance journaled first: its answer stands (read now that it committed).
         let lost: Vec<&String> = rows.key.iter().filter(|k| !inserted.contains(*k)).collect();
+        let mut unread = false;
         if !lost.is_empty() {
-            for row in query(
+            match query(
                 c,
                 "SELECT key, body_hash, response_status, response_body FROM deliveries WHERE key = ANY($1)",
                 &[&lost],
             )
-            .await?
+            .await
             {
-                seen.insert(row.get(0), Seen::of(&row, 1));
+                Ok(read) => {
+                    for row in read {
+                        seen.insert(row.get(0), Seen::of(&row, 1));
+                    }
+                }
+                Err(_) => unread = true,
             }
         }
         let answers = rows.answers.into_iter();
@@ -576,6 +603,12 @@ pub(super) async fn accept_batch(
             .zip(answers.zip(rows.created))
         {
             let outcome = if !inserted.contains(&key) {
+                if unread {
+                    results[i] = Some(Err(JournalError::Unavailable(
+                        "the same delivery was journaled by another instance at the same moment; retry shortly".into(),
+                    )));
+                    continue;
+                }
                 seen.get(&key)
                     .map(|row| row.outcome(&body_hash))
                     .unwrap_or(DeliveryOutcome::InProgress)
@@ -612,16 +645,11 @@ pub(super) async fn accept_batch(
             });
         }
     }
-    Ok(results
+    let results = results
         .into_iter()
-        .map(|r| {
-            r.unwrap_or_else(|| {
-                Err(JournalError::Unavailable(
-                    "the delivery was not journaled".into(),
-                ))
-            })
-        })
-        .collect())
+        .map(|r| r.unwrap_or_else(super::not_journaled))
+        .collect();
+    Ok((results, closed))
 }
 
 fn column(

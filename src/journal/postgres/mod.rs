@@ -118,8 +118,10 @@ pub struct PgJournal {
     live: LiveJobs,
 }
 
-/// Ids of the jobs this instance's tasks are running.
-pub(crate) type LiveJobs = Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
+/// The jobs this instance's tasks are running, with the handle that stops a task (when the runner
+/// gave one) should its job's lease be lost.
+pub(crate) type LiveJobs =
+    Arc<std::sync::Mutex<std::collections::HashMap<String, Option<tokio::task::AbortHandle>>>>;
 
 impl Drop for PgJournal {
     fn drop(&mut self) {
@@ -344,7 +346,7 @@ impl PgJournal {
         }
         let live = LiveJobs::default();
         tasks.push(tokio::spawn(heartbeat_loop(
-            pool.clone(),
+            config.clone(),
             incarnation.clone(),
             live.clone(),
         )));
@@ -400,10 +402,25 @@ impl PgJournal {
     pub(crate) fn job_live(&self, id: &str, live: bool) {
         let mut set = self.live.lock().unwrap_or_else(|p| p.into_inner());
         if live {
-            set.insert(id.to_owned());
+            set.insert(id.to_owned(), None);
         } else {
             set.remove(id);
         }
+    }
+
+    /// The runner started job `id` in the task `task`; the task is aborted if the job's lease is
+    /// found lost.
+    pub(crate) fn job_started(&self, id: &str, task: tokio::task::AbortHandle) {
+        let mut set = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        set.insert(id.to_owned(), Some(task));
+    }
+
+    /// Renews the leases of the jobs this instance runs now (on a pooled connection), and stops
+    /// the tasks of those whose lease was lost. Returns how many tasks were stopped.
+    pub(crate) async fn renew_leases(&self, j: &Journal) -> Result<usize, JournalError> {
+        j.check_open()?;
+        let client = self.client().await?;
+        renew_leases(&client, &self.incarnation, &self.live).await
     }
 
     pub(crate) fn live_ids(&self) -> Vec<String> {
@@ -535,9 +552,61 @@ impl PgJournal {
     }
 }
 
-/// One heartbeat: this instance is alive, the leases of the jobs its tasks are running are renewed,
-/// and the reservations of instances not seen for a lease period are released.
-async fn beat(client: &ClientWrapper, me: &str, live: &[String]) -> Result<(), JournalError> {
+/// Renews the leases of the jobs this instance's tasks are running, and aborts the task of each
+/// job whose lease is no longer this instance's: another instance took the job over, or the lease
+/// ran out before this renewal (a heartbeat starved or cut off from the database for a whole lease,
+/// after which any instance may take the job). Either way the job may now run elsewhere, so this
+/// copy stops — its outcome would be dropped anyway, but its side effects (Airtable writes) would
+/// not. A job no longer `running` (finished, cancelled) is left to its task, which is ending.
+async fn renew_leases(
+    client: &tokio_postgres::Client,
+    me: &str,
+    live: &LiveJobs,
+) -> Result<usize, JournalError> {
+    let ids = live_ids(live);
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let now = now_ms();
+    // The final SELECT sees the rows as they were before the renewal (one snapshot): a row whose
+    // lease was ours and valid then, but which the renewal skipped because our own task finished it
+    // meanwhile, is not reported lost.
+    let lost = client
+        .query(
+            "WITH renewed AS (
+                 UPDATE jobs SET lease_until = $2
+                 WHERE status = 'running' AND lease_owner = $1 AND lease_until >= $3 AND id = ANY($4)
+                 RETURNING id)
+             SELECT id, lease_owner FROM jobs
+             WHERE id = ANY($4) AND id NOT IN (SELECT id FROM renewed) AND status = 'running'
+               AND (lease_owner IS DISTINCT FROM $1 OR lease_until < $3)",
+            &[&me, &(now + LEASE_MS), &now, &ids],
+        )
+        .await
+        .map_err(pg_err)?;
+    let mut stopped = 0;
+    let set = live.lock().unwrap_or_else(|p| p.into_inner());
+    for row in &lost {
+        let id: String = row.get(0);
+        let owner: Option<String> = row.get(1);
+        if let Some(Some(task)) = set.get(&id) {
+            task.abort();
+            stopped += 1;
+            tracing::warn!(job_id = %id, taken_over = owner.as_deref().is_some_and(|o| o != me),
+                "the job's lease is no longer this instance's; its task here is stopped");
+        }
+    }
+    Ok(stopped)
+}
+
+/// One heartbeat: this instance is alive, the leases of the jobs its tasks are running are renewed
+/// (and the tasks of lost ones stopped), and the reservations of instances not seen for a lease
+/// period are released.
+async fn beat(
+    client: &tokio_postgres::Client,
+    me: &str,
+    live: &LiveJobs,
+) -> Result<(), JournalError> {
     let now = now_ms();
     client
         .execute(
@@ -547,14 +616,7 @@ async fn beat(client: &ClientWrapper, me: &str, live: &[String]) -> Result<(), J
         )
         .await
         .map_err(pg_err)?;
-    client
-        .execute(
-            "UPDATE jobs SET lease_until = $2
-             WHERE status = 'running' AND lease_owner = $1 AND id = ANY($3)",
-            &[&me, &(now + LEASE_MS), &live],
-        )
-        .await
-        .map_err(pg_err)?;
+    renew_leases(client, me, live).await?;
     release_dead_reservations(client, me, now).await?;
     client
         .execute(
@@ -568,7 +630,7 @@ async fn beat(client: &ClientWrapper, me: &str, live: &[String]) -> Result<(), J
 
 /// Deletes the reservations whose instance is gone (not `me`, not seen for a lease period).
 pub(crate) async fn release_dead_reservations(
-    client: &ClientWrapper,
+    client: &tokio_postgres::Client,
     me: &str,
     now: i64,
 ) -> Result<u64, JournalError> {
@@ -585,20 +647,60 @@ pub(crate) async fn release_dead_reservations(
 
 fn live_ids(live: &LiveJobs) -> Vec<String> {
     let set = live.lock().unwrap_or_else(|p| p.into_inner());
-    set.iter().cloned().collect()
+    set.keys().cloned().collect()
 }
 
-async fn heartbeat_loop(pool: Pool, me: Arc<str>, live: LiveJobs) {
-    let mut tick = tokio::time::interval(Duration::from_millis((LEASE_MS / 3) as u64));
+/// A connection of the heartbeat's own, outside the pool: a pool starved by intake or by long
+/// transactions never delays a lease renewal.
+struct Session {
+    client: tokio_postgres::Client,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+async fn open_session(config: &tokio_postgres::Config) -> Result<Session, JournalError> {
+    let (client, conn) = config.connect(NoTls).await.map_err(pg_err)?;
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(Session { client, driver })
+}
+
+async fn heartbeat_loop(config: tokio_postgres::Config, me: Arc<str>, live: LiveJobs) {
+    let period = Duration::from_millis((LEASE_MS / 3) as u64);
+    let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick is immediate; `connect` has just marked the instance alive.
     tick.tick().await;
+    let mut session: Option<Session> = None;
     loop {
         tick.tick().await;
-        let result = match pool.get().await {
-            Ok(client) => beat(&client, &me, &live_ids(&live)).await,
-            Err(e) => Err(pool_err(e)),
-        };
+        // A beat that fails on an existing session (the server restarted, the connection broke)
+        // is tried once more at once on a new one; a beat never outlasts its period.
+        let mut result = Err(JournalError::Unavailable("no heartbeat connection".into()));
+        for _ in 0..2 {
+            let attempt = tokio::time::timeout(period, async {
+                if session.as_ref().is_none_or(|s| s.client.is_closed()) {
+                    session = Some(open_session(&config).await?);
+                }
+                match &session {
+                    Some(s) => beat(&s.client, &me, &live).await,
+                    None => Err(JournalError::Unavailable("no heartbeat connection".into())),
+                }
+            })
+            .await
+            .unwrap_or_else(|_| Err(JournalError::Unavailable("the heartbeat timed out".into())));
+            result = attempt;
+            if result.is_ok() {
+                break;
+            }
+            session = None;
+        }
         if let Err(e) = result {
             tracing::warn!(error = %e, "journal heartbeat failed; leases are renewed at the next one");
         }
@@ -681,6 +783,35 @@ async fn writer_loop(pool: Pool, mut rx: mpsc::UnboundedReceiver<Op>) {
                 continue;
             }
         };
+        if batch.iter().all(|op| matches!(op, Op::Intake(_))) {
+            // Only deliveries (the common case under load): no savepoint is needed, as they
+            // succeed or fail together; BEGIN and COMMIT travel with the statements.
+            let (requests, senders): (Vec<_>, Vec<_>) = batch
+                .drain(..)
+                .filter_map(|op| match op {
+                    Op::Intake(intake) => Some(intake.split()),
+                    Op::Step(_) => None,
+                })
+                .unzip();
+            let (results, committed) = match deliveries::accept_batch(
+                &client,
+                requests,
+                "BEGIN",
+                Some("COMMIT"),
+            )
+            .await
+            {
+                Ok(done) => done,
+                Err(e) => {
+                    tracing::error!(error = %e, "journaling a batch of deliveries failed; their senders are told to retry");
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    (Vec::new(), false)
+                }
+            };
+            drop(client);
+            answer_intake(senders, results, committed);
+            continue;
+        }
         // BEGIN travels with the batch's first statement, and each savepoint with its operation's
         // first statement: they are queued on the connection before any answer is awaited, so a
         // batch costs a round trip per step, not two.
@@ -717,16 +848,10 @@ async fn writer_loop(pool: Pool, mut rx: mpsc::UnboundedReceiver<Op>) {
                     prefix = "RELEASE intake; ";
                     let (requests, senders): (Vec<_>, Vec<_>) =
                         run.into_iter().map(deliveries::Intake::split).unzip();
-                    let (opened, results) = tokio::join!(
-                        simple(&client, &savepoint),
-                        deliveries::accept_batch(&client, requests)
-                    );
+                    let results =
+                        deliveries::accept_batch(&client, requests, &savepoint, None).await;
                     let results = match results {
-                        Ok(results) if opened => results,
-                        Ok(_) => {
-                            healthy = false;
-                            Vec::new()
-                        }
+                        Ok((results, _)) => results,
                         Err(e) => {
                             // The statements failed as a whole (a deadlock with another
                             // instance, a lost connection): these deliveries are not journaled
@@ -738,19 +863,9 @@ async fn writer_loop(pool: Pool, mut rx: mpsc::UnboundedReceiver<Op>) {
                     };
                     let mut results = results.into_iter();
                     for sender in senders {
-                        let result = results.next().unwrap_or_else(|| {
-                            Err(JournalError::Unavailable(
-                                "the delivery could not be journaled; retry shortly".into(),
-                            ))
-                        });
+                        let result = results.next().unwrap_or_else(not_journaled);
                         replies.push(Box::new(move |committed| {
-                            let answer = match result {
-                                Ok(_) if !committed => {
-                                    Err(JournalError::Unavailable("the commit failed".into()))
-                                }
-                                other => other,
-                            };
-                            let _ = sender.send(answer);
+                            let _ = sender.send(after_commit(result, committed));
                         }));
                     }
                 }
@@ -768,6 +883,33 @@ async fn writer_loop(pool: Pool, mut rx: mpsc::UnboundedReceiver<Op>) {
         for reply in replies.drain(..) {
             reply(committed);
         }
+    }
+}
+
+fn not_journaled<T>() -> Result<T, JournalError> {
+    Err(JournalError::Unavailable(
+        "the delivery could not be journaled; retry shortly".into(),
+    ))
+}
+
+/// An operation's answer once its batch's commit is known.
+fn after_commit<T>(result: Result<T, JournalError>, committed: bool) -> Result<T, JournalError> {
+    match result {
+        Ok(_) if !committed => Err(JournalError::Unavailable("the commit failed".into())),
+        other => other,
+    }
+}
+
+/// Answers the senders of a batch of deliveries (results in the same order; missing ones failed).
+fn answer_intake(
+    senders: Vec<oneshot::Sender<deliveries::Accepted>>,
+    results: Vec<deliveries::Accepted>,
+    committed: bool,
+) {
+    let mut results = results.into_iter();
+    for sender in senders {
+        let result = results.next().unwrap_or_else(not_journaled);
+        let _ = sender.send(after_commit(result, committed));
     }
 }
 
