@@ -114,7 +114,7 @@ pub(crate) enum Op {
     Step(Step),
     /// A delivery with its job: consecutive ones are journaled together by a few multi-row
     /// statements ([`deliveries::accept_batch`]).
-    Intake(deliveries::Intake),
+    Intake(Box<deliveries::Intake>),
 }
 
 /// True for the URLs that select this backend.
@@ -496,7 +496,7 @@ impl PgJournal {
         j.check_open()?;
         let route = intake.delivery.key.clone();
         self.writer_for(&route)
-            .send(Op::Intake(intake))
+            .send(Op::Intake(Box::new(intake)))
             .map_err(|_| JournalError::Unavailable("the journal writer has stopped".into()))
     }
 
@@ -810,7 +810,7 @@ async fn writer_loop(pool: Pool, mut rx: mpsc::UnboundedReceiver<Op>) {
             let (requests, senders): (Vec<_>, Vec<_>) = batch
                 .drain(..)
                 .filter_map(|op| match op {
-                    Op::Intake(intake) => Some(intake.split()),
+                    Op::Intake(intake) => Some((*intake).split()),
                     Op::Step(_) => None,
                 })
                 .unzip();
@@ -868,7 +868,7 @@ async fn writer_loop(pool: Pool, mut rx: mpsc::UnboundedReceiver<Op>) {
                     let savepoint = format!("{prefix}SAVEPOINT intake");
                     prefix = "RELEASE intake; ";
                     let (requests, senders): (Vec<_>, Vec<_>) =
-                        run.into_iter().map(deliveries::Intake::split).unzip();
+                        run.into_iter().map(|intake| (*intake).split()).unzip();
                     let results =
                         deliveries::accept_batch(&client, requests, &savepoint, None).await;
                     let results = match results {
