@@ -15,8 +15,10 @@
 //! equal deliveries acknowledged, and jobs must equal the distinct Run Requests sent.
 //!
 //! With `COACH_DATABASE_URL=postgres://…` in its environment the worker journals to Postgres, and the
-//! read-back counts the rows each run added there (ids carry the run's number, so runs never repeat
-//! one another's deliveries).
+//! read-back counts the rows each run added there (ids carry the invocation's start time and the
+//! run's number, so runs never repeat one another's deliveries, nor do later invocations).
+//! `--instances N` (Postgres only) starts N workers on that one journal and spreads the connections
+//! over them round-robin; the peak RSS reported is then the largest of the instances'.
 //!
 //! `--check DIR` only prints the deliveries and jobs journaled in `DIR/journal.db` (used by
 //! `bench/run.sh` after loading the worker with the peer's generator).
@@ -43,6 +45,8 @@ struct Args {
     repeated: Vec<bool>,
     seconds: u64,
     runs: usize,
+    /// Workers sharing the Postgres journal; connection `c` goes to worker `c % instances`.
+    instances: usize,
 }
 
 fn parse_args() -> Args {
@@ -53,6 +57,7 @@ fn parse_args() -> Args {
         repeated: vec![false],
         seconds: 10,
         runs: 3,
+        instances: 1,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -79,6 +84,7 @@ fn parse_args() -> Args {
             }
             "--seconds" => args.seconds = value.parse().unwrap_or(10),
             "--runs" => args.runs = value.parse().unwrap_or(3),
+            "--instances" => args.instances = value.parse().unwrap_or(1).max(1),
             "--jobs" => {
                 args.modes = value
                     .split(',')
@@ -103,7 +109,8 @@ struct RunResult {
     p50_ms: f64,
     p99_ms: f64,
     peak_rss_mb: f64,
-    /// The worker's CPU time (user + system, all threads) per acknowledged delivery, in µs.
+    /// The workers' CPU time (user + system, all threads, all instances) per acknowledged delivery,
+    /// in µs. A Postgres server's own CPU is not in it.
     cpu_us_per_delivery: f64,
     ready_ms: f64,
     acknowledged: u64,
@@ -202,15 +209,20 @@ fn connection_loop(
     let mut i = 0u64;
     while !stop.load(Ordering::Relaxed) {
         i += 1;
-        // Distinct across runs too: a Postgres journal outlives a run, and a repeated id would be
-        // answered from it as a replay instead of being a new delivery.
+        // Distinct across runs and invocations too: a Postgres journal outlives a run, and a
+        // repeated id would be answered from it as a replay instead of being a new delivery.
         let run = RUN.load(Ordering::Relaxed) % 100;
-        let id = format!("bench-{run}-{conn}-{i}");
+        let nonce = nonce();
+        let id = format!("bench-{nonce}-{run}-{conn}-{i}");
         // Airtable record ids are `rec` + 14 characters; a distinct one per delivery, or always one.
         let body = if repeated {
             r#"{"run_request_id":"recAAAAAAAAAAAAAA"}"#.to_owned()
         } else {
-            format!(r#"{{"run_request_id":"rec{run:02}{conn:03}{i:09}"}}"#)
+            format!(
+                r#"{{"run_request_id":"rec{nonce}{run:02}{:03}{}"}}"#,
+                conn % 1000,
+                base36(i, 5)
+            )
         };
         let body = body.as_bytes();
         let ts = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -260,6 +272,28 @@ fn connection_loop(
         }
     }
     (latencies, errors)
+}
+
+/// Four base-36 digits of this invocation's start time (in seconds; they repeat after 19 days).
+fn nonce() -> &'static str {
+    static NONCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NONCE.get_or_init(|| {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        base36(secs, 4)
+    })
+}
+
+/// The last `width` base-36 digits of `n`, upper case.
+fn base36(mut n: u64, width: usize) -> String {
+    let mut digits = vec![b'0'; width];
+    for d in digits.iter_mut().rev() {
+        *d = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"[(n % 36) as usize];
+        n /= 36;
+    }
+    String::from_utf8(digits).unwrap_or_default()
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -314,10 +348,22 @@ static RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 fn run_once(args: &Args, connections: usize, port: u16, paused: bool, repeated: bool) -> RunResult {
     RUN.fetch_add(1, Ordering::Relaxed);
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut child, ready_ms) = start_worker(&args.worker, dir.path(), port, paused);
     // A shared Postgres journal keeps earlier runs' rows: the check counts what this run added. A
     // SQLite journal is new with every run, and is read only once the worker has stopped.
     let postgres = std::env::var("COACH_DATABASE_URL").is_ok_and(|u| !u.is_empty());
+    if args.instances > 1 && !postgres {
+        eprintln!("--instances needs COACH_DATABASE_URL: instances share only a Postgres journal");
+        std::process::exit(2);
+    }
+    let mut workers = Vec::with_capacity(args.instances);
+    let mut dirs = Vec::with_capacity(args.instances);
+    for n in 0..args.instances {
+        let own = tempfile::tempdir().expect("tempdir");
+        let data = if n == 0 { dir.path() } else { own.path() };
+        workers.push(start_worker(&args.worker, data, port + n as u16, paused));
+        dirs.push(own);
+    }
+    let ready_ms = workers.iter().map(|w| w.1).fold(0.0, f64::max);
     let (deliveries_before, jobs_before) = if postgres {
         count_journal(dir.path())
     } else {
@@ -325,9 +371,11 @@ fn run_once(args: &Args, connections: usize, port: u16, paused: bool, repeated: 
     };
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
+    let instances = args.instances as u16;
     let handles: Vec<_> = (0..connections)
         .map(|c| {
             let stop = stop.clone();
+            let port = port + (c as u16 % instances);
             std::thread::spawn(move || connection_loop(port, c, repeated, stop))
         })
         .collect();
@@ -341,12 +389,19 @@ fn run_once(args: &Args, connections: usize, port: u16, paused: bool, repeated: 
         errors += e;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let peak = peak_rss_mb(child.id());
-    let cpu = cpu_seconds(child.id());
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    let peak = workers
+        .iter()
+        .map(|(child, _)| peak_rss_mb(child.id()))
+        .fold(0.0, f64::max);
+    let cpu: f64 = workers.iter().map(|(child, _)| cpu_seconds(child.id())).sum();
+    for (child, _) in &workers {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+    }
+    for (child, _) in &mut workers {
+        let _ = child.wait();
+    }
     latencies.sort_unstable();
     let pct = |p: f64| {
         latencies
@@ -389,26 +444,27 @@ fn consistent(r: &RunResult, paused: bool, repeated: bool) -> bool {
 fn main() {
     let args = parse_args();
     println!(
-        "| Run Requests | jobs | connections | deliveries/s | p50 ms | p99 ms | peak RSS MB | worker CPU µs/delivery | start→ready ms | journaled = acknowledged, jobs = Run Requests |"
+        "| Run Requests | jobs | instances | connections | deliveries/s | p50 ms | p99 ms | peak RSS MB | worker CPU µs/delivery | start→ready ms | journaled = acknowledged, jobs = Run Requests |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let mut port = 18_500;
     for &repeated in &args.repeated {
         for &paused in &args.modes {
             for &connections in &args.connections {
                 let mut results = Vec::new();
                 for _ in 0..args.runs {
-                    port += 1;
+                    port += args.instances as u16;
                     results.push(run_once(&args, connections, port, paused, repeated));
                 }
                 println!(
-                    "| {} | {} | {connections} | {:.0} | {:.2} | {:.2} | {:.1} | {:.0} | {:.0} | {} |",
+                    "| {} | {} | {} | {connections} | {:.0} | {:.2} | {:.2} | {:.1} | {:.0} | {:.0} | {} |",
                     if repeated {
                         "one, repeated"
                     } else {
                         "distinct"
                     },
                     if paused { "paused" } else { "running" },
+                    args.instances,
                     median(results.iter().map(|r| r.rate).collect()),
                     median(results.iter().map(|r| r.p50_ms).collect()),
                     median(results.iter().map(|r| r.p99_ms).collect()),

@@ -258,7 +258,8 @@ impl Runner {
                         next_due = next;
                         for job in jobs {
                             let job_id = job.id.clone();
-                            self.journal.job_live(&job_id, true);
+                            // Registered before the task can run: a lease found lost (the job
+                            // taken over by another instance) aborts it through this handle.
                             let handle = running.spawn(run_one(
                                 self.journal.clone(),
                                 self.handlers.clone(),
@@ -266,7 +267,8 @@ impl Runner {
                                 self.wake.clone(),
                                 job,
                             ));
-                            running_ids.insert(handle.id(), job_id);
+                            running_ids.insert(handle.id(), job_id.clone());
+                            self.journal.job_started(&job_id, handle);
                         }
                     }
                     Err(e) => tracing::error!(error = %e, "claiming jobs failed"),
@@ -324,7 +326,11 @@ impl Runner {
         running_ids: &mut HashMap<tokio::task::Id, String>,
         done: Result<(tokio::task::Id, ()), tokio::task::JoinError>,
     ) {
+        let stopped = matches!(&done, Err(e) if e.is_cancelled());
         if let Some(job_id) = running_ids.remove(&finished_task(done)) {
+            if stopped {
+                tracing::warn!(job_id = %job_id, "job task stopped: its lease was lost");
+            }
             self.journal.job_live(&job_id, false);
         }
     }

@@ -258,6 +258,24 @@ impl Journal {
         }
     }
 
+    /// The runner started job `id` in `task`: on Postgres, a heartbeat that finds the job's lease
+    /// lost aborts that task, so two instances never run one job at once.
+    pub fn job_started(&self, id: &str, task: tokio::task::AbortHandle) {
+        match self.pg() {
+            Some(pg) => pg.job_started(id, task),
+            None => drop(task),
+        }
+    }
+
+    /// Renews at once the leases of the jobs this instance runs (the heartbeat does it every
+    /// third of a lease) and stops the tasks whose lease was lost; returns how many it stopped.
+    pub async fn renew_leases(&self) -> Result<usize, JournalError> {
+        match self.pg() {
+            Some(pg) => pg.renew_leases(self).await,
+            None => Ok(0),
+        }
+    }
+
     pub async fn claim_due(&self, limit: usize) -> Result<(Vec<Job>, Option<i64>), JournalError> {
         if let Some(pg) = self.pg() {
             return pg.claim_due(self, limit).await;

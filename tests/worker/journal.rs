@@ -127,6 +127,58 @@ async fn concurrent_identical_deliveries_give_one_job_and_one_answer(b: &Backend
     assert_eq!(j.delivery_count().await.unwrap(), 1);
 }
 
+/// Deliveries arriving together are journaled together (on Postgres, by multi-row statements):
+/// each still answers as if journaled one after the other — repeats of a key share its answer,
+/// deliveries with one active dedupe key share its job, distinct ones get a job each.
+async fn a_burst_of_deliveries_answers_as_one_by_one(b: &Backend) {
+    let j = b.open().await;
+    let mut tasks = Vec::new();
+    for i in 0..90 {
+        let j = j.clone();
+        tasks.push(tokio::spawn(async move {
+            let (kind, key, dedupe) = match i % 3 {
+                0 => ("distinct", format!("r1:burst-{i}"), format!("r1:rec{i}")),
+                1 => (
+                    "same key",
+                    "r1:burst-same".to_owned(),
+                    "r1:recSame".to_owned(),
+                ),
+                _ => (
+                    "shared job",
+                    format!("r1:burst-{i}"),
+                    "r1:recShared".to_owned(),
+                ),
+            };
+            (kind, accept(&j, &key, "h", Some(&dedupe)).await)
+        }));
+    }
+    let mut new: std::collections::HashMap<&str, usize> = Default::default();
+    let mut answers: std::collections::HashMap<&str, HashSet<String>> = Default::default();
+    for t in tasks {
+        match t.await.unwrap() {
+            (kind, DeliveryOutcome::New) => *new.entry(kind).or_default() += 1,
+            (kind, DeliveryOutcome::Replayed { body, .. }) => {
+                answers
+                    .entry(kind)
+                    .or_default()
+                    .insert(body["run_id"].as_str().unwrap().to_owned());
+            }
+            (kind, other) => panic!("{kind}: unexpected {other:?}"),
+        }
+    }
+    assert_eq!(new["distinct"], 30);
+    assert!(!answers.contains_key("distinct"));
+    for kind in ["same key", "shared job"] {
+        assert_eq!(new[kind], 1, "{kind}");
+        assert_eq!(answers[kind].len(), 1, "{kind}: one answer for all repeats");
+    }
+    assert_eq!(
+        j.count_jobs(JobFilter::default()).await.unwrap(),
+        30 + 1 + 1
+    );
+    assert_eq!(j.delivery_count().await.unwrap(), 30 + 1 + 30);
+}
+
 async fn an_active_dedupe_key_shares_its_job_and_a_finished_one_does_not(b: &Backend) {
     let j = b.open().await;
     assert_eq!(
@@ -537,6 +589,7 @@ macro_rules! conformance {
 conformance!(
     a_delivery_is_journaled_once_and_answered_the_same_again,
     concurrent_identical_deliveries_give_one_job_and_one_answer,
+    a_burst_of_deliveries_answers_as_one_by_one,
     an_active_dedupe_key_shares_its_job_and_a_finished_one_does_not,
     a_reservation_is_in_progress_until_completed_or_released,
     reservations_of_a_stopped_process_are_released_at_the_next_start,
@@ -676,6 +729,129 @@ async fn an_instance_never_takes_over_a_job_its_own_task_still_runs() {
         vec![orphan.as_str()],
         "the orphan is run again; the job a task still runs is not started twice"
     );
+}
+
+/// A job handler that runs until told to finish, and records whether it got there.
+struct Slow {
+    started: Arc<tokio::sync::Notify>,
+    finish: Arc<tokio::sync::Notify>,
+    stopped: Arc<tokio::sync::Notify>,
+    side_effects: Arc<AtomicUsize>,
+}
+
+/// Set when the handler's future is dropped (its task aborted) before it finished.
+struct OnDrop(Option<Arc<tokio::sync::Notify>>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        if let Some(stopped) = self.0.take() {
+            stopped.notify_one();
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl coach_worker::jobs::JobHandler for Slow {
+    async fn run(
+        &self,
+        _ctx: &coach_worker::jobs::JobContext,
+    ) -> Result<coach_worker::jobs::JobOutcome, coach_worker::jobs::JobError> {
+        let mut guard = OnDrop(Some(self.stopped.clone()));
+        self.started.notify_one();
+        self.finish.notified().await;
+        // Stands for the work a job does outside the journal (an Airtable write).
+        self.side_effects.fetch_add(1, Ordering::SeqCst);
+        guard.0 = None;
+        Ok(coach_worker::jobs::JobOutcome {
+            result: json!({"by": "a"}),
+            follow_ups: vec![],
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_lease_was_taken_over_is_stopped_at_the_next_heartbeat() {
+    let (cluster, a, b) = two_instances().await;
+    let (id, _) = a.enqueue(job(None)).await.unwrap();
+    let slow = Slow {
+        started: Default::default(),
+        finish: Default::default(),
+        stopped: Default::default(),
+        side_effects: Default::default(),
+    };
+    let (started, finish, stopped, side_effects) = (
+        slow.started.clone(),
+        slow.finish.clone(),
+        slow.stopped.clone(),
+        slow.side_effects.clone(),
+    );
+    let mut runner = coach_worker::jobs::Runner::new(
+        a.clone(),
+        coach_worker::jobs::RunnerConfig {
+            paused: false,
+            concurrency: 1,
+            max_attempts: 3,
+            retry_base: Duration::from_secs(60),
+            retry_max: Duration::from_secs(60),
+        },
+    );
+    runner.register("single", Arc::new(slow));
+    let handle = runner.handle();
+    let mut settled = handle.settled();
+    let running = tokio::spawn(runner.run(Duration::from_secs(1)));
+    let wait = Duration::from_secs(30);
+    tokio::time::timeout(wait, started.notified())
+        .await
+        .expect("the job starts at a");
+
+    // A's lease runs out while its task is slow (a heartbeat cut off from the database), and b
+    // takes the job over.
+    sql(&cluster, "UPDATE jobs SET lease_until = 0").await;
+    assert_eq!(b.claim_due(1).await.unwrap().0.len(), 1);
+    assert_eq!(a.renew_leases().await.unwrap(), 1, "a finds its lease lost");
+    tokio::time::timeout(wait, stopped.notified())
+        .await
+        .expect("a's task is stopped");
+    tokio::time::timeout(wait, settled.wait_for(|n| *n >= 1))
+        .await
+        .expect("the runner sees the task end")
+        .unwrap();
+    // Had a's copy run on, this would let it do its work a second time beside b's.
+    finish.notify_waiters();
+    assert_eq!(
+        side_effects.load(Ordering::SeqCst),
+        0,
+        "a's copy did no work"
+    );
+    let job = a.get_job(id.clone()).await.unwrap();
+    assert_eq!((job.status, job.result), (JobStatus::Running, None));
+    // The owner now is b, whose outcome stands; a renews nothing more.
+    b.complete_job(id.clone(), json!({"by": "b"}), vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        b.get_job(id).await.unwrap().result,
+        Some(json!({"by": "b"}))
+    );
+    assert_eq!(a.renew_leases().await.unwrap(), 0);
+    handle.stop();
+    running.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_task_keeps_its_lease_at_each_heartbeat() {
+    let (_cluster, a, b) = two_instances().await;
+    a.enqueue(job(None)).await.unwrap();
+    let (claimed, _) = a.claim_due(1).await.unwrap();
+    let task = tokio::spawn(std::future::pending::<()>());
+    a.job_started(&claimed[0].id, task.abort_handle());
+    assert_eq!(a.renew_leases().await.unwrap(), 0);
+    assert!(!task.is_finished());
+    assert!(
+        b.claim_due(1).await.unwrap().0.is_empty(),
+        "the lease is a's"
+    );
+    task.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

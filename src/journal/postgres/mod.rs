@@ -2,22 +2,38 @@
 //! one database (`COACH_DATABASE_URL=postgres://…`).
 //!
 //! ## Connections and group commit
-//! A pool (`deadpool-postgres`) serves reads and single-statement writes, each in its own implicit
-//! transaction. Intake (deliveries, enqueues) goes through [`WRITERS`] *writer tasks* per instance,
-//! an operation to the writer its delivery (or dedupe) key hashes to. A writer drains whatever
-//! operations have queued up for it, runs them on one connection inside one transaction (each in a
-//! savepoint, so a failing operation does not undo its neighbours), commits once, and only then
-//! answers each caller — the SQLite journal's group commit, with a round trip's worth of deliveries
-//! per commit instead of one commit each. The savepoint statements travel in the same round trip as
-//! the operation's first statement. One key always goes to the same writer, so its operations keep
-//! their order (a guard's detached release comes before the retry that follows it), and while one
-//! writer waits for its commit the others run their batches.
+//! A pool (`deadpool-postgres`, 16 connections) serves reads and single-statement writes, each in its
+//! own implicit transaction. Intake (deliveries, enqueues) goes through [`WRITERS`] *writer tasks*
+//! per instance, an operation to the writer its delivery (or dedupe) key hashes to. A writer drains
+//! whatever operations have queued up for it, runs them on one connection inside one transaction,
+//! commits once, and only then answers each caller — the SQLite journal's group commit, with a round
+//! trip's worth of deliveries per commit instead of one commit each.
+//!
+//! Round trips, not statements, are what a batch costs on a busy machine (each one is a wake-up of
+//! the server and of the writer), so the common operation, a delivery with its job, is journaled
+//! *per batch* rather than per delivery ([`deliveries::accept_batch`]): one statement looks up the
+//! keys already journaled and inserts the jobs of the others (`INSERT … SELECT FROM unnest(…) ON
+//! CONFLICT DO NOTHING RETURNING id`), sent with `BEGIN` and the lookup of the active job of each
+//! dedupe key; then, with the answers built from the job ids, one statement inserts the deliveries
+//! (deleting the job made for a key another instance journaled meanwhile), sent with `COMMIT`. A
+//! batch of deliveries is two round trips and one WAL flush, whatever its size. Rows go in key order,
+//! so two batches meeting on the same keys wait for each other in one direction only and do not
+//! deadlock. A batch holding other operations gives each of those a savepoint (sent with its first
+//! statement), and each run of consecutive deliveries one, so that a failing operation does not undo
+//! its neighbours; operations keep their order within a batch. One key always goes to the same
+//! writer, so its operations keep their order (a guard's detached release comes before the retry
+//! that follows it), and while one writer waits for its commit (the WAL flush) the other fills its
+//! next batch. Two writers measured faster than four on two cores: fewer, larger batches cost the
+//! server less per delivery, and one flush in flight hides the other's.
+//!
+//! The heartbeat has a connection of its own, outside the pool, opened again when it breaks: a pool
+//! starved by intake or held by long work never delays a lease renewal.
 
 //! ## Several instances
 //! - **Identical deliveries** reaching different instances meet at the primary key of `deliveries`
 //!   and the partial unique index of active dedupe keys on `jobs`: every insert is
 //!   `ON CONFLICT DO NOTHING`, and the loser of a race (its insert waited for the winner's commit)
-//!   deletes what it wrote in its savepoint's scope and answers with the winner's answer.
+//!   deletes the job it made for the key and answers with the winner's answer.
 //! - **Claims** take due jobs with `FOR UPDATE SKIP LOCKED`, so two runners never claim one job and
 //!   never wait for each other. A claimed job holds a *lease* (`lease_owner` = the instance's
 //!   incarnation, `lease_until`); a heartbeat task renews, every [`LEASE_MS`]/3, the leases of the
@@ -26,6 +42,10 @@
 //!   write, a panic) is not kept alive by a living instance. A running job whose lease expired (its
 //!   instance died or hung, or its task is gone) is claimed again by whoever sees it first, except
 //!   by an instance whose own task still runs it; the interrupted attempt does not count against it.
+//!   When a heartbeat finds that a job this instance's task runs is no longer leased to it (another
+//!   instance took it over, or the lease ran out before the renewal), it aborts that task through the
+//!   handle the runner registered ([`PgJournal::job_started`]) and logs it: the job may be running
+//!   elsewhere now, and this copy's side effects must not happen twice.
 //!   Lease times come from each instance's clock, so the instances' clocks must agree to well
 //!   within a lease (NTP). Start-up
 //!   re-queues only expired leases, never the jobs of a live neighbour. A late completion from an
@@ -80,12 +100,22 @@ const MIGRATION_LOCK: i64 = 0x0063_6f61_636d_6967;
 pub const POLLER_LOCK: i64 = 0x0063_6f61_6370_6f6c;
 /// Largest number of operations committed in one transaction.
 const MAX_BATCH: usize = 256;
-/// Writer tasks per instance: while one waits for its commit, others run their batches.
-const WRITERS: usize = 4;
+/// Writer tasks per instance: while one waits for its commit, the other runs its batch (two beat
+/// four on two cores: larger batches, less server work per delivery).
+const WRITERS: usize = 2;
 
 pub(crate) type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 type Reply = Box<dyn FnOnce(bool) + Send>;
-type Op = Box<dyn for<'a> FnOnce(&'a ClientWrapper) -> BoxFut<'a, (bool, Reply)> + Send>;
+type Step = Box<dyn for<'a> FnOnce(&'a ClientWrapper) -> BoxFut<'a, (bool, Reply)> + Send>;
+
+/// What a writer runs inside its batch's transaction.
+pub(crate) enum Op {
+    /// Any operation, in a savepoint of its own.
+    Step(Step),
+    /// A delivery with its job: consecutive ones are journaled together by a few multi-row
+    /// statements ([`deliveries::accept_batch`]).
+    Intake(Box<deliveries::Intake>),
+}
 
 /// True for the URLs that select this backend.
 pub fn is_postgres_url(url: &str) -> bool {
@@ -109,8 +139,10 @@ pub struct PgJournal {
     live: LiveJobs,
 }
 
-/// Ids of the jobs this instance's tasks are running.
-pub(crate) type LiveJobs = Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
+/// The jobs this instance's tasks are running, with the handle that stops a task (when the runner
+/// gave one) should its job's lease be lost.
+pub(crate) type LiveJobs =
+    Arc<std::sync::Mutex<std::collections::HashMap<String, Option<tokio::task::AbortHandle>>>>;
 
 impl Drop for PgJournal {
     fn drop(&mut self) {
@@ -335,7 +367,7 @@ impl PgJournal {
         }
         let live = LiveJobs::default();
         tasks.push(tokio::spawn(heartbeat_loop(
-            pool.clone(),
+            config.clone(),
             incarnation.clone(),
             live.clone(),
         )));
@@ -391,10 +423,25 @@ impl PgJournal {
     pub(crate) fn job_live(&self, id: &str, live: bool) {
         let mut set = self.live.lock().unwrap_or_else(|p| p.into_inner());
         if live {
-            set.insert(id.to_owned());
+            set.insert(id.to_owned(), None);
         } else {
             set.remove(id);
         }
+    }
+
+    /// The runner started job `id` in the task `task`; the task is aborted if the job's lease is
+    /// found lost.
+    pub(crate) fn job_started(&self, id: &str, task: tokio::task::AbortHandle) {
+        let mut set = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        set.insert(id.to_owned(), Some(task));
+    }
+
+    /// Renews the leases of the jobs this instance runs now (on a pooled connection), and stops
+    /// the tasks of those whose lease was lost. Returns how many tasks were stopped.
+    pub(crate) async fn renew_leases(&self, j: &Journal) -> Result<usize, JournalError> {
+        j.check_open()?;
+        let client = self.client().await?;
+        renew_leases(&client, &self.incarnation, &self.live).await
     }
 
     pub(crate) fn live_ids(&self) -> Vec<String> {
@@ -417,7 +464,7 @@ impl PgJournal {
     {
         j.check_open()?;
         let (tx, rx) = oneshot::channel();
-        let op: Op = Box::new(move |client| {
+        let op: Step = Box::new(move |client| {
             Box::pin(async move {
                 let result = f(client).await;
                 let ok = result.is_ok();
@@ -434,10 +481,23 @@ impl PgJournal {
             })
         });
         self.writer_for(route)
-            .send(op)
+            .send(Op::Step(op))
             .map_err(|_| JournalError::Unavailable("the journal writer has stopped".into()))?;
         rx.await
             .map_err(|_| JournalError::Unavailable("the journal writer has stopped".into()))?
+    }
+
+    /// Sends an intake operation to the writer of its delivery key.
+    pub(crate) fn send_intake(
+        &self,
+        j: &Journal,
+        intake: deliveries::Intake,
+    ) -> Result<(), JournalError> {
+        j.check_open()?;
+        let route = intake.delivery.key.clone();
+        self.writer_for(&route)
+            .send(Op::Intake(Box::new(intake)))
+            .map_err(|_| JournalError::Unavailable("the journal writer has stopped".into()))
     }
 
     /// Sends an operation to the writer without waiting (for `Drop`).
@@ -446,14 +506,14 @@ impl PgJournal {
         route: &str,
         f: impl for<'a> FnOnce(&'a ClientWrapper) -> BoxFut<'a, bool> + Send + 'static,
     ) {
-        let op: Op = Box::new(move |client| {
+        let op: Step = Box::new(move |client| {
             Box::pin(async move {
                 let ok = f(client).await;
                 let reply: Reply = Box::new(|_| {});
                 (ok, reply)
             })
         });
-        let _ = self.writer_for(route).send(op);
+        let _ = self.writer_for(route).send(Op::Step(op));
     }
 
     /// The writer of operations on `route` (a delivery or dedupe key): one key always goes to the
@@ -471,7 +531,7 @@ impl PgJournal {
         let mut waits = Vec::with_capacity(self.writers.len());
         for writer in &self.writers {
             let (tx, rx) = oneshot::channel();
-            let op: Op = Box::new(move |_| {
+            let op: Step = Box::new(move |_| {
                 Box::pin(async move {
                     let reply: Reply = Box::new(move |committed| {
                         let _ = tx.send(committed);
@@ -479,7 +539,7 @@ impl PgJournal {
                     (true, reply)
                 })
             });
-            if writer.send(op).is_err() {
+            if writer.send(Op::Step(op)).is_err() {
                 return false;
             }
             waits.push(rx);
@@ -513,9 +573,61 @@ impl PgJournal {
     }
 }
 
-/// One heartbeat: this instance is alive, the leases of the jobs its tasks are running are renewed,
-/// and the reservations of instances not seen for a lease period are released.
-async fn beat(client: &ClientWrapper, me: &str, live: &[String]) -> Result<(), JournalError> {
+/// Renews the leases of the jobs this instance's tasks are running, and aborts the task of each
+/// job whose lease is no longer this instance's: another instance took the job over, or the lease
+/// ran out before this renewal (a heartbeat starved or cut off from the database for a whole lease,
+/// after which any instance may take the job). Either way the job may now run elsewhere, so this
+/// copy stops — its outcome would be dropped anyway, but its side effects (Airtable writes) would
+/// not. A job no longer `running` (finished, cancelled) is left to its task, which is ending.
+async fn renew_leases(
+    client: &tokio_postgres::Client,
+    me: &str,
+    live: &LiveJobs,
+) -> Result<usize, JournalError> {
+    let ids = live_ids(live);
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let now = now_ms();
+    // The final SELECT sees the rows as they were before the renewal (one snapshot): a row whose
+    // lease was ours and valid then, but which the renewal skipped because our own task finished it
+    // meanwhile, is not reported lost.
+    let lost = client
+        .query(
+            "WITH renewed AS (
+                 UPDATE jobs SET lease_until = $2
+                 WHERE status = 'running' AND lease_owner = $1 AND lease_until >= $3 AND id = ANY($4)
+                 RETURNING id)
+             SELECT id, lease_owner FROM jobs
+             WHERE id = ANY($4) AND id NOT IN (SELECT id FROM renewed) AND status = 'running'
+               AND (lease_owner IS DISTINCT FROM $1 OR lease_until < $3)",
+            &[&me, &(now + LEASE_MS), &now, &ids],
+        )
+        .await
+        .map_err(pg_err)?;
+    let mut stopped = 0;
+    let set = live.lock().unwrap_or_else(|p| p.into_inner());
+    for row in &lost {
+        let id: String = row.get(0);
+        let owner: Option<String> = row.get(1);
+        if let Some(Some(task)) = set.get(&id) {
+            task.abort();
+            stopped += 1;
+            tracing::warn!(job_id = %id, taken_over = owner.as_deref().is_some_and(|o| o != me),
+                "the job's lease is no longer this instance's; its task here is stopped");
+        }
+    }
+    Ok(stopped)
+}
+
+/// One heartbeat: this instance is alive, the leases of the jobs its tasks are running are renewed
+/// (and the tasks of lost ones stopped), and the reservations of instances not seen for a lease
+/// period are released.
+async fn beat(
+    client: &tokio_postgres::Client,
+    me: &str,
+    live: &LiveJobs,
+) -> Result<(), JournalError> {
     let now = now_ms();
     client
         .execute(
@@ -525,14 +637,7 @@ async fn beat(client: &ClientWrapper, me: &str, live: &[String]) -> Result<(), J
         )
         .await
         .map_err(pg_err)?;
-    client
-        .execute(
-            "UPDATE jobs SET lease_until = $2
-             WHERE status = 'running' AND lease_owner = $1 AND id = ANY($3)",
-            &[&me, &(now + LEASE_MS), &live],
-        )
-        .await
-        .map_err(pg_err)?;
+    renew_leases(client, me, live).await?;
     release_dead_reservations(client, me, now).await?;
     client
         .execute(
@@ -546,7 +651,7 @@ async fn beat(client: &ClientWrapper, me: &str, live: &[String]) -> Result<(), J
 
 /// Deletes the reservations whose instance is gone (not `me`, not seen for a lease period).
 pub(crate) async fn release_dead_reservations(
-    client: &ClientWrapper,
+    client: &tokio_postgres::Client,
     me: &str,
     now: i64,
 ) -> Result<u64, JournalError> {
@@ -563,20 +668,60 @@ pub(crate) async fn release_dead_reservations(
 
 fn live_ids(live: &LiveJobs) -> Vec<String> {
     let set = live.lock().unwrap_or_else(|p| p.into_inner());
-    set.iter().cloned().collect()
+    set.keys().cloned().collect()
 }
 
-async fn heartbeat_loop(pool: Pool, me: Arc<str>, live: LiveJobs) {
-    let mut tick = tokio::time::interval(Duration::from_millis((LEASE_MS / 3) as u64));
+/// A connection of the heartbeat's own, outside the pool: a pool starved by intake or by long
+/// transactions never delays a lease renewal.
+struct Session {
+    client: tokio_postgres::Client,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+async fn open_session(config: &tokio_postgres::Config) -> Result<Session, JournalError> {
+    let (client, conn) = config.connect(NoTls).await.map_err(pg_err)?;
+    let driver = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(Session { client, driver })
+}
+
+async fn heartbeat_loop(config: tokio_postgres::Config, me: Arc<str>, live: LiveJobs) {
+    let period = Duration::from_millis((LEASE_MS / 3) as u64);
+    let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // The first tick is immediate; `connect` has just marked the instance alive.
     tick.tick().await;
+    let mut session: Option<Session> = None;
     loop {
         tick.tick().await;
-        let result = match pool.get().await {
-            Ok(client) => beat(&client, &me, &live_ids(&live)).await,
-            Err(e) => Err(pool_err(e)),
-        };
+        // A beat that fails on an existing session (the server restarted, the connection broke)
+        // is tried once more at once on a new one; a beat never outlasts its period.
+        let mut result = Err(JournalError::Unavailable("no heartbeat connection".into()));
+        for _ in 0..2 {
+            let attempt = tokio::time::timeout(period, async {
+                if session.as_ref().is_none_or(|s| s.client.is_closed()) {
+                    session = Some(open_session(&config).await?);
+                }
+                match &session {
+                    Some(s) => beat(&s.client, &me, &live).await,
+                    None => Err(JournalError::Unavailable("no heartbeat connection".into())),
+                }
+            })
+            .await
+            .unwrap_or_else(|_| Err(JournalError::Unavailable("the heartbeat timed out".into())));
+            result = attempt;
+            if result.is_ok() {
+                break;
+            }
+            session = None;
+        }
         if let Err(e) = result {
             tracing::warn!(error = %e, "journal heartbeat failed; leases are renewed at the next one");
         }
@@ -654,34 +799,104 @@ async fn writer_loop(pool: Pool, mut rx: mpsc::UnboundedReceiver<Op>) {
             Ok(client) => client,
             Err(e) => {
                 tracing::error!(error = %e, "journal writer has no connection; the batch's callers are told to retry");
-                for op in batch.drain(..) {
-                    // The operation is dropped unrun; its caller sees the writer's answer channel close.
-                    drop(op);
-                }
+                // The operations are dropped unrun; their callers see the answer channels close.
+                batch.clear();
                 continue;
             }
         };
-        let mut healthy = simple(&client, "BEGIN").await;
-        let mut first = true;
-        for op in batch.drain(..) {
-            if !healthy {
-                drop(op);
-                continue;
-            }
-            // The savepoint travels in the same round trip as the operation's first statement:
-            // both are queued on the connection before either answer is awaited.
-            let savepoint = if first {
-                "SAVEPOINT op"
-            } else {
-                "RELEASE op; SAVEPOINT op"
+        if batch.iter().all(|op| matches!(op, Op::Intake(_))) {
+            // Only deliveries (the common case under load): no savepoint is needed, as they
+            // succeed or fail together; BEGIN and COMMIT travel with the statements.
+            let (requests, senders): (Vec<_>, Vec<_>) = batch
+                .drain(..)
+                .filter_map(|op| match op {
+                    Op::Intake(intake) => Some((*intake).split()),
+                    Op::Step(_) => None,
+                })
+                .unzip();
+            let (results, committed) = match deliveries::accept_batch(
+                &client,
+                requests,
+                "BEGIN",
+                Some("COMMIT"),
+            )
+            .await
+            {
+                Ok(done) => done,
+                Err(e) => {
+                    tracing::error!(error = %e, "journaling a batch of deliveries failed; their senders are told to retry");
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    (Vec::new(), false)
+                }
             };
-            first = false;
-            let (opened, (ok, reply)) = tokio::join!(simple(&client, savepoint), op(&client));
-            healthy = opened && (ok || simple(&client, "ROLLBACK TO op").await);
-            replies.push(reply);
+            drop(client);
+            answer_intake(senders, results, committed);
+            continue;
         }
-        let committed = healthy && simple(&client, "COMMIT").await;
-        if !committed {
+        // BEGIN travels with the batch's first statement, and each savepoint with its operation's
+        // first statement: they are queued on the connection before any answer is awaited, so a
+        // batch costs a round trip per step, not two.
+        // Statements to send ahead of the next one (BEGIN, the release of the last savepoint).
+        let mut prefix: &str = "BEGIN; ";
+        let mut healthy = true;
+        let mut ops = batch.drain(..).peekable();
+        while let Some(op) = ops.next() {
+            match op {
+                Op::Step(op) => {
+                    if !healthy {
+                        continue;
+                    }
+                    let savepoint = format!("{prefix}SAVEPOINT op");
+                    prefix = "RELEASE op; ";
+                    let (opened, (ok, reply)) =
+                        tokio::join!(simple(&client, &savepoint), op(&client));
+                    healthy = opened && (ok || simple(&client, "ROLLBACK TO op").await);
+                    replies.push(reply);
+                }
+                Op::Intake(intake) => {
+                    // Consecutive deliveries go together; a step between them keeps its place, so
+                    // a key's operations still run in the order they were sent.
+                    let mut run = vec![intake];
+                    while let Some(Op::Intake(_)) = ops.peek() {
+                        if let Some(Op::Intake(next)) = ops.next() {
+                            run.push(next);
+                        }
+                    }
+                    if !healthy {
+                        continue;
+                    }
+                    let savepoint = format!("{prefix}SAVEPOINT intake");
+                    prefix = "RELEASE intake; ";
+                    let (requests, senders): (Vec<_>, Vec<_>) =
+                        run.into_iter().map(|intake| (*intake).split()).unzip();
+                    let results =
+                        deliveries::accept_batch(&client, requests, &savepoint, None).await;
+                    let results = match results {
+                        Ok((results, _)) => results,
+                        Err(e) => {
+                            // The statements failed as a whole (a deadlock with another
+                            // instance, a lost connection): these deliveries are not journaled
+                            // and their senders retry; the rest of the batch stands.
+                            tracing::warn!(error = %e, deliveries = senders.len(), "journaling a run of deliveries failed; their senders are told to retry");
+                            healthy = simple(&client, "ROLLBACK TO intake").await;
+                            Vec::new()
+                        }
+                    };
+                    let mut results = results.into_iter();
+                    for sender in senders {
+                        let result = results.next().unwrap_or_else(not_journaled);
+                        replies.push(Box::new(move |committed| {
+                            let _ = sender.send(after_commit(result, committed));
+                        }));
+                    }
+                }
+            }
+        }
+        drop(ops);
+        // Nothing was sent when every operation was skipped (there is always a first one).
+        let begun = prefix != "BEGIN; ";
+        let committed = healthy && begun && simple(&client, "COMMIT").await;
+        if !committed && begun {
             let _ = client.batch_execute("ROLLBACK").await;
             tracing::error!("journal commit failed; the batch's callers are told to retry");
         }
@@ -689,6 +904,33 @@ async fn writer_loop(pool: Pool, mut rx: mpsc::UnboundedReceiver<Op>) {
         for reply in replies.drain(..) {
             reply(committed);
         }
+    }
+}
+
+fn not_journaled<T>() -> Result<T, JournalError> {
+    Err(JournalError::Unavailable(
+        "the delivery could not be journaled; retry shortly".into(),
+    ))
+}
+
+/// An operation's answer once its batch's commit is known.
+fn after_commit<T>(result: Result<T, JournalError>, committed: bool) -> Result<T, JournalError> {
+    match result {
+        Ok(_) if !committed => Err(JournalError::Unavailable("the commit failed".into())),
+        other => other,
+    }
+}
+
+/// Answers the senders of a batch of deliveries (results in the same order; missing ones failed).
+fn answer_intake(
+    senders: Vec<oneshot::Sender<deliveries::Accepted>>,
+    results: Vec<deliveries::Accepted>,
+    committed: bool,
+) {
+    let mut results = results.into_iter();
+    for sender in senders {
+        let result = results.next().unwrap_or_else(not_journaled);
+        let _ = sender.send(after_commit(result, committed));
     }
 }
 
