@@ -393,7 +393,10 @@ fn run_once(args: &Args, connections: usize, port: u16, paused: bool, repeated: 
         .iter()
         .map(|(child, _)| peak_rss_mb(child.id()))
         .fold(0.0, f64::max);
-    let cpu: f64 = workers.iter().map(|(child, _)| cpu_seconds(child.id())).sum();
+    let cpu: f64 = workers
+        .iter()
+        .map(|(child, _)| cpu_seconds(child.id()))
+        .sum();
     for (child, _) in &workers {
         let _ = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
