@@ -27,6 +27,8 @@ fn arg(name: &str, default: usize) -> usize {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // The libraries install no TLS provider; a program picks one before building any client.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let n = arg("--requests", 40);
     let fake = FakeAirtable::start().await;
     let mut config = fake.config();
