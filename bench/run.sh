@@ -75,7 +75,7 @@ fi
   echo
   echo "## Side by side with the Python peer (\`bench/side_by_side.sh\`, median of 3 runs of 8 s, 64 connections)"
   echo
-  echo "The FastAPI + uvicorn + SQLite intake in \`../shared/peers\` (two uvicorn processes, \`synchronous=NORMAL\`; the worker commits with \`FULL\`) and the worker, loaded in the same run by the same generator (\`../shared/peers/replay-load\`) replaying the same file of pre-signed Make-scheme deliveries (\`gen_requests.py\`: each with its own delivery id and its own Run Request). The worker also journals each delivery's signed content (the Make scheme does not sign the delivery id)."
+  echo "The FastAPI + uvicorn + SQLite intake in \`../shared/peers\` (two uvicorn processes, \`synchronous=NORMAL\`; the worker answers only after the write-ahead log holding the delivery is flushed to disk, the durability of \`FULL\`) and the worker, loaded in the same run by the same generator (\`../shared/peers/replay-load\`) replaying the same file of pre-signed Make-scheme deliveries (\`gen_requests.py\`: each with its own delivery id and its own Run Request). The worker also journals each delivery's signed content (the Make scheme does not sign the delivery id)."
   echo
   cat "$tmp/peer.md"
   echo
