@@ -258,8 +258,9 @@ impl Runner {
                         next_due = next;
                         for job in jobs {
                             let job_id = job.id.clone();
-                            // Registered before the task can run: a lease found lost (the job
-                            // taken over by another instance) aborts it through this handle.
+                            // Registered before this loop can reap the task: a lease found lost
+                            // (the job taken over by another instance) aborts it through this
+                            // handle; the claim's fresh lease covers the moment in between.
                             let handle = running.spawn(run_one(
                                 self.journal.clone(),
                                 self.handlers.clone(),
