@@ -172,7 +172,9 @@ fn writer_loop(
         let committed = began && !torn && run(conn, "COMMIT");
         if !committed {
             let _ = conn.execute_batch("ROLLBACK");
-            tracing::error!("journal commit failed; the batch's callers are told to retry");
+            if !torn {
+                tracing::error!("journal commit failed; the batch's callers are told to retry");
+            }
         }
         let wrote = committed && conn.total_changes() != changes_before;
         if !wrote && waiting.load(Ordering::SeqCst) == 0 {
