@@ -324,6 +324,37 @@ mod tests {
             .is_err()
     }
 
+    /// Sends a delivery and returns its pending answer once its row is committed (visible to
+    /// another connection).
+    async fn accept_until_committed(
+        journal: &Journal,
+        path: &Path,
+        key: &'static str,
+    ) -> tokio::task::JoinHandle<Result<DeliveryOutcome, super::JournalError>> {
+        let j = journal.clone();
+        let accept = tokio::spawn(async move {
+            j.accept_delivery(
+                delivery(key),
+                NewJob::new("single", "r1", serde_json::json!({})),
+                202,
+                |id| serde_json::json!({ "job": id }),
+            )
+            .await
+        });
+        for _ in 0..200 {
+            if committed_deliveries(path) == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            committed_deliveries(path),
+            1,
+            "the delivery was not committed"
+        );
+        accept
+    }
+
     fn gated(path: &Path) -> (Journal, FlushGate) {
         let gate = FlushGate::default();
         (Journal::open_gated(path, Some(gate.clone())).unwrap(), gate)
@@ -335,24 +366,8 @@ mod tests {
         let path = dir.path().join("j.db");
         let (journal, gate) = gated(&path);
         let held = gate.lock().unwrap();
-        let j = journal.clone();
-        let mut accept = tokio::spawn(async move {
-            j.accept_delivery(
-                delivery("d1"),
-                NewJob::new("single", "r1", serde_json::json!({})),
-                202,
-                |id| serde_json::json!({ "job": id }),
-            )
-            .await
-        });
         // Committed (another connection sees it) but not yet flushed: no answer.
-        for _ in 0..200 {
-            if committed_deliveries(&path) == 1 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        assert_eq!(committed_deliveries(&path), 1);
+        let mut accept = accept_until_committed(&journal, &path, "d1").await;
         assert!(
             still_waiting(&mut accept).await,
             "answered before the flush"
@@ -374,22 +389,7 @@ mod tests {
         let held = gate.lock().unwrap();
         assert_eq!(count(&journal).await.unwrap().unwrap(), 0);
         // A write waits for its flush, and a read after it must not reveal it before then.
-        let j = journal.clone();
-        let mut accept = tokio::spawn(async move {
-            j.accept_delivery(
-                delivery("d2"),
-                NewJob::new("single", "r1", serde_json::json!({})),
-                202,
-                |id| serde_json::json!({ "job": id }),
-            )
-            .await
-        });
-        for _ in 0..200 {
-            if committed_deliveries(&path) == 1 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let mut accept = accept_until_committed(&journal, &path, "d2").await;
         let mut read = count(&journal);
         assert!(
             still_waiting(&mut read).await,
