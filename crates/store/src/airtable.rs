@@ -423,7 +423,6 @@ impl AirtableClient {
         part: &Part,
         slot_taken: bool,
     ) -> Result<Vec<Record>, StoreError> {
-        let ids = part.idents.join(",");
         let body = match op {
             Op::Get if part.idents.len() == 1 => {
                 let id = part.idents[0].as_str();
@@ -472,13 +471,19 @@ impl AirtableClient {
                 "records": part.records,
             }),
         };
+        // Named in errors: the records a PATCH by id was for.
+        let ids = if op == Op::Update {
+            part.idents.join(",")
+        } else {
+            String::new()
+        };
         let call = Call {
             method: Method::PATCH,
             url: self.table_url(table, &[]),
             body: Some(body),
             idempotent: true,
             table,
-            id: if op == Op::Update { &ids } else { "" },
+            id: &ids,
         };
         Ok(Self::decode::<Page>(self.send_paced(call, slot_taken).await?)?.records)
     }
