@@ -26,11 +26,13 @@
 //! A plain HTTP/1.1 client on raw sockets keeps the load generator's own cost low on a 2-core machine.
 
 use std::io::{Read, Write};
+
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use coach_worker::webhook::{Secret, signature};
 
@@ -112,6 +114,9 @@ struct RunResult {
     /// The workers' CPU time (user + system, all threads, all instances) per acknowledged delivery,
     /// in µs. A Postgres server's own CPU is not in it.
     cpu_us_per_delivery: f64,
+    /// This generator's own CPU time (user + system) per acknowledged delivery, in µs: what the
+    /// load itself takes from the cores the worker runs on.
+    generator_cpu_us_per_delivery: f64,
     ready_ms: f64,
     acknowledged: u64,
     journaled: u64,
@@ -194,18 +199,23 @@ fn cpu_seconds(pid: u32) -> f64 {
 }
 
 /// One connection's loop: send signed deliveries until `stop`, record each latency in microseconds.
-fn connection_loop(
+/// Every connection of a run is a task on one current-thread runtime (one epoll loop), so the
+/// generator costs the cores little: no thread per connection to wake for each answer.
+async fn connection_loop(
     port: u16,
     conn: usize,
     repeated: bool,
     stop: Arc<AtomicBool>,
 ) -> (Vec<u32>, u64) {
     let secret = Secret::parse(SECRET).expect("valid secret");
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
     stream.set_nodelay(true).ok();
     let mut latencies = Vec::with_capacity(200_000);
     let mut errors = 0;
     let mut buf = vec![0u8; 4096];
+    let mut request = Vec::with_capacity(512);
     let mut i = 0u64;
     while !stop.load(Ordering::Relaxed) {
         i += 1;
@@ -227,24 +237,25 @@ fn connection_loop(
         let body = body.as_bytes();
         let ts = time::OffsetDateTime::now_utc().unix_timestamp();
         let sig = signature::sign_standard(&secret, &id, ts, body).expect("sign");
-        let request = format!(
+        request.clear();
+        // One write per request, head and body together, as an HTTP client library sends a small one.
+        write!(
+            request,
             "POST /v1/hooks/r1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
              webhook-id: {id}\r\nwebhook-timestamp: {ts}\r\nwebhook-signature: {sig}\r\n\r\n",
             body.len()
-        );
+        )
+        .expect("format");
+        request.extend_from_slice(body);
         let sent = Instant::now();
-        if stream
-            .write_all(request.as_bytes())
-            .and_then(|_| stream.write_all(body))
-            .is_err()
-        {
+        if stream.write_all(&request).await.is_err() {
             errors += 1;
             break;
         }
         // Read one response: headers, then Content-Length bytes of body.
         let mut filled = 0;
         let ok = loop {
-            match stream.read(&mut buf[filled..]) {
+            match stream.read(&mut buf[filled..]).await {
                 Ok(0) | Err(_) => break false,
                 Ok(n) => filled += n,
             }
@@ -258,7 +269,7 @@ fn connection_loop(
                     })
                     .unwrap_or(0);
                 while filled < end + 4 + len {
-                    match stream.read(&mut buf[filled..]) {
+                    match stream.read(&mut buf[filled..]).await {
                         Ok(0) | Err(_) => break,
                         Ok(n) => filled += n,
                     }
@@ -370,25 +381,41 @@ fn run_once(args: &Args, connections: usize, port: u16, paused: bool, repeated: 
         (0, 0)
     };
     let stop = Arc::new(AtomicBool::new(false));
+    let generator_cpu_before = cpu_seconds(std::process::id());
     let started = Instant::now();
     let instances = args.instances as u16;
-    let handles: Vec<_> = (0..connections)
-        .map(|c| {
-            let stop = stop.clone();
-            let port = port + (c as u16 % instances);
-            std::thread::spawn(move || connection_loop(port, c, repeated, stop))
+    let load = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let tasks: Vec<_> = (0..connections)
+                    .map(|c| {
+                        let port = port + (c as u16 % instances);
+                        tokio::spawn(connection_loop(port, c, repeated, stop.clone()))
+                    })
+                    .collect();
+                let mut results = Vec::with_capacity(tasks.len());
+                for task in tasks {
+                    results.push(task.await.expect("connection task"));
+                }
+                results
+            })
         })
-        .collect();
+    };
     std::thread::sleep(Duration::from_secs(args.seconds));
     stop.store(true, Ordering::Relaxed);
     let mut latencies = Vec::new();
     let mut errors = 0;
-    for h in handles {
-        let (l, e) = h.join().expect("thread");
+    for (l, e) in load.join().expect("load thread") {
         latencies.extend(l);
         errors += e;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    let generator_cpu = cpu_seconds(std::process::id()) - generator_cpu_before;
     let peak = workers
         .iter()
         .map(|(child, _)| peak_rss_mb(child.id()))
@@ -419,6 +446,7 @@ fn run_once(args: &Args, connections: usize, port: u16, paused: bool, repeated: 
         p99_ms: pct(0.99).copied().unwrap_or(0) as f64 / 1000.0,
         peak_rss_mb: peak,
         cpu_us_per_delivery: cpu * 1e6 / (acknowledged.max(1) as f64),
+        generator_cpu_us_per_delivery: generator_cpu * 1e6 / (acknowledged.max(1) as f64),
         ready_ms,
         acknowledged,
         journaled,
@@ -447,9 +475,9 @@ fn consistent(r: &RunResult, paused: bool, repeated: bool) -> bool {
 fn main() {
     let args = parse_args();
     println!(
-        "| Run Requests | jobs | instances | connections | deliveries/s | p50 ms | p99 ms | peak RSS MB | worker CPU µs/delivery | start→ready ms | journaled = acknowledged, jobs = Run Requests |"
+        "| Run Requests | jobs | instances | connections | deliveries/s | p50 ms | p99 ms | peak RSS MB | worker CPU µs/delivery | generator CPU µs/delivery | start→ready ms | journaled = acknowledged, jobs = Run Requests |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut port = 18_500;
     for &repeated in &args.repeated {
         for &paused in &args.modes {
@@ -460,7 +488,7 @@ fn main() {
                     results.push(run_once(&args, connections, port, paused, repeated));
                 }
                 println!(
-                    "| {} | {} | {} | {connections} | {:.0} | {:.2} | {:.2} | {:.1} | {:.0} | {:.0} | {} |",
+                    "| {} | {} | {} | {connections} | {:.0} | {:.2} | {:.2} | {:.1} | {:.0} | {:.0} | {:.0} | {} |",
                     if repeated {
                         "one, repeated"
                     } else {
@@ -473,6 +501,12 @@ fn main() {
                     median(results.iter().map(|r| r.p99_ms).collect()),
                     median(results.iter().map(|r| r.peak_rss_mb).collect()),
                     median(results.iter().map(|r| r.cpu_us_per_delivery).collect()),
+                    median(
+                        results
+                            .iter()
+                            .map(|r| r.generator_cpu_us_per_delivery)
+                            .collect()
+                    ),
                     median(results.iter().map(|r| r.ready_ms).collect()),
                     results
                         .iter()

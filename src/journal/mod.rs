@@ -226,7 +226,7 @@ impl Journal {
             })?;
         }
         let conn = Connection::open(path)?;
-        conn.pragma_update(None, "busy_timeout", 5000)?;
+        conn.busy_handler(Some(writer::busy_retry))?;
         retention::incremental_vacuum_mode(&conn)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // Commits write the WAL without waiting for the disk; the flusher thread syncs the WAL before
@@ -236,16 +236,10 @@ impl Journal {
         // operation fails) is scratch that dies with the transaction, so it is kept in memory rather
         // than in a temporary file opened, written and closed by many batches.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
-        // A checkpoint runs on the writer thread and stalls every caller queued behind it, in
-        // proportion to the pages it copies. Intake dirties pages all over the key indexes: with
-        // SQLite's default 1,000-page WAL the same hot pages were copied into the database file every
-        // few batches; with 8,192 pages each copy served more batches but each stall was long. Measured
-        // (`examples/intake_load`, 64 connections, jobs paused, median of 3): 8,192 pages gave 15.4k
-        // deliveries/s with p99 14.6 ms, 2,000 gave 14.6k/s with p99 10.7 ms, 1,000 gave 13.8k/s with
-        // p99 9.9 ms. 2,000 (8 MiB of WAL) keeps most of the throughput and most of the tail.
-        // Durability is the WAL's and its flush before each answer, whatever the checkpoint interval.
-        // https://www.sqlite.org/wal.html
-        conn.pragma_update(None, "wal_autocheckpoint", 2000)?;
+        // Checkpoints are the checkpointer thread's (see `writer`); the writer checkpoints by itself
+        // only if that thread falls far behind. Durability is the WAL's and its flush before each
+        // answer, whatever the checkpoint interval. https://www.sqlite.org/wal.html
+        conn.pragma_update(None, "wal_autocheckpoint", writer::WRITER_CHECKPOINT_FRAMES)?;
         // Truncate a WAL grown past this after a checkpoint resets it, so it does not keep its peak size.
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         migrate(&conn)?;

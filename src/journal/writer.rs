@@ -1,12 +1,16 @@
-//! Group commit for the SQLite journal, with the flush to disk taken off the writer thread.
+//! Group commit for the SQLite journal, with the flush to disk and the checkpoints taken off the
+//! writer thread.
 //!
-//! Two threads:
+//! Three threads:
 //! - the **writer** owns the connection. It drains whatever operations have queued up, runs them in
 //!   one transaction (each in a savepoint, so one failing operation does not undo its neighbours) and
 //!   commits. The connection runs with `synchronous = NORMAL`, so `COMMIT` writes the transaction's
 //!   frames into the write-ahead log (the OS page cache) and returns without waiting for the disk;
 //! - the **flusher** takes every committed batch that is waiting, calls `fdatasync` on the WAL file
-//!   once for all of them, and only then answers their callers.
+//!   once for all of them, and only then answers their callers;
+//! - the **checkpointer**, on a connection of its own, copies committed pages from the WAL into the
+//!   database file while the writer goes on, and resets the WAL once it has grown past
+//!   [`RESTART_FRAMES`] (see [`checkpointer_loop`]).
 //!
 //! Why this is as durable as `synchronous = FULL`: FULL syncs the WAL after writing each commit
 //! frame and before `COMMIT` returns. Here a caller is answered only after an `fdatasync` of the
@@ -68,6 +72,30 @@ impl Op {
 /// Largest number of operations committed in one transaction.
 const MAX_BATCH: usize = 512;
 
+/// How long the checkpointer lets commits accumulate before it copies them into the database file.
+/// Pages written again within the interval are copied once.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// WAL size (in frames, one page each) past which the checkpointer resets the WAL, so that new
+/// commits overwrite it from the start instead of growing it: 4,000 frames of 4 KiB is 16 MiB.
+const RESTART_FRAMES: i64 = 4_000;
+
+/// WAL size at which the writer checkpoints by itself, as SQLite's `wal_autocheckpoint` does: only
+/// if the checkpointer has stopped or cannot keep up, since it resets the WAL at [`RESTART_FRAMES`].
+pub(super) const WRITER_CHECKPOINT_FRAMES: i64 = 4 * RESTART_FRAMES;
+
+/// Busy handler for the journal's connections: retry every 100 µs for up to 5 s. The writer waits
+/// here only while the checkpointer holds the write lock to reset the WAL (well under a
+/// millisecond), so SQLite's default handler, which sleeps 1 ms, then 2, then 5, would cost more
+/// than the wait itself.
+pub(super) fn busy_retry(count: i32) -> bool {
+    if count >= 50_000 {
+        return false;
+    }
+    std::thread::sleep(std::time::Duration::from_micros(100));
+    true
+}
+
 /// A committed batch's answers, handed to the flusher.
 struct Committed {
     replies: Vec<Reply>,
@@ -90,6 +118,10 @@ pub(super) fn start(
     gate: Option<FlushGate>,
 ) -> Result<(), JournalError> {
     let wal = WalFile::open(&conn, path)?;
+    let checkpoints = Connection::open(path)?;
+    checkpoints.busy_handler(Some(busy_retry))?;
+    // The checkpointer is rung after each commit that wrote; one pending ring is enough.
+    let (bell, rung) = std::sync::mpsc::sync_channel::<()>(1);
     let (flush_tx, flush_rx) = std::sync::mpsc::channel::<Committed>();
     let waiting = Arc::new(AtomicUsize::new(0));
     let spawn_err =
@@ -102,10 +134,16 @@ pub(super) fn start(
         .spawn(move || flusher_loop(wal, flush_rx, flusher_waiting, &flusher_alive, gate))
         .map_err(spawn_err)?;
 
+    let checkpointer_alive = alive.clone();
+    std::thread::Builder::new()
+        .name("journal-checkpoint".into())
+        .spawn(move || checkpointer_loop(&checkpoints, &rung, &checkpointer_alive))
+        .map_err(spawn_err)?;
+
     std::thread::Builder::new()
         .name("journal".into())
         .spawn(move || {
-            writer_loop(&conn, rx, &flush_tx, &waiting, &alive);
+            writer_loop(&conn, rx, &flush_tx, &bell, &waiting, &alive);
             alive.store(false, Ordering::SeqCst);
         })
         .map_err(spawn_err)?;
@@ -124,6 +162,7 @@ fn writer_loop(
     conn: &Connection,
     mut rx: mpsc::UnboundedReceiver<Op>,
     flush: &std::sync::mpsc::Sender<Committed>,
+    checkpointer: &std::sync::mpsc::SyncSender<()>,
     waiting: &AtomicUsize,
     alive: &AtomicBool,
 ) {
@@ -177,6 +216,11 @@ fn writer_loop(
             }
         }
         let wrote = committed && conn.total_changes() != changes_before;
+        if wrote {
+            // Full means a ring is already pending; gone means the checkpointer stopped, and the
+            // writer's own checkpoints take over (`WRITER_CHECKPOINT_FRAMES`).
+            let _ = checkpointer.try_send(());
+        }
         if !wrote && waiting.load(Ordering::SeqCst) == 0 {
             // Nothing to flush, and nothing earlier is still waiting for its flush.
             for reply in replies {
@@ -241,6 +285,54 @@ fn flusher_loop(
             }
         }
         waiting.fetch_sub(batches, Ordering::SeqCst);
+    }
+}
+
+/// Checkpoints on a connection of its own, so the writer never stalls for one.
+///
+/// A checkpoint copies the newest version of each page in the WAL into the database file and syncs
+/// it; under load that is thousands of random page writes and a sync of several milliseconds. Run by
+/// the writer (SQLite's `wal_autocheckpoint`), it held up every caller queued behind the commit
+/// that triggered it. Here a `PASSIVE` checkpoint runs at most every [`CHECKPOINT_INTERVAL`] while
+/// commits come in, without taking the write lock, so the writer commits alongside it.
+///
+/// A passive checkpoint never resets the WAL while commits keep arriving: SQLite starts writing the
+/// WAL from its beginning again only when a transaction begins with every frame already copied.
+/// So once the WAL holds [`RESTART_FRAMES`] frames, the checkpointer runs a `RESTART` checkpoint:
+/// it waits for the writer's current transaction to end, holds the write lock while it copies the
+/// few frames committed since the passive checkpoint it just ran and syncs the database file, and
+/// leaves the WAL to be overwritten from its start by the next commit.
+/// <https://www.sqlite.org/c3ref/wal_checkpoint_v2.html>, <https://www.sqlite.org/wal.html#ckpt>
+///
+/// SQLite orders the syncs of every checkpoint itself, whichever connection runs it (the WAL is
+/// synced before its pages are copied, the database file before the WAL is reused), so this moves
+/// no durability guarantee. A failed checkpoint is retried at the next ring; the writer checkpoints
+/// by itself past [`WRITER_CHECKPOINT_FRAMES`] should the checkpointer ever fall that far behind.
+fn checkpointer_loop(conn: &Connection, rung: &std::sync::mpsc::Receiver<()>, alive: &AtomicBool) {
+    let checkpoint = |mode: &str| {
+        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+        })
+    };
+    // Ends when the writer stops (its side of the channel is dropped).
+    while rung.recv().is_ok() {
+        std::thread::sleep(CHECKPOINT_INTERVAL);
+        while rung.try_recv().is_ok() {}
+        if !alive.load(Ordering::SeqCst) {
+            // The WAL could not be flushed: nothing more is copied out of it.
+            return;
+        }
+        match checkpoint("PASSIVE") {
+            Ok((_, frames)) if frames >= RESTART_FRAMES => {
+                if let Err(e) = checkpoint("RESTART") {
+                    tracing::warn!(error = %e, "journal checkpoint (restart) failed; retried at the next commit");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "journal checkpoint failed; retried at the next commit");
+            }
+        }
     }
 }
 
@@ -452,5 +544,60 @@ mod tests {
             .call(move |conn| Ok(insert(conn, "neighbour")?))
             .await
             .unwrap();
+    }
+
+    /// The checkpoint sequence number in the WAL header (bytes 12..16, big-endian), which SQLite
+    /// increments each time it starts the WAL over: <https://www.sqlite.org/fileformat2.html#walformat>.
+    fn wal_restarts(path: &Path) -> u32 {
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        std::fs::read(&wal)
+            .ok()
+            .and_then(|b| {
+                b.get(12..16)
+                    .map(|n| u32::from_be_bytes([n[0], n[1], n[2], n[3]]))
+            })
+            .unwrap_or(0)
+    }
+
+    fn wal_len(path: &Path) -> u64 {
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn the_checkpointer_starts_the_wal_over_long_before_the_writer_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let journal = Journal::open(&path).unwrap();
+        let mut accepted = 0;
+        let mut largest = 0;
+        // Each delivery is a batch of its own here, several pages each: a few thousand deliveries
+        // write far more frames than `RESTART_FRAMES`.
+        while wal_restarts(&path) == 0 && accepted < 20_000 {
+            for _ in 0..50 {
+                let outcome = journal
+                    .accept_delivery(
+                        delivery(&format!("d{accepted}")),
+                        NewJob::new("single", "r1", serde_json::json!({})),
+                        202,
+                        |id| serde_json::json!({ "job": id }),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(outcome, DeliveryOutcome::New);
+                accepted += 1;
+            }
+            largest = largest.max(wal_len(&path));
+        }
+        assert!(wal_restarts(&path) > 0, "the WAL was never started over");
+        // The writer alone would let it grow to `WRITER_CHECKPOINT_FRAMES` frames first.
+        let frame = 4096 + 24;
+        assert!(
+            largest < 2 * super::RESTART_FRAMES as u64 * frame,
+            "the WAL grew to {largest} bytes"
+        );
+        assert_eq!(journal.delivery_count().await.unwrap(), accepted);
     }
 }
