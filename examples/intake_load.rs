@@ -49,6 +49,9 @@ struct Args {
     runs: usize,
     /// Workers sharing the Postgres journal; connection `c` goes to worker `c % instances`.
     instances: usize,
+    /// `--replay FILE`: send these pre-signed deliveries to `--target` instead (see [`replay`]).
+    replay: Option<String>,
+    target: String,
 }
 
 fn parse_args() -> Args {
@@ -60,6 +63,8 @@ fn parse_args() -> Args {
         seconds: 10,
         runs: 3,
         instances: 1,
+        replay: None,
+        target: "127.0.0.1:8000".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -84,6 +89,8 @@ fn parse_args() -> Args {
                 println!("deliveries={deliveries} jobs={jobs}");
                 std::process::exit(0);
             }
+            "--replay" => args.replay = Some(value),
+            "--target" => args.target = value,
             "--seconds" => args.seconds = value.parse().unwrap_or(10),
             "--runs" => args.runs = value.parse().unwrap_or(3),
             "--instances" => args.instances = value.parse().unwrap_or(1).max(1),
@@ -248,41 +255,179 @@ async fn connection_loop(
         .expect("format");
         request.extend_from_slice(body);
         let sent = Instant::now();
-        if stream.write_all(&request).await.is_err() {
-            errors += 1;
-            break;
-        }
-        // Read one response: headers, then Content-Length bytes of body.
-        let mut filled = 0;
-        let ok = loop {
-            match stream.read(&mut buf[filled..]).await {
-                Ok(0) | Err(_) => break false,
-                Ok(n) => filled += n,
-            }
-            if let Some(end) = find(&buf[..filled], b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| {
-                        l.strip_prefix("content-length:")
-                            .map(|v| v.trim().parse().unwrap_or(0))
-                    })
-                    .unwrap_or(0);
-                while filled < end + 4 + len {
-                    match stream.read(&mut buf[filled..]).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => filled += n,
-                    }
-                }
-                break head.starts_with("http/1.1 202");
-            }
-        };
+        let status = exchange(&mut stream, &request, &mut buf).await;
         latencies.push(sent.elapsed().as_micros() as u32);
-        if !ok {
+        if status != Some(202) {
             errors += 1;
+        }
+        if status.is_none() {
+            break;
         }
     }
     (latencies, errors)
+}
+
+/// Sends one request and reads its response (head, then `Content-Length` bytes of body). Returns
+/// the status, or `None` if the connection failed or the response was malformed.
+async fn exchange(
+    stream: &mut tokio::net::TcpStream,
+    request: &[u8],
+    buf: &mut Vec<u8>,
+) -> Option<u16> {
+    stream.write_all(request).await.ok()?;
+    let mut filled = 0;
+    loop {
+        if filled == buf.len() {
+            buf.resize(buf.len() * 2, 0);
+        }
+        match stream.read(&mut buf[filled..]).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => filled += n,
+        }
+        let Some(end) = find(&buf[..filled], b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+        let status = head.get(9..12)?.parse().ok()?;
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse()))
+            .unwrap_or(Ok(0))
+            .ok()?;
+        if buf.len() < end + 4 + len {
+            buf.resize(end + 4 + len, 0);
+        }
+        while filled < end + 4 + len {
+            match stream.read(&mut buf[filled..]).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => filled += n,
+            }
+        }
+        return Some(status);
+    }
+}
+
+/// `--replay FILE --target HOST:PORT`: sends the pre-signed deliveries of `FILE` (one JSON object a
+/// line, as `../shared/peers/gen_requests.py` writes them: `path`, `body`, and either `headers` or
+/// the Make-scheme `delivery`, `timestamp`, `signature`) to any server, each line once, over
+/// `--connections` keep-alive connections for `--seconds`, and prints one line in the format of the
+/// peers' `replay-load`, with this generator's own CPU time per request added:
+/// `RESULT rps=… p50_ms=… p99_ms=… non2xx=… sent=… exhausted=… generator_cpu_us=…`.
+/// The same client then loads the worker and the peer, at a smaller cost to the cores they share.
+fn replay(args: &Args, file: &str) {
+    let text = std::fs::read_to_string(file).expect("read the request file");
+    let target = args.target.clone();
+    let requests: Vec<Vec<u8>> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            let text = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+            let body = text("body");
+            let mut r = format!(
+                "POST {} HTTP/1.1\r\nHost: {target}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+                text("path"),
+                body.len()
+            );
+            match v.get("headers").and_then(|h| h.as_object()) {
+                Some(headers) => {
+                    for (k, val) in headers {
+                        r.push_str(&format!("{k}: {}\r\n", val.as_str().unwrap_or_default()));
+                    }
+                }
+                None => r.push_str(&format!(
+                    "X-Coach-Delivery: {}\r\nX-Coach-Timestamp: {}\r\nX-Coach-Signature: {}\r\n",
+                    text("delivery"),
+                    text("timestamp"),
+                    text("signature")
+                )),
+            }
+            r.push_str("\r\n");
+            r.push_str(&body);
+            r.into_bytes()
+        })
+        .collect();
+    let requests = Arc::new(requests);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let connections = args.connections.first().copied().unwrap_or(64);
+    let cpu_before = cpu_seconds(std::process::id());
+    let started = Instant::now();
+    let load = {
+        let (requests, next, stop, target) = (
+            requests.clone(),
+            next.clone(),
+            stop.clone(),
+            args.target.clone(),
+        );
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let tasks: Vec<_> = (0..connections)
+                    .map(|_| {
+                        let (requests, next, stop, target) =
+                            (requests.clone(), next.clone(), stop.clone(), target.clone());
+                        tokio::spawn(async move {
+                            let mut stream = tokio::net::TcpStream::connect(target.as_str())
+                                .await
+                                .expect("connect");
+                            stream.set_nodelay(true).ok();
+                            let (mut latencies, mut bad) = (Vec::new(), 0u64);
+                            let mut buf = vec![0u8; 4096];
+                            while !stop.load(Ordering::Relaxed) {
+                                let i = next.fetch_add(1, Ordering::Relaxed);
+                                let Some(request) = requests.get(i) else {
+                                    break;
+                                };
+                                let sent = Instant::now();
+                                let status = exchange(&mut stream, request, &mut buf).await;
+                                latencies.push(sent.elapsed().as_micros() as u32);
+                                if !status.is_some_and(|s| (200..300).contains(&s)) {
+                                    bad += 1;
+                                }
+                                if status.is_none() {
+                                    break;
+                                }
+                            }
+                            (latencies, bad)
+                        })
+                    })
+                    .collect();
+                let mut all = Vec::new();
+                for task in tasks {
+                    all.push(task.await.expect("connection task"));
+                }
+                all
+            })
+        })
+    };
+    std::thread::sleep(Duration::from_secs(args.seconds));
+    stop.store(true, Ordering::Relaxed);
+    let (mut latencies, mut bad) = (Vec::new(), 0);
+    for (l, b) in load.join().expect("load thread") {
+        latencies.extend(l);
+        bad += b;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(std::process::id()) - cpu_before;
+    latencies.sort_unstable();
+    let pct = |q: f64| {
+        latencies
+            .get(((latencies.len().saturating_sub(1)) as f64 * q) as usize)
+            .map_or(0.0, |&us| us as f64 / 1000.0)
+    };
+    println!(
+        "RESULT rps={:.0} p50_ms={:.3} p99_ms={:.3} non2xx={bad} sent={} exhausted={} generator_cpu_us={:.1}",
+        latencies.len() as f64 / elapsed,
+        pct(0.5),
+        pct(0.99),
+        latencies.len(),
+        next.load(Ordering::Relaxed) >= requests.len(),
+        cpu * 1e6 / latencies.len().max(1) as f64
+    );
 }
 
 /// Four base-36 digits of this invocation's start time (in seconds; they repeat after 19 days).
@@ -474,6 +619,10 @@ fn consistent(r: &RunResult, paused: bool, repeated: bool) -> bool {
 
 fn main() {
     let args = parse_args();
+    if let Some(file) = &args.replay {
+        replay(&args, file);
+        return;
+    }
     println!(
         "| Run Requests | jobs | instances | connections | deliveries/s | p50 ms | p99 ms | peak RSS MB | worker CPU µs/delivery | generator CPU µs/delivery | start→ready ms | journaled = acknowledged, jobs = Run Requests |"
     );
