@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The worker and the FastAPI + uvicorn + SQLite peer (../shared/peers) loaded in one run by the same
-# generator (the peer's `replay-load`) with the same pre-signed file: distinct deliveries, each with its
-# own Run Request, Make-scheme headers (`X-Coach-Delivery`, `X-Coach-Timestamp`, `X-Coach-Signature`),
-# which both servers accept. Prints a Markdown table (median of RUNS runs) and the ratio.
+# generator with the same pre-signed file: distinct deliveries, each with its own Run Request,
+# Make-scheme headers (`X-Coach-Delivery`, `X-Coach-Timestamp`, `X-Coach-Signature`), which both
+# servers accept. Prints a Markdown table (median of RUNS runs) and the ratio.
+# The generator is `intake_load --replay` (one event loop for every connection); the peers'
+# `replay-load` (a thread per connection) is also run against the worker once per run, and the CPU
+# each generator used per request is printed, so the cheaper one is shown to be cheaper.
 # Usage: bench/side_by_side.sh [SECONDS] [RUNS] [CONNECTIONS]
 # Builds and installs under target/ only: ../shared is read-only in CI.
 set -euo pipefail
@@ -16,7 +19,7 @@ lines=${BENCH_LINES:-400000}
 
 cargo build --release --bin coach-worker --example intake_load >&2
 cargo build --release --locked --manifest-path "$peers/replay-load/Cargo.toml" --target-dir target/replay-load >&2
-load=target/replay-load/release/replay-load
+replay_load=target/replay-load/release/replay-load
 if [ ! -x target/peer-venv/bin/uvicorn ]; then
   python3 -m venv target/peer-venv >&2
   target/peer-venv/bin/pip install -q 'uvicorn[standard]' fastapi >&2
@@ -32,6 +35,20 @@ wait_ok() { # URL
   echo "no answer from $1" >&2; return 1
 }
 field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p"; }
+
+# The generator: FILE, PORT -> a RESULT line. GENERATOR=replay-load runs the peers' generator instead.
+# The CPU the generator process used (user + system, file loading included) is written to $tmp/cpu.
+generate() {
+  local file=$1 port=$2
+  local TIMEFORMAT='%U %S'
+  if [ "${GENERATOR:-intake_load}" = replay-load ]; then
+    { time "$replay_load" "127.0.0.1:$port" "$file" "$conns" "$seconds" > "$tmp/generated" ; } 2> "$tmp/cpu"
+  else
+    { time target/release/examples/intake_load --replay "$file" --target "127.0.0.1:$port" \
+        --connections "$conns" --seconds "$seconds" > "$tmp/generated" ; } 2> "$tmp/cpu"
+  fi
+  grep '^RESULT' "$tmp/generated"
+}
 
 # One measurement: server (worker-paused | worker-running | peer), request file, port -> RESULT line
 # followed by a consistency verdict.
@@ -54,7 +71,7 @@ measure() {
       wait_ok "http://127.0.0.1:$port/healthz" ;;
   esac
   local result
-  result=$("$load" "127.0.0.1:$port" "$file" "$conns" "$seconds" | grep '^RESULT')
+  result=$(generate "$file" "$port")
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=
   local sent non2xx acked check=
   sent=$(field sent <<<"$result"); non2xx=$(field non2xx <<<"$result"); acked=$((sent - non2xx))
@@ -72,12 +89,14 @@ measure() {
       if [ "$d" = "$acked" ] && [ "$j" = "$acked" ]; then check="yes $d/$acked deliveries, $j jobs"
       else check="NO $d/$acked deliveries, $j jobs"; fi ;;
   esac
-  echo "$result|$check"
+  local cpu
+  cpu=$(awk -v n="$(field sent <<<"$result")" '{ printf "%.1f", ($1 + $2) * 1e6 / (n > 0 ? n : 1) }' "$tmp/cpu")
+  echo "$result cpu_us=$cpu|$check"
 }
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-declare -A rps p99 checks
+declare -A rps p99 checks cpu
 servers="worker-paused worker-running peer"
 port=18700
 for run in $(seq 1 "$runs"); do
@@ -90,8 +109,16 @@ for run in $(seq 1 "$runs"); do
     rps[$server]+="$(field rps <<<"$result") "
     p99[$server]+="$(field p99_ms <<<"$result") "
     checks[$server]+="${line#*|}; "
+    if [ "$server" = worker-paused ]; then cpu[intake_load]+="$(field cpu_us <<<"$result") "; fi
     if [ "$(field exhausted <<<"$result")" = true ]; then echo "warning: $server used up the request file" >&2; fi
   done
+  # The peers' generator against the same worker, for its cost per request and the rate it reaches.
+  python3 "$peers/gen_requests.py" "$lines" "$secret" > "$tmp/requests.jsonl"
+  port=$((port + 1))
+  line=$(GENERATOR=replay-load measure worker-paused "$tmp/requests.jsonl" "$port")
+  result=${line%%|*}
+  cpu[replay-load]+="$(field cpu_us <<<"$result") "
+  rps[replay-load]+="$(field rps <<<"$result") "
 done
 
 echo "| server | deliveries/s | p99 ms | journaled = acknowledged, jobs = Run Requests (each run) |"
@@ -107,6 +134,12 @@ for server in $servers; do
   esac
   echo "| $label | ${med[$server]} | $m99 | ${checks[$server]%; } |"
 done
+echo
+gen_cpu() { tr ' ' '\n' <<<"${cpu[$1]}" | grep . | median; }
+echo "Generator CPU per request against the worker with jobs paused (user + system of the generator's process, \
+loading the file included, median of the runs): \`intake_load --replay\` $(gen_cpu intake_load) µs; the peers' \
+\`replay-load\` $(gen_cpu replay-load) µs, which loaded the worker to \
+$(tr ' ' '\n' <<<"${rps[replay-load]}" | grep . | median) deliveries/s."
 echo
 awk -v w="${med[worker-paused]}" -v r="${med[worker-running]}" -v p="${med[peer]}" \
   'BEGIN { printf "Ratio to the peer in this run: %.1f× with jobs paused, %.1f× with the R1 jobs running.\n", w / p, r / p }'
