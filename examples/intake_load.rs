@@ -231,14 +231,15 @@ async fn connection_loop(
         let run = RUN.load(Ordering::Relaxed) % 100;
         let nonce = nonce();
         let id = format!("bench-{nonce}-{run}-{conn}-{i}");
-        // Airtable record ids are `rec` + 14 characters; a distinct one per delivery, or always one.
+        // A distinct Run Request per delivery (or always one), with an id shaped and spread like
+        // Airtable's: `rec` and 14 random-looking characters, so the journal's dedupe index takes
+        // each new one at a random place, as it does in production.
         let body = if repeated {
             r#"{"run_request_id":"recAAAAAAAAAAAAAA"}"#.to_owned()
         } else {
             format!(
-                r#"{{"run_request_id":"rec{nonce}{run:02}{:03}{}"}}"#,
-                conn % 1000,
-                base36(i, 5)
+                r#"{{"run_request_id":"{}"}}"#,
+                record_id(run as u64, conn as u64, i)
             )
         };
         let body = body.as_bytes();
@@ -440,6 +441,40 @@ fn nonce() -> &'static str {
             .unwrap_or(0);
         base36(secs, 4)
     })
+}
+
+/// An Airtable-shaped record id (`rec` and 14 letters and digits) that looks random but is distinct
+/// for every (invocation, run, connection, delivery): those are packed into 64 bits (20 bits of the
+/// invocation's start second, 7 of the run, 10 of the connection, 27 of the delivery's number) and
+/// scrambled by a bijection of `u64` (the SplitMix64 finalizer: each of its steps can be undone), so
+/// distinct inputs give distinct ids.
+fn record_id(run: u64, conn: u64, i: u64) -> String {
+    static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    });
+    let packed =
+        (start & 0xF_FFFF) << 44 | (run & 0x7F) << 37 | (conn & 0x3FF) << 27 | (i & 0x7FF_FFFF);
+    let mix = |mut x: u64| {
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^ (x >> 31)
+    };
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut id = b"rec00000000000000".to_vec();
+    // 11 base-62 digits hold any u64; the last 3 characters are filler from a second scramble.
+    let (mut a, mut b) = (mix(packed), mix(packed ^ 0x5555_5555_5555_5555));
+    for d in id[3..14].iter_mut().rev() {
+        *d = ALPHABET[(a % 62) as usize];
+        a /= 62;
+    }
+    for d in id[14..].iter_mut() {
+        *d = ALPHABET[(b % 62) as usize];
+        b /= 62;
+    }
+    String::from_utf8(id).unwrap_or_default()
 }
 
 /// The last `width` base-36 digits of `n`, upper case.
