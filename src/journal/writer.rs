@@ -596,4 +596,78 @@ mod tests {
         // The journal goes on after a checkpoint.
         assert_eq!(journal.delivery_count().await.unwrap(), 20);
     }
+
+    /// The checkpoint sequence number in the WAL header (bytes 12..16, big-endian), which SQLite
+    /// increments each time the WAL is started over: <https://www.sqlite.org/fileformat2.html#walformat>.
+    fn wal_restarts(path: &Path) -> u32 {
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        std::fs::read(&wal)
+            .ok()
+            .and_then(|b| {
+                b.get(12..16)
+                    .map(|n| u32::from_be_bytes([n[0], n[1], n[2], n[3]]))
+            })
+            .unwrap_or(0)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn under_steady_load_the_wal_is_started_over_before_the_writer_would_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let journal = Journal::open(&path).unwrap();
+        let wal = {
+            let mut wal = path.as_os_str().to_owned();
+            wal.push("-wal");
+            std::path::PathBuf::from(wal)
+        };
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // 32 callers that never pause: the writer always has a batch, so a passive checkpoint never
+        // finds the WAL fully copied, and only the restart can start it over.
+        let senders: Vec<_> = (0..32)
+            .map(|c| {
+                let (journal, stop) = (journal.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut n = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        journal
+                            .accept_delivery(
+                                delivery(&format!("c{c}-{n}")),
+                                NewJob::new("single", "r1", serde_json::json!({})),
+                                202,
+                                |id| serde_json::json!({ "job": id }),
+                            )
+                            .await
+                            .unwrap();
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        let mut largest = 0;
+        for _ in 0..1200 {
+            largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+            if wal_restarts(&path) >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut sent = 0;
+        for s in senders {
+            sent += s.await.unwrap();
+        }
+        assert!(
+            wal_restarts(&path) >= 2,
+            "the WAL was not started over twice within a minute of steady load"
+        );
+        // The writer alone would let the WAL reach `WRITER_CHECKPOINT_FRAMES` frames first.
+        let frame = 4096 + 24;
+        assert!(
+            largest < (super::RESTART_FRAMES as u64 + 4_000) * frame,
+            "the WAL grew to {largest} bytes"
+        );
+        assert_eq!(journal.delivery_count().await.unwrap() as u64, sent);
+    }
 }
