@@ -29,9 +29,10 @@ target/release/examples/e2e_throughput --requests 60 > "$tmp/e2e.md"
 echo "criterion..." >&2
 cargo bench -p coach-transcript --bench parse_metrics -- --noplot 2>/dev/null > "$tmp/transcript.txt"
 cargo bench -p coach-coaching --bench gate1 -- --noplot 2>/dev/null > "$tmp/coaching.txt"
-# criterion prints "name  time:   [low median high]"; keep the name and the median.
+# criterion prints "name  time:   [low median high]"; keep the name and the median. Against a saved
+# baseline it also prints "change:" and then a "time:" line of percentages, which is skipped.
 medians() {
-  awk '/change:/ { next } /time:/ { name=prev; if ($1 != "time:") name=$1; gsub(/\[/, "", $0);
+  awk '/change:|%/ { next } /time:/ { name=prev; if ($1 != "time:") name=$1; gsub(/\[/, "", $0);
          for (i=1;i<=NF;i++) if ($i=="time:") { print "| " name " | " $(i+3) " " $(i+4) " |" } }
        { if ($0 !~ /time:/ && NF==1) prev=$1 }' "$1"
 }
@@ -68,14 +69,14 @@ fi
   echo
   echo "## Webhook intake (\`examples/intake_load.rs\`, median of 3 runs of 8 s)"
   echo
-  echo "Signed deliveries (Standard Webhooks headers) over keep-alive HTTP/1.1 from a second process. \`distinct\`: each delivery has its own \`webhook-id\` and its own Run Request, so each is a new journaled delivery and a new R1 job (the real case). \`one, repeated\`: every delivery names the same Run Request, so after the first each is a new delivery row that joins the one active job and creates none (a cheaper path, shown for comparison only). \`paused\`: jobs paused (\`COACH_PAUSE_JOBS\`), intake alone; \`running\`: the R1 jobs run at the same time on the same cores. The last column is read back from the journal after each run: deliveries journaled / acknowledged, and the jobs created (one per distinct Run Request)."
+  echo "Signed deliveries (Standard Webhooks headers) over keep-alive HTTP/1.1 from a second process. \`distinct\`: each delivery has its own \`webhook-id\` and its own Run Request, whose id is shaped and spread like Airtable's (random-looking), so each is a new journaled delivery and a new R1 job written at a random place in the dedupe index (the real case). The generator runs every connection on one event loop; its own CPU per delivery is a column. \`one, repeated\`: every delivery names the same Run Request, so after the first each is a new delivery row that joins the one active job and creates none (a cheaper path, shown for comparison only). \`paused\`: jobs paused (\`COACH_PAUSE_JOBS\`), intake alone; \`running\`: the R1 jobs run at the same time on the same cores. The last column is read back from the journal after each run: deliveries journaled / acknowledged, and the jobs created (one per distinct Run Request)."
   echo
   cat "$tmp/intake.md"
   cat "$tmp/intake-repeated.md"
   echo
   echo "## Side by side with the Python peer (\`bench/side_by_side.sh\`, median of 3 runs of 8 s, 64 connections)"
   echo
-  echo "The FastAPI + uvicorn + SQLite intake in \`../shared/peers\` (two uvicorn processes, \`synchronous=NORMAL\`; the worker answers only after the write-ahead log holding the delivery is flushed to disk, the durability of \`FULL\`) and the worker, loaded in the same run by the same generator (\`../shared/peers/replay-load\`) replaying the same file of pre-signed Make-scheme deliveries (\`gen_requests.py\`: each with its own delivery id and its own Run Request). The worker also journals each delivery's signed content (the Make scheme does not sign the delivery id)."
+  echo "The FastAPI + uvicorn + SQLite intake in \`../shared/peers\` (two uvicorn processes, \`synchronous=NORMAL\`; the worker answers only after the write-ahead log holding the delivery is flushed to disk, the durability of \`FULL\`) and the worker, loaded in the same run by the same generator (\`intake_load --replay\`, one event loop for all connections; the peers' \`replay-load\`, a thread per connection, is run against the worker too, to show which costs less) replaying the same file of pre-signed Make-scheme deliveries (\`gen_requests.py\`: each with its own delivery id and its own Run Request). The worker also journals each delivery's signed content (the Make scheme does not sign the delivery id)."
   echo
   cat "$tmp/peer.md"
   echo
