@@ -226,7 +226,7 @@ impl Journal {
             })?;
         }
         let conn = Connection::open(path)?;
-        conn.pragma_update(None, "busy_timeout", 5000)?;
+        conn.busy_handler(Some(writer::busy_retry))?;
         retention::incremental_vacuum_mode(&conn)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // Commits write the WAL without waiting for the disk; the flusher thread syncs the WAL before

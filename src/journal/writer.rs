@@ -89,6 +89,19 @@ const RESTART_TAIL_FRAMES: i64 = 200;
 /// [`RESTART_FRAMES`].
 pub(super) const WRITER_CHECKPOINT_FRAMES: i64 = 2 * RESTART_FRAMES;
 
+/// Busy handler for the journal's two connections: retry every 100 µs, for up to 5 s. The writer
+/// waits for the lock only while the checkpointer's restart holds it (about a millisecond), and
+/// the restart waits only for the writer's current batch; SQLite's default handler sleeps 1 ms,
+/// then 2, 5, 10 and up to 100 ms between tries, so each side would sleep long after the other
+/// had let go.
+pub(super) fn busy_retry(count: i32) -> bool {
+    if count >= 50_000 {
+        return false;
+    }
+    std::thread::sleep(std::time::Duration::from_micros(100));
+    true
+}
+
 /// A committed batch's answers, handed to the flusher.
 struct Committed {
     replies: Vec<Reply>,
@@ -112,7 +125,7 @@ pub(super) fn start(
 ) -> Result<(), JournalError> {
     let wal = WalFile::open(&conn, path)?;
     let checkpoints = Connection::open(path)?;
-    checkpoints.busy_timeout(std::time::Duration::from_secs(5))?;
+    checkpoints.busy_handler(Some(busy_retry))?;
     // The checkpointer is rung after each commit that wrote; one pending ring is enough.
     let (bell, rung) = std::sync::mpsc::sync_channel::<()>(1);
     let (flush_tx, flush_rx) = std::sync::mpsc::channel::<Committed>();
