@@ -23,15 +23,19 @@
 //! `--check DIR` only prints the deliveries and jobs journaled in `DIR/journal.db` (used by
 //! `bench/run.sh` after loading the worker with the peer's generator).
 //!
-//! A plain HTTP/1.1 client on raw sockets keeps the load generator's own cost low on a 2-core machine.
+//! `--replay FILE --target HOST:PORT` sends a file of pre-signed deliveries to any server instead
+//! (see [`replay`]); `bench/side_by_side.sh` loads the worker and the Python peer with it.
+//!
+//! A plain HTTP/1.1 client, every connection a task on one event loop, keeps the load generator's
+//! own cost low on a 2-core machine; its CPU time per delivery is reported beside the worker's.
 
 use std::io::{Read, Write};
-
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use coach_worker::webhook::{Secret, signature};
