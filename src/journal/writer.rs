@@ -423,6 +423,25 @@ mod tests {
         }
     }
 
+    /// Journals an R1 delivery under `key` with a job of its own.
+    async fn accept(journal: &Journal, key: &str) -> Result<DeliveryOutcome, super::JournalError> {
+        journal
+            .accept_delivery(
+                delivery(key),
+                NewJob::new("single", "r1", serde_json::json!({})),
+                202,
+                |id| serde_json::json!({ "job": id }),
+            )
+            .await
+    }
+
+    /// The journal's `-wal` file beside `path`.
+    fn wal_path(path: &Path) -> std::path::PathBuf {
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        wal.into()
+    }
+
     /// Counts deliveries through a connection of its own: what is committed, flushed or not.
     fn committed_deliveries(path: &Path) -> i64 {
         let conn = rusqlite::Connection::open(path).unwrap();
@@ -445,15 +464,7 @@ mod tests {
         key: &'static str,
     ) -> tokio::task::JoinHandle<Result<DeliveryOutcome, super::JournalError>> {
         let j = journal.clone();
-        let accept = tokio::spawn(async move {
-            j.accept_delivery(
-                delivery(key),
-                NewJob::new("single", "r1", serde_json::json!({})),
-                202,
-                |id| serde_json::json!({ "job": id }),
-            )
-            .await
-        });
+        let accept = tokio::spawn(async move { accept(&j, key).await });
         for _ in 0..200 {
             if committed_deliveries(path) == 1 {
                 break;
@@ -586,15 +597,7 @@ mod tests {
         let journal = Journal::open(&path).unwrap();
         // Far fewer frames than the writer's own checkpoint waits for.
         for n in 0..20 {
-            journal
-                .accept_delivery(
-                    delivery(&format!("d{n}")),
-                    NewJob::new("single", "r1", serde_json::json!({})),
-                    202,
-                    |id| serde_json::json!({ "job": id }),
-                )
-                .await
-                .unwrap();
+            accept(&journal, &format!("d{n}")).await.unwrap();
         }
         for _ in 0..500 {
             if checkpointed_deliveries(&path) == 20 {
@@ -615,10 +618,8 @@ mod tests {
     /// increments each time the WAL is started over: <https://www.sqlite.org/fileformat2.html#walformat>.
     fn wal_restarts(path: &Path) -> u32 {
         use std::io::Read;
-        let mut wal = path.as_os_str().to_owned();
-        wal.push("-wal");
         let mut header = [0u8; 16];
-        std::fs::File::open(&wal)
+        std::fs::File::open(wal_path(path))
             .and_then(|mut f| f.read_exact(&mut header))
             .map_or(0, |()| {
                 u32::from_be_bytes([header[12], header[13], header[14], header[15]])
@@ -630,11 +631,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.db");
         let journal = Journal::open(&path).unwrap();
-        let wal = {
-            let mut wal = path.as_os_str().to_owned();
-            wal.push("-wal");
-            std::path::PathBuf::from(wal)
-        };
+        let wal = wal_path(&path);
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         // 32 callers that never pause: the writer always has a batch, so a passive checkpoint never
         // finds the WAL fully copied, and only the restart can start it over.
@@ -644,15 +641,7 @@ mod tests {
                 tokio::spawn(async move {
                     let mut n = 0u64;
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        journal
-                            .accept_delivery(
-                                delivery(&format!("c{c}-{n}")),
-                                NewJob::new("single", "r1", serde_json::json!({})),
-                                202,
-                                |id| serde_json::json!({ "job": id }),
-                            )
-                            .await
-                            .unwrap();
+                        accept(&journal, &format!("c{c}-{n}")).await.unwrap();
                         n += 1;
                     }
                     n
