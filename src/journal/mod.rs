@@ -20,6 +20,7 @@
 mod audit;
 mod cluster;
 mod deliveries;
+mod frame_vfs;
 mod jobs;
 pub mod postgres;
 pub mod retention;
@@ -225,7 +226,7 @@ impl Journal {
                 ))
             })?;
         }
-        let conn = Connection::open(path)?;
+        let conn = frame_vfs::open_connection(path)?;
         conn.busy_handler(Some(writer::busy_retry))?;
         retention::incremental_vacuum_mode(&conn)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -243,6 +244,7 @@ impl Journal {
         // Truncate a WAL grown past this after a checkpoint resets it, so it does not keep its peak size.
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
         migrate(&conn)?;
+        frame_vfs::write_held_frames(&conn)?;
 
         let (tx, rx) = mpsc::unbounded_channel::<Op>();
         let alive = Arc::new(AtomicBool::new(true));

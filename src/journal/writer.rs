@@ -5,7 +5,9 @@
 //! - the **writer** owns the connection. It drains whatever operations have queued up, runs them in
 //!   one transaction (each in a savepoint, so one failing operation does not undo its neighbours) and
 //!   commits. The connection runs with `synchronous = NORMAL`, so `COMMIT` writes the transaction's
-//!   frames into the write-ahead log (the OS page cache) and returns without waiting for the disk;
+//!   frames into the write-ahead log (the OS page cache) and returns without waiting for the disk.
+//!   The journal's VFS writes each frame with one system call and may hold back the last few bytes
+//!   of a commit, which the writer writes out right after `COMMIT` ([`super::frame_vfs`]);
 //! - the **flusher** takes every committed batch that is waiting, calls `fdatasync` on the WAL file
 //!   once for all of them, and only then answers their callers;
 //! - the **checkpointer**, on a connection of its own, copies committed pages from the WAL into the
@@ -124,7 +126,7 @@ pub(super) fn start(
     gate: Option<FlushGate>,
 ) -> Result<(), JournalError> {
     let wal = WalFile::open(&conn, path)?;
-    let checkpoints = Connection::open(path)?;
+    let checkpoints = super::frame_vfs::open_connection(path)?;
     checkpoints.busy_handler(Some(busy_retry))?;
     // The checkpointer is rung after each commit that wrote; one pending ring is enough.
     let (bell, rung) = std::sync::mpsc::sync_channel::<()>(1);
@@ -214,7 +216,14 @@ fn writer_loop(
                 "a journal operation failed after writing; the batch is rolled back and its callers are told to retry"
             );
         }
-        let committed = began && !torn && run(conn, "COMMIT");
+        let mut committed = began && !torn && run(conn, "COMMIT");
+        if committed && let Err(e) = super::frame_vfs::write_held_frames(conn) {
+            // The commit is in the WAL index but its end is not in the file: like a failed flush,
+            // its durability is unknown, so the journal stops (see the module doc).
+            tracing::error!(error = %e, code = "JOURNAL_FLUSH_FAILED", "the journal stops taking work: check the disk, then restart the worker");
+            alive.store(false, Ordering::SeqCst);
+            committed = false;
+        }
         if !committed {
             let _ = conn.execute_batch("ROLLBACK");
             if !torn {
