@@ -68,7 +68,7 @@ impl Journal {
         delivery: NewDelivery,
         job: NewJob,
         status: u16,
-        answer: impl FnOnce(&str) -> Value + Send + 'static,
+        answer: impl Fn(&str) -> Value + Send + 'static,
     ) -> Result<DeliveryOutcome, JournalError> {
         self.accept_signed_delivery(delivery, None, job, status, answer)
             .await
@@ -79,56 +79,71 @@ impl Journal {
     /// (the Make scheme): `signed_key` names the signed content, and the content's first delivery key
     /// is used in place of `delivery.key` (see [`SignedContent`]). All of it is one journal operation.
     /// Returns the outcome and the delivery key it was decided under.
+    ///
+    /// A new delivery is the common case, so the operation inserts first and reads only when the
+    /// key was taken: the delivery row goes in with the answer for the new job (built, like the job's
+    /// payload text, before the operation reaches the writer thread), then the job; if an active job
+    /// with the same dedupe key took the place of the new one, the row's answer is rewritten to name
+    /// that job. The writer thread does no lookup and no JSON work for a new delivery.
     pub async fn accept_signed_delivery(
         &self,
         mut delivery: NewDelivery,
         signed_key: Option<String>,
         mut job: NewJob,
         status: u16,
-        answer: impl FnOnce(&str) -> Value + Send + 'static,
+        answer: impl Fn(&str) -> Value + Send + 'static,
     ) -> Result<(DeliveryOutcome, String), JournalError> {
         if let Some(pg) = self.pg() {
             return pg
                 .accept_signed_delivery(self, delivery, signed_key, job, status, answer)
                 .await;
         }
-        // Every lookup comes before the first insert, and the inserts cannot conflict with what the
-        // lookups found (this thread is the only writer), so the operation needs no savepoint.
+        let new_answer = answer(&job.id);
+        let new_answer_text = serde_json::to_string(&new_answer)?;
+        let job_text = super::jobs::JobText::of(&job)?;
+        // Nothing is written before the signed-content lookup; after the first insert, only an I/O
+        // error can fail the operation, and then the writer rolls back its whole batch and every
+        // caller in it retries, so the operation needs no savepoint.
         let outcome = self.call_checks_first(move |conn| {
             let signed = match SignedContent::resolve(conn, signed_key, &mut delivery)? {
                 Ok(signed) => signed,
                 Err(outcome) => return Ok((outcome, delivery.key)),
             };
-            if let Some(outcome) = existing(conn, &delivery)? {
+            if job.delivery_key.is_some() {
+                job.delivery_key = Some(delivery.key.clone());
+            }
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT INTO deliveries (key, scenario, body_hash, body, received_at, response_status, response_body, job_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (key) DO NOTHING",
+                )?
+                .execute(params![
+                    delivery.key,
+                    delivery.scenario,
+                    delivery.body_hash,
+                    delivery.body,
+                    now_ms(),
+                    status,
+                    new_answer_text,
+                    job.id
+                ])?;
+            if inserted == 0 {
+                let outcome = existing(conn, &delivery)?.ok_or_else(|| {
+                    JournalError::Corrupt(format!("delivery {} is neither new nor journaled", delivery.key))
+                })?;
                 signed.record(conn, &delivery)?;
                 return Ok((outcome, delivery.key));
             }
             signed.record(conn, &delivery)?;
-            if job.delivery_key.is_some() {
-                job.delivery_key = Some(delivery.key.clone());
-            }
-            let (job_id, created) = super::jobs::insert_job(conn, &job)?;
-            let answer = answer(&job_id);
-            let answer_text = serde_json::to_string(&answer)?;
-            conn.prepare_cached(
-                "INSERT INTO deliveries (key, scenario, body_hash, body, received_at, response_status, response_body, job_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?
-            .execute(params![
-                delivery.key,
-                delivery.scenario,
-                delivery.body_hash,
-                delivery.body,
-                now_ms(),
-                status,
-                answer_text,
-                job_id
-            ])?;
+            let (job_id, created) = super::jobs::insert_job_text(conn, &job, &job_text)?;
             if created {
-                Ok((DeliveryOutcome::New, delivery.key))
-            } else {
-                Ok((DeliveryOutcome::Replayed { status, body: answer }, delivery.key))
+                return Ok((DeliveryOutcome::New, delivery.key));
             }
+            let answer = answer(&job_id);
+            conn.prepare_cached("UPDATE deliveries SET response_body = ?2, job_id = ?3 WHERE key = ?1")?
+                .execute(params![delivery.key, serde_json::to_string(&answer)?, job_id])?;
+            Ok((DeliveryOutcome::Replayed { status, body: answer }, delivery.key))
         })
         .await?;
         if outcome.0 == DeliveryOutcome::New {

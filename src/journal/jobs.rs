@@ -181,7 +181,31 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
 
 /// Inserts a job; with a `dedupe_key` that an active job holds, inserts nothing and returns that
 /// job's id instead.
+/// The JSON columns of a new job, serialised before its operation reaches the writer thread.
+pub(super) struct JobText {
+    payload: String,
+    options: String,
+}
+
+impl JobText {
+    pub(super) fn of(job: &NewJob) -> Result<JobText, JournalError> {
+        Ok(JobText {
+            payload: serde_json::to_string(&job.payload)?,
+            options: serde_json::to_string(&job.options)?,
+        })
+    }
+}
+
 pub(super) fn insert_job(conn: &Connection, job: &NewJob) -> Result<(String, bool), JournalError> {
+    insert_job_text(conn, job, &JobText::of(job)?)
+}
+
+/// [`insert_job`] with the job's JSON columns already serialised.
+pub(super) fn insert_job_text(
+    conn: &Connection,
+    job: &NewJob,
+    text: &JobText,
+) -> Result<(String, bool), JournalError> {
     let now = now_ms();
     let inserted = conn
         .prepare_cached(
@@ -193,13 +217,13 @@ pub(super) fn insert_job(conn: &Connection, job: &NewJob) -> Result<(String, boo
             job.id,
             job.kind,
             job.scenario,
-            serde_json::to_string(&job.payload)?,
+            text.payload,
             job.run_at,
             job.delivery_key,
             job.dedupe_key,
             job.parent_id,
             job.replay_of,
-            serde_json::to_string(&job.options)?,
+            text.options,
             now,
             job.request_id
         ])?;

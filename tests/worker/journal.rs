@@ -190,6 +190,12 @@ async fn an_active_dedupe_key_shares_its_job_and_a_finished_one_does_not(b: &Bac
         panic!("a second delivery for an active key is answered with its job");
     };
     let first = body["run_id"].as_str().unwrap().to_owned();
+    // The second delivery's own row names the shared job: its retry is answered the same.
+    let DeliveryOutcome::Replayed { body, .. } = accept(&j, "r1:b", "h", Some("r1:recA")).await
+    else {
+        panic!("a retried delivery is answered again");
+    };
+    assert_eq!(body["run_id"], first.as_str());
     let (same, created) = j.enqueue(job(Some("r1:recA"))).await.unwrap();
     assert_eq!((same.as_str(), created), (first.as_str(), false));
     let (claimed, _) = j.claim_due(10).await.unwrap();
