@@ -10,7 +10,7 @@ out=BENCHMARKS.md
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-cargo build --release --bin coach-worker --example intake_load --example e2e_throughput
+cargo build --release --bin coach-worker --example intake_load --example e2e_throughput --example journal_intake
 
 echo "intake..." >&2
 target/release/examples/intake_load --worker target/release/coach-worker --requests distinct \
@@ -19,6 +19,9 @@ target/release/examples/intake_load --worker target/release/coach-worker --reque
 # job) is a cheaper path; one row for comparison, never the headline.
 target/release/examples/intake_load --worker target/release/coach-worker --requests repeated \
   --jobs paused --connections 64 --seconds 8 --runs 3 | tail -n +3 > "$tmp/intake-repeated.md"
+
+echo "journal alone..." >&2
+target/release/examples/journal_intake --tasks 64 --seconds 5 --runs 5 | tail -1 > "$tmp/journal.txt"
 
 echo "side by side with the peer..." >&2
 bench/side_by_side.sh 8 3 64 > "$tmp/peer.md"
@@ -73,6 +76,12 @@ fi
   echo
   cat "$tmp/intake.md"
   cat "$tmp/intake-repeated.md"
+  echo
+  echo "## The journal alone (\`examples/journal_intake.rs\`, median of 5 runs of 5 s)"
+  echo
+  echo "The intake's journal operation (\`Journal::accept_delivery\` of a distinct R1 delivery: its row, its new job, group commit and the flush before the answer) from 64 tasks at once, with no HTTP in front. The writer thread is the journal's serial stage; its CPU per delivery is the figure to watch, as it is steadier than throughput on a shared machine."
+  echo
+  echo "$(cat "$tmp/journal.txt")"
   echo
   echo "## Side by side with the Python peer (\`bench/side_by_side.sh\`, median of 3 runs of 8 s, 64 connections)"
   echo
