@@ -216,7 +216,14 @@ pub async fn request_id(
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
         .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        // A v4 UUID from the thread's CSPRNG: `Uuid::new_v4` asks the kernel (`getrandom`) for every
+        // id, one system call per request.
+        .unwrap_or_else(|| {
+            uuid::Builder::from_random_bytes(rand::random())
+                .into_uuid()
+                .simple()
+                .to_string()
+        });
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
     // The intake stores it with the jobs a delivery creates, so their logs carry it too.
     actix_web::HttpMessage::extensions_mut(&req).insert(hooks::RequestId(id.clone()));

@@ -427,3 +427,26 @@ async fn a_malformed_link_from_airtable_fails_the_read_that_follows_it() {
     assert!(message.contains(ids[0].as_str()), "{message}");
     assert!(message.contains("recNOTANID"), "{message}");
 }
+
+#[tokio::test]
+async fn a_request_without_a_request_id_is_given_a_random_v4_uuid() {
+    let w = common::world::World::builder().start().await;
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..3 {
+        let response = w
+            .app
+            .client
+            .get(format!("{}/healthz", w.app.address))
+            .send()
+            .await
+            .unwrap();
+        let id = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let uuid = uuid::Uuid::try_parse(&id).unwrap_or_else(|e| panic!("{id}: {e}"));
+        assert_eq!(uuid.get_version_num(), 4, "{id}");
+        assert_eq!(id, uuid.simple().to_string(), "32 lowercase hex digits");
+        assert!(seen.insert(id), "every request gets its own id");
+    }
+}
