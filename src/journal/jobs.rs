@@ -179,8 +179,6 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     })
 }
 
-/// Inserts a job; with a `dedupe_key` that an active job holds, inserts nothing and returns that
-/// job's id instead.
 /// The JSON columns of a new job, serialised before its operation reaches the writer thread.
 pub(super) struct JobText {
     payload: String,
@@ -196,6 +194,8 @@ impl JobText {
     }
 }
 
+/// Inserts a job; with a `dedupe_key` that an active job holds, inserts nothing and returns that
+/// job's id instead.
 pub(super) fn insert_job(conn: &Connection, job: &NewJob) -> Result<(String, bool), JournalError> {
     insert_job_text(conn, job, &JobText::of(job)?)
 }

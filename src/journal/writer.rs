@@ -226,7 +226,7 @@ fn writer_loop(
         }
         if !committed {
             let _ = conn.execute_batch("ROLLBACK");
-            if !torn {
+            if !torn && alive.load(Ordering::SeqCst) {
                 tracing::error!("journal commit failed; the batch's callers are told to retry");
             }
         }
