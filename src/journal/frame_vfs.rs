@@ -426,9 +426,11 @@ mod tests {
         // WAL, checking every frame's checksum, as the next worker would after a crash.
         let copy = tempfile::tempdir().unwrap();
         std::fs::copy(&path, copy.path().join("j.db")).unwrap();
-        let mut wal = path.into_os_string();
-        wal.push("-wal");
-        std::fs::copy(&wal, copy.path().join("j.db-wal")).unwrap();
+        std::fs::copy(
+            super::super::writer::wal_path(&path),
+            copy.path().join("j.db-wal"),
+        )
+        .unwrap();
         let recovered = Connection::open(copy.path().join("j.db")).unwrap();
         let updated: usize = recovered
             .query_row(

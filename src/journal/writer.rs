@@ -371,6 +371,13 @@ fn checkpointer_loop(conn: &Connection, rung: &std::sync::mpsc::Receiver<()>, al
     }
 }
 
+/// The `-wal` file SQLite keeps beside the database at `db`.
+pub(super) fn wal_path(db: &Path) -> PathBuf {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    wal.into()
+}
+
 /// The journal's `-wal` file, opened a second time so another thread can flush it.
 struct WalFile {
     path: PathBuf,
@@ -382,9 +389,7 @@ impl WalFile {
     fn open(conn: &Connection, db: &Path) -> Result<WalFile, JournalError> {
         // Reading in WAL mode makes SQLite open (creating) the `-wal` file beside the database.
         conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
-        let mut name = db.as_os_str().to_owned();
-        name.push("-wal");
-        let path = PathBuf::from(name);
+        let path = wal_path(db);
         let (file, inode) = Self::open_path(&path)?;
         Ok(WalFile { path, file, inode })
     }
@@ -424,7 +429,7 @@ impl WalFile {
 #[allow(clippy::await_holding_lock)]
 mod tests {
     use super::super::{DeliveryOutcome, Journal, NewDelivery, NewJob};
-    use super::FlushGate;
+    use super::{FlushGate, wal_path};
     use std::path::Path;
     use std::time::Duration;
 
@@ -447,13 +452,6 @@ mod tests {
                 |id| serde_json::json!({ "job": id }),
             )
             .await
-    }
-
-    /// The journal's `-wal` file beside `path`.
-    fn wal_path(path: &Path) -> std::path::PathBuf {
-        let mut wal = path.as_os_str().to_owned();
-        wal.push("-wal");
-        wal.into()
     }
 
     /// Counts deliveries through a connection of its own: what is committed, flushed or not.
