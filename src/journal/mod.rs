@@ -21,6 +21,7 @@ mod audit;
 mod cluster;
 mod deliveries;
 mod frame_vfs;
+mod inbox;
 mod jobs;
 pub mod postgres;
 pub mod retention;

@@ -45,6 +45,7 @@ use rusqlite::Connection;
 use tokio::sync::mpsc;
 
 use super::JournalError;
+use super::inbox::{Answer, Inbox, deliver};
 
 pub(super) type Reply = Box<dyn FnOnce(bool) + Send>;
 type Run = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
@@ -53,6 +54,8 @@ type Run = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
 /// once its batch is durable (or not).
 pub(super) struct Op {
     run: Run,
+    /// The inbox of the caller's thread, through which its answer is given (see [`super::inbox`]).
+    inbox: Option<Arc<Inbox>>,
     /// In a savepoint of its own, so its failure undoes only its own writes. Without one, the
     /// operation promises to fail only before its first write; if it fails after writing anyway,
     /// the whole batch is rolled back.
@@ -66,6 +69,7 @@ impl Op {
     ) -> Op {
         Op {
             run: Box::new(run),
+            inbox: super::inbox::current(),
             savepoint,
         }
     }
@@ -111,7 +115,7 @@ pub(super) fn busy_retry(count: i32) -> bool {
 
 /// A committed batch's answers, handed to the flusher.
 struct Committed {
-    replies: Vec<Reply>,
+    replies: Vec<Answer>,
     /// False when the batch's commit failed: its callers are told to retry whatever the flush does.
     committed: bool,
     /// False for a batch that only read: it needs no flush of its own.
@@ -188,7 +192,7 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
+        let mut replies: Vec<Answer> = Vec::with_capacity(batch.len());
         if !alive.load(Ordering::SeqCst) {
             // The flusher failed: nothing more is committed (see the module doc).
             // Dropping an operation drops its caller's answer channel: the caller gets "retry".
@@ -214,7 +218,10 @@ fn writer_loop(
                 torn |= !ok && conn.total_changes() != before;
                 reply
             };
-            replies.push(reply);
+            replies.push(Answer {
+                reply,
+                inbox: op.inbox,
+            });
         }
         if torn {
             tracing::error!(
@@ -243,9 +250,7 @@ fn writer_loop(
         }
         if !wrote && waiting.load(Ordering::SeqCst) == 0 {
             // Nothing to flush, and nothing earlier is still waiting for its flush.
-            for reply in replies {
-                reply(committed);
-            }
+            deliver(replies.into_iter().map(|a| (a, committed)));
             continue;
         }
         waiting.fetch_add(1, Ordering::SeqCst);
@@ -254,9 +259,7 @@ fn writer_loop(
             committed,
             wrote,
         }) {
-            for reply in lost.0.replies {
-                reply(false);
-            }
+            deliver(lost.0.replies.into_iter().map(|a| (a, false)));
             return;
         }
     }
@@ -298,12 +301,10 @@ fn flusher_loop(
             true
         };
         let batches = taken.len();
-        for batch in taken.drain(..) {
+        deliver(taken.drain(..).flat_map(|batch| {
             let durable = batch.committed && flushed;
-            for reply in batch.replies {
-                reply(durable);
-            }
-        }
+            batch.replies.into_iter().map(move |a| (a, durable))
+        }));
         waiting.fetch_sub(batches, Ordering::SeqCst);
     }
 }
