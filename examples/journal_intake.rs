@@ -44,13 +44,17 @@ fn parse_args() -> Args {
     args
 }
 
-/// CPU time (ns) of each of this process's threads whose name starts with `journal`, by name.
-fn journal_threads_cpu() -> Vec<(String, u64)> {
-    let mut out: Vec<(String, u64)> = Vec::new();
+/// CPU time (ns) of each of this process's threads whose name starts with `journal`, with its
+/// name, by thread id (a run's threads end after it, while the next run's start).
+fn journal_threads_cpu() -> Vec<(u32, String, u64)> {
+    let mut out = Vec::new();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return out;
     };
     for task in tasks.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
         let comm = comm.trim();
         if !comm.starts_with("journal") {
@@ -60,12 +64,31 @@ fn journal_threads_cpu() -> Vec<(String, u64)> {
             .ok()
             .and_then(|s| s.split_whitespace().next()?.parse().ok())
             .unwrap_or(0);
-        match out.iter_mut().find(|(name, _)| name == comm) {
-            Some((_, total)) => *total += ns,
-            None => out.push((comm.to_owned(), ns)),
+        out.push((tid, comm.to_owned(), ns));
+    }
+    out
+}
+
+/// CPU (µs per delivery) each thread name used between the two samples, summed over the threads
+/// of that name alive at the second; a thread started in between counts from zero.
+fn cpu_per_delivery(
+    before: &[(u32, String, u64)],
+    after: &[(u32, String, u64)],
+    count: usize,
+) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = Vec::new();
+    for (tid, name, ns) in after {
+        let start = before
+            .iter()
+            .find(|(t, _, _)| t == tid)
+            .map_or(0, |(_, _, ns)| *ns);
+        let us = ns.saturating_sub(start) as f64 / 1e3 / count as f64;
+        match out.iter_mut().find(|(n, _)| n == name) {
+            Some((_, total)) => *total += us,
+            None => out.push((name.clone(), us)),
         }
     }
-    out.sort();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
 
@@ -146,16 +169,7 @@ async fn one_run(args: &Args, run: u64) -> Run {
     latencies.sort();
     let count = latencies.len();
     let at = |q: f64| latencies[((count as f64 * q) as usize).min(count - 1)].as_secs_f64() * 1e3;
-    let cpu_us = cpu_after
-        .iter()
-        .map(|(name, after)| {
-            let before = cpu_before
-                .iter()
-                .find(|(n, _)| n == name)
-                .map_or(0, |(_, ns)| *ns);
-            (name.clone(), (after - before) as f64 / 1e3 / count as f64)
-        })
-        .collect();
+    let cpu_us = cpu_per_delivery(&cpu_before, &cpu_after, count);
     drop(journal);
     let conn = rusqlite::Connection::open(dir.path().join("journal.db")).expect("reopen");
     let count_of = |table: &str| -> usize {
