@@ -110,7 +110,7 @@ impl Application {
                 .wrap(actix_web::middleware::from_fn(crate::http::harden))
                 .wrap(actix_web::middleware::from_fn(crate::http::request_id))
                 .app_data(state.clone())
-                .configure(crate::http::configure);
+                .configure(|cfg| crate::http::configure(cfg, &state.hooks));
             for route in &routes {
                 let route = route.clone();
                 app = app.configure(move |cfg| route(cfg));

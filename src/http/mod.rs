@@ -90,12 +90,40 @@ pub mod futures_ready {
 }
 
 /// Registers the worker's routes on an actix app.
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1/hooks/{scenario}", web::post().to(hooks::receive))
-        .route("/v1/runs/{id}", web::get().to(runs::show))
-        .route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(prometheus_metrics));
+///
+/// Each hook gets a route of its own path ahead of the catch-all `/v1/hooks/{scenario}`, which
+/// answers the names no hook has. A literal path is matched by comparing strings, where a
+/// `{segment}` pattern runs a regular expression on every request: that was about 4 % of an HTTP
+/// worker's time under intake load.
+pub fn configure(cfg: &mut web::ServiceConfig, hooks: &Hooks) {
+    for name in hooks.keys() {
+        let scenario = name.clone();
+        cfg.route(
+            &format!("/v1/hooks/{name}"),
+            web::post().to(
+                move |req: actix_web::HttpRequest,
+                      payload: web::Payload,
+                      state: web::Data<AppState>| {
+                    hooks::receive(scenario.clone(), req, payload, state)
+                },
+            ),
+        );
+    }
+    cfg.route(
+        "/v1/hooks/{scenario}",
+        web::post().to(
+            |req: actix_web::HttpRequest,
+             path: web::Path<String>,
+             payload: web::Payload,
+             state: web::Data<AppState>| {
+                hooks::receive(path.into_inner(), req, payload, state)
+            },
+        ),
+    )
+    .route("/v1/runs/{id}", web::get().to(runs::show))
+    .route("/healthz", web::get().to(healthz))
+    .route("/readyz", web::get().to(readyz))
+    .route("/metrics", web::get().to(prometheus_metrics));
 }
 
 /// The answer for a path or method no route serves, in the same error shape as every other answer;

@@ -184,13 +184,13 @@ fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The webhook of `scenario`: checks the signature, journals the delivery and answers (see the module doc).
 pub async fn receive(
+    scenario: String,
     req: HttpRequest,
-    path: web::Path<String>,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let scenario = path.into_inner();
     let Some(hook) = state.hooks.get(&scenario).cloned() else {
         let mut known: Vec<&String> = state.hooks.keys().collect();
         known.sort();
