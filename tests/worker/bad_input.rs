@@ -1440,3 +1440,41 @@ async fn long_labels_and_a_long_coachee_name_get_a_short_error() {
     }
     assert_eq!(w.app.get_json("/healthz").await.0, 200);
 }
+
+/// A body sent in many small chunks, with no length given, is read whole: the delivery is accepted
+/// and the journal holds the body as it was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_in_small_chunks_without_a_length_is_read_whole() {
+    let w = World::builder().start().await;
+    let body = br#"{"run_request_id":"recChunkedBody001","note":"sent five bytes at a time"}"#.to_vec();
+    let mut head = String::from(
+        "POST /v1/hooks/r1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n",
+    );
+    for (k, v) in standard_headers("chunks-1", now(), &body) {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut chunks = Vec::new();
+    for piece in body.chunks(5) {
+        chunks.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        chunks.extend_from_slice(piece);
+        chunks.extend_from_slice(b"\r\n");
+    }
+    chunks.extend_from_slice(b"0\r\n\r\n");
+
+    let (status, answer) = raw_request(&w.app.address, head.as_bytes(), &chunks).await;
+    assert_eq!(status, 202, "{}", String::from_utf8_lossy(&answer));
+    let answer: Value = serde_json::from_slice(&answer).unwrap();
+    let run_id = answer["run_id"].as_str().unwrap().to_owned();
+    let delivery = w
+        .app
+        .journal
+        .delivery_for_job(run_id)
+        .await
+        .unwrap()
+        .expect("the delivery is journaled");
+    assert_eq!(
+        delivery.body,
+        serde_json::from_slice::<Value>(&body).unwrap()
+    );
+}

@@ -209,9 +209,8 @@ pub async fn receive(
         )
         .with_details(json!({ "limit": state.max_body }))
     };
-    if let Some(len) = header(&req, "content-length").and_then(|v| v.parse::<usize>().ok())
-        && len > state.max_body
-    {
+    let length = header(&req, "content-length").and_then(|v| v.parse::<usize>().ok());
+    if length.is_some_and(|len| len > state.max_body) {
         return Err(too_large());
     }
 
@@ -236,18 +235,18 @@ pub async fn receive(
     // and within the general body deadline.
     let left = webhook::signature::seconds_left(pending.timestamp(), now, state.tolerance_secs);
     let deadline = super::BODY_DEADLINE.min(std::time::Duration::from_secs(left.max(1)));
-    let body = match tokio::time::timeout(deadline, payload.to_bytes_limited(state.max_body)).await
-    {
-        Err(_) => return Err(super::body_timeout(deadline)),
-        Ok(Ok(Ok(bytes))) => bytes,
-        Ok(Ok(Err(_))) => {
-            return Err(ApiError::bad_request(
-                "BODY_UNREADABLE",
-                "the request body could not be read",
-            ));
-        }
-        Ok(Err(_)) => return Err(too_large()),
-    };
+    let body =
+        match tokio::time::timeout(deadline, read_body(payload, state.max_body, length)).await {
+            Err(_) => return Err(super::body_timeout(deadline)),
+            Ok(Ok(Some(bytes))) => bytes,
+            Ok(Ok(None)) => return Err(too_large()),
+            Ok(Err(_)) => {
+                return Err(ApiError::bad_request(
+                    "BODY_UNREADABLE",
+                    "the request body could not be read",
+                ));
+            }
+        };
     let verified = pending
         .verify(&state.secrets, &body)
         .map_err(unauthorized)?;
@@ -370,6 +369,27 @@ impl Drop for Reservation {
             self.journal.release_delivery_detached(key);
         }
     }
+}
+
+/// Reads the whole body, or `None` once it is larger than `limit` bytes. The buffer is sized from
+/// `Content-Length` when the request gives one. (actix's `to_bytes_limited` starts every body of a
+/// streamed payload at 32 KiB; allocating and freeing a block that size for each delivery made
+/// glibc consolidate and trim its heap, about 4 % of an HTTP worker's time under intake load.)
+async fn read_body(
+    mut payload: web::Payload,
+    limit: usize,
+    length: Option<usize>,
+) -> Result<Option<web::Bytes>, actix_web::error::PayloadError> {
+    use futures_core::Stream;
+    let mut body = web::BytesMut::with_capacity(length.unwrap_or(0).min(limit));
+    while let Some(chunk) = std::future::poll_fn(|cx| Pin::new(&mut payload).poll_next(cx)).await {
+        let chunk = chunk?;
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body.freeze()))
 }
 
 /// The 202 answer of an asynchronous hook.
