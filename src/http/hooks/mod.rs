@@ -373,8 +373,10 @@ impl Drop for Reservation {
 
 /// Reads the whole body, or `None` once it is larger than `limit` bytes. The buffer is sized from
 /// `Content-Length` when the request gives one. (actix's `to_bytes_limited` starts every body of a
-/// streamed payload at 32 KiB; allocating and freeing a block that size for each delivery made
-/// glibc consolidate and trim its heap, about 4 % of an HTTP worker's time under intake load.)
+/// streamed payload at 32 KiB. Freeing a block that size for each delivery made glibc give memory
+/// back to the kernel and fault it in again: 0.026 `madvise` calls and 0.084 page faults per
+/// delivery under intake load, none with this; the HTTP workers' CPU per delivery fell by about
+/// 3 µs.)
 async fn read_body(
     mut payload: web::Payload,
     limit: usize,
