@@ -1446,7 +1446,8 @@ async fn long_labels_and_a_long_coachee_name_get_a_short_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_in_small_chunks_without_a_length_is_read_whole() {
     let w = World::builder().start().await;
-    let body = br#"{"run_request_id":"recChunkedBody001","note":"sent five bytes at a time"}"#.to_vec();
+    let body =
+        br#"{"run_request_id":"recChunkedBody001","note":"sent five bytes at a time"}"#.to_vec();
     let mut head = String::from(
         "POST /v1/hooks/r1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n",
     );
