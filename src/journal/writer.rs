@@ -9,7 +9,8 @@
 //!   The journal's VFS writes each frame with one system call and may hold back the last few bytes
 //!   of a commit, which the writer writes out right after `COMMIT` ([`super::frame_vfs`]);
 //! - the **flusher** takes every committed batch that is waiting, calls `fdatasync` on the WAL file
-//!   once for all of them, and only then answers their callers;
+//!   once for all of them, and only then answers their callers (through the inbox of each caller's
+//!   thread, woken once per flush: [`super::inbox`]);
 //! - the **checkpointer**, on a connection of its own, copies committed pages from the WAL into the
 //!   database file while the writer goes on, and starts the WAL over once it has grown past
 //!   [`RESTART_FRAMES`] (see [`checkpointer_loop`]).
