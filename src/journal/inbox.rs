@@ -54,18 +54,23 @@ pub(super) fn current() -> Option<Arc<Inbox>> {
         return None;
     }
     let id = handle.id();
-    LOCAL.with_borrow_mut(|slot| {
-        if let Some((owner, inbox)) = slot.as_ref()
-            && *owner == id
-            && !inbox.lock().closed
-        {
-            return Some(inbox.clone());
-        }
-        let inbox = Arc::new(Inbox::default());
-        handle.spawn(drain(inbox.clone()));
-        *slot = Some((id, inbox.clone()));
-        Some(inbox)
-    })
+    // `try_with`: an operation can be sent from a `Drop` that runs while the thread's locals are
+    // being destroyed; its caller is then answered directly.
+    LOCAL
+        .try_with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if let Some((owner, inbox)) = slot.as_ref()
+                && *owner == id
+                && !inbox.lock().closed
+            {
+                return inbox.clone();
+            }
+            let inbox = Arc::new(Inbox::default());
+            handle.spawn(drain(inbox.clone()));
+            *slot = Some((id, inbox.clone()));
+            inbox
+        })
+        .ok()
 }
 
 impl Inbox {
