@@ -147,9 +147,7 @@ async fn one_run(args: &Args, run: u64) -> Run {
                 job.dedupe_key = Some(format!("r1:{record}"));
                 let sent = Instant::now();
                 journal
-                    .accept_delivery(delivery, job, 202, |id| {
-                        json!({ "run_id": id, "status": "queued", "status_url": format!("/v1/runs/{id}") })
-                    })
+                    .accept_delivery(delivery, job, 202, coach_worker::http::hooks::queued_answer)
                     .await
                     .expect("accept");
                 latencies.push(sent.elapsed());

@@ -220,7 +220,7 @@ async fn latency_run(secs: u64, with_sweep: bool) -> (Duration, Duration, u64) {
                 let job = NewJob::new("single", "r1", json!({ "run_request_id": "recX" }));
                 let started = Instant::now();
                 journal
-                    .accept_delivery(delivery, job, 202, |id| json!({ "run_id": id }))
+                    .accept_delivery(delivery, job, 202, |id| json!({ "run_id": id }).to_string())
                     .await
                     .expect("accept");
                 latencies.push(started.elapsed());

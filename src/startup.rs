@@ -90,14 +90,17 @@ impl Application {
         }
         let runner_handle = runner.handle();
 
+        // The recorder goes in before the delivery counters are registered with it.
+        let prometheus = crate::telemetry::prometheus();
         let state = web::Data::new(AppState {
             journal: journal.clone(),
             runner: runner_handle.clone(),
+            delivery_counters: crate::http::hooks::DeliveryCounters::new(&registry.hooks),
             hooks: Arc::new(registry.hooks),
             secrets: Arc::new(secrets),
             tolerance_secs: config.timestamp_tolerance_secs,
             max_body: config.max_body_bytes,
-            prometheus: crate::telemetry::prometheus(),
+            prometheus,
             ready: registry.ready,
             public_limit: Arc::new(crate::http::public_view_limiter()),
         });

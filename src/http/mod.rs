@@ -36,6 +36,8 @@ pub struct AppState {
     pub tolerance_secs: u64,
     pub max_body: usize,
     pub prometheus: Option<PrometheusHandle>,
+    /// `deliveries_total` of each hook (made after the recorder is installed).
+    pub delivery_counters: hooks::DeliveryCounters,
     /// Extra readiness check (the record store).
     pub ready: Arc<dyn Fn() -> futures_ready::ReadyFuture + Send + Sync>,
     /// The budget of the unauthenticated run view, per client ([`public_view_limiter`]).
@@ -97,7 +99,7 @@ pub mod futures_ready {
 /// worker's time under intake load.
 pub fn configure(cfg: &mut web::ServiceConfig, hooks: &Hooks) {
     for name in hooks.keys() {
-        let scenario = name.clone();
+        let scenario: Arc<str> = name.as_str().into();
         cfg.route(
             &format!("/v1/hooks/{name}"),
             web::post().to(
@@ -116,7 +118,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, hooks: &Hooks) {
              path: web::Path<String>,
              payload: web::Payload,
              state: web::Data<AppState>| {
-                hooks::receive(path.into_inner(), req, payload, state)
+                hooks::receive(path.into_inner().into(), req, payload, state)
             },
         ),
     )
@@ -225,6 +227,9 @@ async fn prometheus_metrics(state: web::Data<AppState>) -> HttpResponse {
         .body(text)
 }
 
+const X_REQUEST_ID: actix_web::http::header::HeaderName =
+    actix_web::http::header::HeaderName::from_static("x-request-id");
+
 /// Gives every request an id (the caller's `X-Request-Id` when it is a short token, else a new one),
 /// opens a log span with it, and returns it in `X-Request-Id` so a Make execution can be matched
 /// with the worker's logs.
@@ -235,7 +240,7 @@ pub async fn request_id(
     use tracing::Instrument;
     let id = req
         .headers()
-        .get("x-request-id")
+        .get(&X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| {
             !v.is_empty()
@@ -257,10 +262,7 @@ pub async fn request_id(
     actix_web::HttpMessage::extensions_mut(&req).insert(hooks::RequestId(id.clone()));
     let mut res = next.call(req).instrument(span).await?;
     if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&id) {
-        res.headers_mut().insert(
-            actix_web::http::header::HeaderName::from_static("x-request-id"),
-            value,
-        );
+        res.headers_mut().insert(X_REQUEST_ID, value);
     }
     Ok(res)
 }

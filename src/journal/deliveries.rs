@@ -61,14 +61,15 @@ pub struct Delivery {
 
 impl Journal {
     /// Journals an asynchronous delivery with its job and the answer to give, unless the key was seen.
-    /// `answer` is built from the id of the job that will do the work: the new job's, or, when an
-    /// active job already has the same dedupe key, that job's (no second job is created).
+    /// `answer` gives the answer's JSON text for the id of the job that will do the work: the new
+    /// job's, or, when an active job already has the same dedupe key, that job's (no second job is
+    /// created). It is text because that is what the journal stores and the caller sends.
     pub async fn accept_delivery(
         &self,
         delivery: NewDelivery,
         job: NewJob,
         status: u16,
-        answer: impl Fn(&str) -> Value + Send + 'static,
+        answer: impl Fn(&str) -> String + Send + 'static,
     ) -> Result<DeliveryOutcome, JournalError> {
         self.accept_signed_delivery(delivery, None, job, status, answer)
             .await
@@ -91,15 +92,14 @@ impl Journal {
         signed_key: Option<String>,
         mut job: NewJob,
         status: u16,
-        answer: impl Fn(&str) -> Value + Send + 'static,
+        answer: impl Fn(&str) -> String + Send + 'static,
     ) -> Result<(DeliveryOutcome, String), JournalError> {
         if let Some(pg) = self.pg() {
             return pg
                 .accept_signed_delivery(self, delivery, signed_key, job, status, answer)
                 .await;
         }
-        let new_answer = answer(&job.id);
-        let new_answer_text = serde_json::to_string(&new_answer)?;
+        let new_answer_text = answer(&job.id);
         let job_text = super::jobs::JobText::of(&job)?;
         // Nothing is written before the signed-content lookup; after the first insert, only an I/O
         // error can fail the operation, and then the writer rolls back its whole batch and every
@@ -142,8 +142,9 @@ impl Journal {
             }
             let answer = answer(&job_id);
             conn.prepare_cached("UPDATE deliveries SET response_body = ?2, job_id = ?3 WHERE key = ?1")?
-                .execute(params![delivery.key, serde_json::to_string(&answer)?, job_id])?;
-            Ok((DeliveryOutcome::Replayed { status, body: answer }, delivery.key))
+                .execute(params![delivery.key, answer, job_id])?;
+            let body = serde_json::from_str(&answer)?;
+            Ok((DeliveryOutcome::Replayed { status, body }, delivery.key))
         })
         .await?;
         if outcome.0 == DeliveryOutcome::New {

@@ -61,6 +61,9 @@ pub struct NewJob {
     pub kind: String,
     pub scenario: String,
     pub payload: Value,
+    /// The delivery that made the job. For a job journaled with its delivery
+    /// ([`Journal::accept_signed_delivery`](super::Journal::accept_signed_delivery)), any `Some`
+    /// asks for it, and the journal fills in the key the delivery is decided under.
     pub delivery_key: Option<String>,
     pub dedupe_key: Option<String>,
     pub parent_id: Option<String>,

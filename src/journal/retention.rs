@@ -354,7 +354,9 @@ mod tests {
     async fn finished(j: &Journal, key: &str, status: &str) -> String {
         let job = NewJob::new("single", "r1", json!({}));
         let outcome = j
-            .accept_delivery(delivery(key), job, 202, |id| json!({ "run_id": id }))
+            .accept_delivery(delivery(key), job, 202, |id| {
+                json!({ "run_id": id }).to_string()
+            })
             .await
             .unwrap();
         assert_eq!(outcome, DeliveryOutcome::New);

@@ -451,7 +451,7 @@ mod tests {
                 delivery(key),
                 NewJob::new("single", "r1", serde_json::json!({})),
                 202,
-                |id| serde_json::json!({ "job": id }),
+                |id| serde_json::json!({ "job": id }).to_string(),
             )
             .await
     }

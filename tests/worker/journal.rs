@@ -64,8 +64,8 @@ fn job(dedupe: Option<&str>) -> NewJob {
     job
 }
 
-fn answer(id: &str) -> Value {
-    json!({ "run_id": id, "status": "queued" })
+fn answer(id: &str) -> String {
+    json!({ "run_id": id, "status": "queued" }).to_string()
 }
 
 async fn accept(j: &Journal, key: &str, hash: &str, dedupe: Option<&str>) -> DeliveryOutcome {

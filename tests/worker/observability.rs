@@ -331,9 +331,27 @@ async fn logs_hold_no_secret_or_transcript_and_metrics_cover_the_story() {
             "{series} missing in\n{metrics}"
         );
     }
-    assert!(
-        metrics.contains(r#"outcome="unauthorized""#) && metrics.contains(r#"outcome="invalid""#),
-        "refused deliveries are counted: {metrics}"
+    // Every outcome of every hook is a series from the start (at 0); the refused deliveries of the
+    // story are counted in theirs.
+    for outcome in ["unauthorized", "invalid"] {
+        let label = format!(r#"outcome="{outcome}"}}"#);
+        let refused: f64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("deliveries_total{") && l.contains(&label))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert!(
+            refused >= 1.0,
+            "{outcome} deliveries are counted: {metrics}"
+        );
+    }
+    assert_eq!(
+        sample_value(
+            &metrics,
+            r#"deliveries_total{scenario="r1",outcome="key_reused"}"#
+        ),
+        Some(0.0),
+        "a hook's outcomes are series before they happen: {metrics}"
     );
     assert!(
         sample_value(&metrics, r#"jobs{state="succeeded"}"#).is_some_and(|v| v > 0.0),

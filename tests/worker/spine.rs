@@ -151,10 +151,12 @@ async fn signed_delivery_is_accepted_and_its_job_runs() {
         .post_signed("echo", "msg_1", &json!({"value": 42}))
         .await;
     assert_eq!(resp.status(), 202);
+    assert_eq!(resp.headers()["content-type"], "application/json");
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["status"], "queued");
     let run_id = body["run_id"].as_str().unwrap().to_owned();
     assert_eq!(body["status_url"], format!("/v1/runs/{run_id}"));
+    assert_eq!(body.as_object().unwrap().len(), 3, "{body}");
     let run = app.wait_run(&run_id).await;
     assert_eq!(run["status"], "succeeded");
     assert_eq!(run["result"]["echo"], 42);

@@ -25,6 +25,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
+use actix_web::http::header::{CONTENT_LENGTH, HeaderName};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use coach_store::StoreError;
 use serde::Serialize;
@@ -180,18 +181,95 @@ pub struct RequestId(pub String);
 /// The hooks the worker serves, by scenario name.
 pub type Hooks = std::collections::HashMap<String, Arc<dyn Hook>>;
 
-fn header<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+fn header<'a>(req: &'a HttpRequest, name: &HeaderName) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The headers a hook reads. Named once here: a header looked up by a `&str` name has that name
+/// parsed into an owned `HeaderName` (an allocation) at every lookup.
+mod names {
+    use actix_web::http::header::HeaderName;
+    pub const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+    pub const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+    pub const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
+    pub const COACH_TIMESTAMP: HeaderName = HeaderName::from_static("x-coach-timestamp");
+    pub const COACH_SIGNATURE: HeaderName = HeaderName::from_static("x-coach-signature");
+    pub const COACH_DELIVERY: HeaderName = HeaderName::from_static("x-coach-delivery");
+    pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+}
+
+/// What became of a delivery: the `outcome` label of `deliveries_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counted {
+    Accepted,
+    Replayed,
+    InProgress,
+    KeyReused,
+    Unauthorized,
+    Invalid,
+    Rejected,
+}
+
+impl Counted {
+    const ALL: [Counted; 7] = [
+        Counted::Accepted,
+        Counted::Replayed,
+        Counted::InProgress,
+        Counted::KeyReused,
+        Counted::Unauthorized,
+        Counted::Invalid,
+        Counted::Rejected,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Counted::Accepted => "accepted",
+            Counted::Replayed => "replayed",
+            Counted::InProgress => "in_progress",
+            Counted::KeyReused => "key_reused",
+            Counted::Unauthorized => "unauthorized",
+            Counted::Invalid => "invalid",
+            Counted::Rejected => "rejected",
+        }
+    }
+}
+
+/// `deliveries_total{scenario, outcome}` of every hook, registered once when the server starts.
+/// A counter named by its labels at each delivery copies the labels and looks the key up in the
+/// recorder's registry every time.
+pub struct DeliveryCounters(std::collections::HashMap<String, [metrics::Counter; 7]>);
+
+impl DeliveryCounters {
+    /// The counters of `hooks`, from the metrics recorder installed now (install it first).
+    pub fn new(hooks: &Hooks) -> DeliveryCounters {
+        DeliveryCounters(
+            hooks
+                .keys()
+                .map(|scenario| {
+                    let counters = Counted::ALL.map(|outcome| {
+                        metrics::counter!("deliveries_total", "scenario" => scenario.clone(), "outcome" => outcome.label())
+                    });
+                    (scenario.clone(), counters)
+                })
+                .collect(),
+        )
+    }
+
+    fn count(&self, scenario: &str, outcome: Counted) {
+        if let Some(counters) = self.0.get(scenario) {
+            counters[outcome as usize].increment(1);
+        }
+    }
 }
 
 /// The webhook of `scenario`: checks the signature, journals the delivery and answers (see the module doc).
 pub async fn receive(
-    scenario: String,
+    scenario: Arc<str>,
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let Some(hook) = state.hooks.get(&scenario).cloned() else {
+    let Some(hook) = state.hooks.get(&*scenario).cloned() else {
         let mut known: Vec<&String> = state.hooks.keys().collect();
         known.sort();
         return Err(ApiError::not_found(
@@ -209,7 +287,7 @@ pub async fn receive(
         )
         .with_details(json!({ "limit": state.max_body }))
     };
-    let length = header(&req, "content-length").and_then(|v| v.parse::<usize>().ok());
+    let length = header(&req, &CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
     if length.is_some_and(|len| len > state.max_body) {
         return Err(too_large());
     }
@@ -217,15 +295,17 @@ pub async fn receive(
     // Signature headers first: an unsigned, malformed or stale request is refused before a byte of
     // its body is read, so it can neither hold a connection open nor cost a MAC.
     let headers = SignedHeaders {
-        webhook_id: header(&req, "webhook-id"),
-        webhook_timestamp: header(&req, "webhook-timestamp"),
-        webhook_signature: header(&req, "webhook-signature"),
-        coach_timestamp: header(&req, "x-coach-timestamp"),
-        coach_signature: header(&req, "x-coach-signature"),
+        webhook_id: header(&req, &names::WEBHOOK_ID),
+        webhook_timestamp: header(&req, &names::WEBHOOK_TIMESTAMP),
+        webhook_signature: header(&req, &names::WEBHOOK_SIGNATURE),
+        coach_timestamp: header(&req, &names::COACH_TIMESTAMP),
+        coach_signature: header(&req, &names::COACH_SIGNATURE),
     };
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let unauthorized = |e: webhook::SignatureError| {
-        metrics::counter!("deliveries_total", "scenario" => scenario.clone(), "outcome" => "unauthorized").increment(1);
+        state
+            .delivery_counters
+            .count(&scenario, Counted::Unauthorized);
         ApiError::unauthorized(e.code(), e.to_string())
     };
     let pending = webhook::signature::check_headers(&headers, now, state.tolerance_secs)
@@ -252,21 +332,21 @@ pub async fn receive(
         .map_err(unauthorized)?;
 
     let json: Value = serde_json::from_slice(&body).map_err(|e| {
-        metrics::counter!("deliveries_total", "scenario" => scenario.clone(), "outcome" => "invalid").increment(1);
+        state.delivery_counters.count(&scenario, Counted::Invalid);
         json_error(&body, &e)
     })?;
     let prepared = hook.clone().prepare(&json).inspect_err(|_| {
-        metrics::counter!("deliveries_total", "scenario" => scenario.clone(), "outcome" => "invalid").increment(1);
+        state.delivery_counters.count(&scenario, Counted::Invalid);
     })?;
     let request_id = req.extensions().get::<RequestId>().map(|id| id.0.clone());
 
     let delivery_id = headers
         .webhook_id
-        .or_else(|| header(&req, "x-coach-delivery"));
+        .or_else(|| header(&req, &names::COACH_DELIVERY));
     let key = webhook::delivery_key(
         &scenario,
         delivery_id,
-        header(&req, "idempotency-key"),
+        header(&req, &names::IDEMPOTENCY_KEY),
         &json,
     );
     // The Make scheme signs neither `X-Coach-Delivery` nor `Idempotency-Key`: the journal decides a
@@ -275,25 +355,28 @@ pub async fn receive(
     let signed_key = (verified.scheme == webhook::Scheme::Make)
         .then(|| webhook::signed_content_key(&scenario, verified.timestamp, &body));
     let delivery = NewDelivery {
-        key: key.clone(),
-        scenario: scenario.clone(),
+        key,
+        scenario: scenario.to_string(),
         body_hash: webhook::body_hash(&json),
         body: String::from_utf8_lossy(&body).into_owned(),
     };
 
     match prepared {
         Prepared::Enqueue(mut job) => {
-            job.scenario = scenario.clone();
-            job.delivery_key = Some(key.clone());
+            job.scenario = scenario.to_string();
+            // Set to the key the delivery is decided under by the journal (see `NewJob::delivery_key`).
+            job.delivery_key = Some(String::new());
             job.request_id = request_id;
             let run_id = job.id.clone();
             let (outcome, key) = state
                 .journal
                 .accept_signed_delivery(delivery, signed_key, *job, 202, queued_answer)
                 .await?;
-            answered(&scenario, &key, outcome, || {
+            answered(&state.delivery_counters, &scenario, &key, outcome, || {
                 tracing::info!(scenario = %scenario, delivery_key = %key, run_id = %run_id, "delivery accepted");
-                HttpResponse::Accepted().json(queued_answer(&run_id))
+                HttpResponse::Accepted()
+                    .insert_header(actix_web::http::header::ContentType::json())
+                    .body(queued_answer(&run_id))
             })
         }
         Prepared::Respond(call) => {
@@ -302,7 +385,9 @@ pub async fn receive(
                 .reserve_signed_delivery(delivery, signed_key)
                 .await?;
             if outcome != DeliveryOutcome::New {
-                return answered(&scenario, &key, outcome, || HttpResponse::Ok().finish());
+                return answered(&state.delivery_counters, &scenario, &key, outcome, || {
+                    HttpResponse::Ok().finish()
+                });
             }
             // Released unless an answer is stored: a request dropped mid-way (the sender hung up,
             // the server stopped) must not leave its delivery "in progress" for good.
@@ -322,14 +407,12 @@ pub async fn receive(
                         .complete_delivery(key.clone(), status.as_u16(), body.clone())
                         .await?;
                     reservation.answered();
-                    metrics::counter!("deliveries_total", "scenario" => scenario.clone(), "outcome" => "accepted")
-                        .increment(1);
+                    state.delivery_counters.count(&scenario, Counted::Accepted);
                     tracing::info!(scenario = %scenario, delivery_key = %key, status = status.as_u16(), "delivery answered");
                     Ok(HttpResponse::build(status).json(body))
                 }
                 Err(e) if e.status.is_client_error() => {
-                    metrics::counter!("deliveries_total", "scenario" => scenario.clone(), "outcome" => "rejected")
-                        .increment(1);
+                    state.delivery_counters.count(&scenario, Counted::Rejected);
                     state
                         .journal
                         .complete_delivery(key, e.status.as_u16(), e.body())
@@ -394,30 +477,45 @@ async fn read_body(
     Ok(Some(body.freeze()))
 }
 
-/// The 202 answer of an asynchronous hook.
-pub fn queued_answer(run_id: &str) -> Value {
-    json!({
-        "run_id": run_id,
-        "status": "queued",
-        "status_url": format!("/v1/runs/{run_id}"),
+/// The 202 answer of an asynchronous hook, as the JSON text the journal stores and the hook sends:
+/// `{"run_id": …, "status": "queued", "status_url": "/v1/runs/…"}`. It is serialised from a
+/// struct, in one allocation, rather than built as a `Value` map of owned strings.
+pub fn queued_answer(run_id: &str) -> String {
+    struct StatusUrl<'a>(&'a str);
+    impl Serialize for StatusUrl<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_str(&format_args!("/v1/runs/{}", self.0))
+        }
+    }
+    #[derive(Serialize)]
+    struct Queued<'a> {
+        run_id: &'a str,
+        status: &'static str,
+        status_url: StatusUrl<'a>,
+    }
+    serde_json::to_string(&Queued {
+        run_id,
+        status: "queued",
+        status_url: StatusUrl(run_id),
     })
+    .unwrap_or_default()
 }
 
 /// Turns a journal outcome into the answer: the new answer, or the first one again.
 fn answered(
+    counters: &DeliveryCounters,
     scenario: &str,
     key: &str,
     outcome: DeliveryOutcome,
     new: impl FnOnce() -> HttpResponse,
 ) -> Result<HttpResponse, ApiError> {
-    let label = match &outcome {
-        DeliveryOutcome::New => "accepted",
-        DeliveryOutcome::Replayed { .. } => "replayed",
-        DeliveryOutcome::InProgress => "in_progress",
-        DeliveryOutcome::KeyReused => "key_reused",
+    let counted = match &outcome {
+        DeliveryOutcome::New => Counted::Accepted,
+        DeliveryOutcome::Replayed { .. } => Counted::Replayed,
+        DeliveryOutcome::InProgress => Counted::InProgress,
+        DeliveryOutcome::KeyReused => Counted::KeyReused,
     };
-    metrics::counter!("deliveries_total", "scenario" => scenario.to_owned(), "outcome" => label)
-        .increment(1);
+    counters.count(scenario, counted);
     match outcome {
         DeliveryOutcome::New => Ok(new()),
         DeliveryOutcome::Replayed { status, body } => {

@@ -20,7 +20,7 @@ impl PgJournal {
         signed_key: Option<String>,
         mut job: NewJob,
         status: u16,
-        answer: impl FnOnce(&str) -> Value + Send + 'static,
+        answer: impl FnOnce(&str) -> String + Send + 'static,
     ) -> Result<(DeliveryOutcome, String), JournalError> {
         if signed_key.is_none() && !has_nul(&delivery, &job) {
             let (reply, answered) = oneshot::channel();
@@ -62,8 +62,7 @@ impl PgJournal {
                             job.delivery_key = Some(delivery.key.clone());
                         }
                         let (job_id, created) = super::jobs::insert_job(c, &job).await?;
-                        let answer = answer(&job_id);
-                        let answer_text = serde_json::to_string(&answer)?;
+                        let answer_text = answer(&job_id);
                         let inserted = execute(
                             c,
                             "INSERT INTO deliveries (key, scenario, body_hash, body, received_at, response_status, response_body, job_id)
@@ -94,7 +93,8 @@ impl PgJournal {
                         if created {
                             Ok((DeliveryOutcome::New, delivery.key))
                         } else {
-                            Ok((DeliveryOutcome::Replayed { status, body: answer }, delivery.key))
+                            let body = serde_json::from_str(&answer_text)?;
+                            Ok((DeliveryOutcome::Replayed { status, body }, delivery.key))
                         }
                     })
                 }),
@@ -330,7 +330,7 @@ pub(crate) struct Intake {
     pub(super) delivery: NewDelivery,
     pub(super) job: NewJob,
     pub(super) status: u16,
-    pub(super) answer: Box<dyn FnOnce(&str) -> Value + Send>,
+    pub(super) answer: Box<dyn FnOnce(&str) -> String + Send>,
     pub(super) reply: oneshot::Sender<Accepted>,
 }
 
@@ -339,7 +339,7 @@ pub(super) struct IntakeRequest {
     delivery: NewDelivery,
     job: NewJob,
     status: u16,
-    answer: Box<dyn FnOnce(&str) -> Value + Send>,
+    answer: Box<dyn FnOnce(&str) -> String + Send>,
 }
 
 impl Intake {
@@ -530,11 +530,9 @@ pub(super) async fn accept_batch(
             ))));
             continue;
         };
-        let answer = (r.answer)(&job_id);
-        let answer_text = serde_json::to_string(&answer)?;
+        let answer_text = (r.answer)(&job_id);
         rows.at.push(i);
         rows.status.push(i32::from(r.status));
-        rows.answers.push(answer);
         rows.created.push(is_new.then(|| job_id.clone()));
         rows.job_id.push(job_id);
         rows.response.push(answer_text);
@@ -593,14 +591,13 @@ pub(super) async fn accept_batch(
                 Err(_) => unread = true,
             }
         }
-        let answers = rows.answers.into_iter();
-        for ((((i, key), body_hash), (status, response)), (answer, created)) in rows
+        for ((((i, key), body_hash), (status, response)), created) in rows
             .at
             .into_iter()
             .zip(rows.key)
             .zip(rows.body_hash)
             .zip(rows.status.into_iter().zip(rows.response))
-            .zip(answers.zip(rows.created))
+            .zip(rows.created)
         {
             let outcome = if !inserted.contains(&key) {
                 if unread {
@@ -613,6 +610,20 @@ pub(super) async fn accept_batch(
                     .map(|row| row.outcome(&body_hash))
                     .unwrap_or(DeliveryOutcome::InProgress)
             } else {
+                let outcome = if created.is_some() {
+                    DeliveryOutcome::New
+                } else {
+                    match serde_json::from_str(&response) {
+                        Ok(body) => DeliveryOutcome::Replayed {
+                            status: u16::try_from(status).unwrap_or(202),
+                            body,
+                        },
+                        Err(e) => {
+                            results[i] = Some(Err(e.into()));
+                            continue;
+                        }
+                    }
+                };
                 seen.insert(
                     key.clone(),
                     Seen {
@@ -621,14 +632,7 @@ pub(super) async fn accept_batch(
                         body: Some(response),
                     },
                 );
-                if created.is_some() {
-                    DeliveryOutcome::New
-                } else {
-                    DeliveryOutcome::Replayed {
-                        status: u16::try_from(status).unwrap_or(202),
-                        body: answer,
-                    }
-                }
+                outcome
             };
             results[i] = Some(Ok((outcome, key)));
         }
@@ -670,7 +674,6 @@ struct NewRows {
     body: Vec<String>,
     status: Vec<i32>,
     response: Vec<String>,
-    answers: Vec<Value>,
     job_id: Vec<String>,
     /// The job id when this batch created the job (deleted again if the delivery loses its key).
     created: Vec<Option<String>>,
