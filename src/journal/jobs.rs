@@ -101,7 +101,10 @@ pub fn new_job_id() -> String {
     let millis = u64::try_from(now_ms()).unwrap_or(0);
     let random: [u8; 10] = rand::random();
     let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
-    format!("run_{}", id.simple())
+    let mut text = String::with_capacity(4 + uuid::fmt::Simple::LENGTH);
+    text.push_str("run_");
+    text.push_str(id.simple().encode_lower(&mut uuid::Uuid::encode_buffer()));
+    text
 }
 
 /// A journaled job.

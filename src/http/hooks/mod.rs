@@ -25,7 +25,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_LENGTH, HeaderName};
+use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use coach_store::StoreError;
 use serde::Serialize;
@@ -356,14 +356,14 @@ pub async fn receive(
         .then(|| webhook::signed_content_key(&scenario, verified.timestamp, &body));
     let delivery = NewDelivery {
         key,
-        scenario: scenario.to_string(),
+        scenario: scenario.as_ref().to_owned(),
         body_hash: webhook::body_hash(&json),
         body: String::from_utf8_lossy(&body).into_owned(),
     };
 
     match prepared {
         Prepared::Enqueue(mut job) => {
-            job.scenario = scenario.to_string();
+            job.scenario = scenario.as_ref().to_owned();
             // Set to the key the delivery is decided under by the journal (see `NewJob::delivery_key`).
             job.delivery_key = Some(String::new());
             job.request_id = request_id;
@@ -375,7 +375,7 @@ pub async fn receive(
             answered(&state.delivery_counters, &scenario, &key, outcome, || {
                 tracing::info!(scenario = %scenario, delivery_key = %key, run_id = %run_id, "delivery accepted");
                 HttpResponse::Accepted()
-                    .insert_header(actix_web::http::header::ContentType::json())
+                    .insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")))
                     .body(queued_answer(&run_id))
             })
         }
