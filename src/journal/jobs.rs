@@ -656,3 +656,28 @@ fn get_job(conn: &Connection, id: &str) -> Result<Job, JournalError> {
         .optional()?
         .ok_or_else(|| JournalError::NotFound(format!("run {id}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::new_job_id;
+
+    #[test]
+    fn a_job_id_is_run_and_a_v7_uuid_in_lowercase_hex_ordered_by_time() {
+        let first = new_job_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = new_job_id();
+        for id in [&first, &second] {
+            let hex = id.strip_prefix("run_").expect("the run_ prefix");
+            assert_eq!(hex.len(), 32, "{id}");
+            assert!(
+                hex.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+                "{id}"
+            );
+            let uuid = uuid::Uuid::parse_str(hex).expect("a UUID");
+            assert_eq!(uuid.get_version_num(), 7, "{id}");
+        }
+        assert!(first < second, "{first} then {second}");
+        assert_ne!(new_job_id(), new_job_id());
+    }
+}
