@@ -59,6 +59,13 @@ pub struct Delivery {
     pub job_id: Option<String>,
 }
 
+/// The body of an answer given as JSON text. The text comes from the caller's `answer`, which makes
+/// JSON; should it not be, it is answered as a JSON string rather than failing an operation that has
+/// already written (see `call_checks_first`).
+pub(super) fn answer_body(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+}
+
 impl Journal {
     /// Journals an asynchronous delivery with its job and the answer to give, unless the key was seen.
     /// `answer` gives the answer's JSON text for the id of the job that will do the work: the new
@@ -143,7 +150,7 @@ impl Journal {
             let answer = answer(&job_id);
             conn.prepare_cached("UPDATE deliveries SET response_body = ?2, job_id = ?3 WHERE key = ?1")?
                 .execute(params![delivery.key, answer, job_id])?;
-            let body = serde_json::from_str(&answer)?;
+            let body = answer_body(&answer);
             Ok((DeliveryOutcome::Replayed { status, body }, delivery.key))
         })
         .await?;

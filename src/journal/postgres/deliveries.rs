@@ -93,7 +93,7 @@ impl PgJournal {
                         if created {
                             Ok((DeliveryOutcome::New, delivery.key))
                         } else {
-                            let body = serde_json::from_str(&answer_text)?;
+                            let body = crate::journal::deliveries::answer_body(&answer_text);
                             Ok((DeliveryOutcome::Replayed { status, body }, delivery.key))
                         }
                     })
@@ -613,15 +613,9 @@ pub(super) async fn accept_batch(
                 let outcome = if created.is_some() {
                     DeliveryOutcome::New
                 } else {
-                    match serde_json::from_str(&response) {
-                        Ok(body) => DeliveryOutcome::Replayed {
-                            status: u16::try_from(status).unwrap_or(202),
-                            body,
-                        },
-                        Err(e) => {
-                            results[i] = Some(Err(e.into()));
-                            continue;
-                        }
+                    DeliveryOutcome::Replayed {
+                        status: u16::try_from(status).unwrap_or(202),
+                        body: crate::journal::deliveries::answer_body(&response),
                     }
                 };
                 seen.insert(
