@@ -568,7 +568,7 @@ fn byte_position(body: &[u8], line: usize, column: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::byte_position;
+    use super::{Counted, byte_position, queued_answer};
 
     #[test]
     fn byte_position_counts_previous_lines() {
@@ -652,6 +652,22 @@ mod tests {
         assert_eq!(
             after.reserve_delivery(delivery("a1:old")).await.unwrap(),
             DeliveryOutcome::InProgress
+        );
+    }
+
+    #[test]
+    fn each_outcome_indexes_its_own_counter() {
+        for (i, outcome) in Counted::ALL.iter().enumerate() {
+            assert_eq!(*outcome as usize, i, "{outcome:?}");
+        }
+    }
+
+    #[test]
+    fn the_queued_answer_is_the_contracts_json() {
+        let text = queued_answer("run_0190a1b2c3d4e5f6a7b8c9d0e1f2a3b4");
+        assert_eq!(
+            text,
+            r#"{"run_id":"run_0190a1b2c3d4e5f6a7b8c9d0e1f2a3b4","status":"queued","status_url":"/v1/runs/run_0190a1b2c3d4e5f6a7b8c9d0e1f2a3b4"}"#
         );
     }
 }
