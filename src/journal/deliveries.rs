@@ -59,11 +59,12 @@ pub struct Delivery {
     pub job_id: Option<String>,
 }
 
-/// The body of an answer given as JSON text. The text comes from the caller's `answer`, which makes
-/// JSON; should it not be, it is answered as a JSON string rather than failing an operation that has
-/// already written (see `call_checks_first`).
+/// The body of an answer kept as JSON text: the first answer of a delivery that joined an active
+/// job, and every replay of a stored one, so both give the same body. The text comes from the
+/// caller's `answer`, which makes JSON; should it not be, the body is `null` rather than an error
+/// (the operation that gave it has already written, see `call_checks_first`).
 pub(super) fn answer_body(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
+    serde_json::from_str(text).unwrap_or(Value::Null)
 }
 
 impl Journal {
@@ -333,7 +334,7 @@ fn existing(
             match (status, body) {
                 (Some(status), Some(body)) => DeliveryOutcome::Replayed {
                     status,
-                    body: serde_json::from_str(&body).unwrap_or(Value::Null),
+                    body: answer_body(&body),
                 },
                 _ => DeliveryOutcome::InProgress,
             }

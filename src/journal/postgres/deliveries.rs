@@ -293,7 +293,7 @@ impl Seen {
         match (self.status.and_then(|s| u16::try_from(s).ok()), &self.body) {
             (Some(status), Some(body)) => DeliveryOutcome::Replayed {
                 status,
-                body: serde_json::from_str(body).unwrap_or(Value::Null),
+                body: crate::journal::deliveries::answer_body(body),
             },
             _ => DeliveryOutcome::InProgress,
         }
