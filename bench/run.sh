@@ -10,7 +10,7 @@ out=BENCHMARKS.md
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-cargo build --release --bin coach-worker --example intake_load --example e2e_throughput --example journal_intake
+cargo build --release --bin coach-worker --example intake_load --example e2e_throughput --example journal_intake --example http_floor
 
 echo "intake..." >&2
 target/release/examples/intake_load --worker target/release/coach-worker --requests distinct \
@@ -22,6 +22,11 @@ target/release/examples/intake_load --worker target/release/coach-worker --reque
 
 echo "journal alone..." >&2
 target/release/examples/journal_intake --tasks 64 --seconds 5 --runs 5 | tail -1 > "$tmp/journal.txt"
+
+echo "HTTP floor..." >&2
+# The same generator against a bare actix-web server that answers 202 and journals nothing.
+target/release/examples/intake_load --worker target/release/examples/http_floor --requests distinct \
+  --jobs paused --connections 64 --seconds 8 --runs 3 > "$tmp/floor.md"
 
 echo "side by side with the peer..." >&2
 bench/side_by_side.sh 8 3 64 > "$tmp/peer.md"
@@ -82,6 +87,22 @@ fi
   echo "The intake's journal operation (\`Journal::accept_delivery\` of a distinct R1 delivery: its row, its new job, group commit and the flush before the answer) from 64 tasks at once, with no HTTP in front. The writer thread is the journal's serial stage; its CPU per delivery is the figure to watch, as it is steadier than throughput on a shared machine."
   echo
   echo "$(cat "$tmp/journal.txt")"
+  echo
+  # Fields of an intake_load row: 6 deliveries/s, 10 worker CPU µs, 11 generator CPU µs.
+  row() { awk -F'|' -v f="$2" '/^\| distinct \| paused \| 1 \| 64 \|/ { gsub(/ /, "", $f); print $f }' "$1"; }
+  journal_us=$(sed -n 's/.*the journal.s three threads \([0-9.]*\) µs.*/\1/p' "$tmp/journal.txt")
+  floor_us=$(awk -v a="$(row "$tmp/floor.md" 10)" -v b="$(row "$tmp/floor.md" 11)" -v c="$journal_us" 'BEGIN { printf "%.0f", a + b + c }')
+  echo "## The floors under the worker (64 connections, median of 3 runs of 8 s)"
+  echo
+  echo "What each delivery costs in the parts every intake goes through, each measured on its own on the same cores with the same generator: the HTTP server and the kernel's loopback TCP (\`examples/http_floor.rs\`: actix-web configured as the worker, answering every delivery with a 202 of the same size, with no signature check, parsing or journal), and the journal alone (above: its writer, flusher and checkpointer threads). Their sum bounds intake from above: with both cores busy all the time, no build of the worker could journal more than 2 s of CPU per second divided by it. The last row is what the worker and its generator spend above that sum: the worker's own work (signature check, parsing, validation, the body hash, handing each delivery to the journal and its answer back), the journal's smaller batches under HTTP load, and the generator's fewer deliveries per wake-up at a lower rate."
+  echo
+  echo "| what | deliveries/s | CPU µs per delivery |"
+  echo "|---|---|---|"
+  echo "| the worker: distinct, jobs paused (table above) | $(row "$tmp/intake.md" 6) | worker $(row "$tmp/intake.md" 10) + generator $(row "$tmp/intake.md" 11) |"
+  echo "| HTTP floor: \`http_floor\`, same generator | $(row "$tmp/floor.md" 6) | server $(row "$tmp/floor.md" 10) + generator $(row "$tmp/floor.md" 11) |"
+  echo "| the journal alone, 64 tasks (above) | $(sed -n 's/.* \([0-9]*\) deliveries\/s.*/\1/p' "$tmp/journal.txt") | $journal_us |"
+  echo "| floor: HTTP server + its generator + journal | at most $(awk -v s="$floor_us" 'BEGIN { printf "%.0f", 2e6 / s }') with both cores always busy | $floor_us |"
+  echo "| the worker and its generator above the floor | — | $(awk -v a="$(row "$tmp/intake.md" 10)" -v b="$(row "$tmp/intake.md" 11)" -v c="$floor_us" 'BEGIN { printf "%.0f", a + b - c }') |"
   echo
   echo "## Side by side with the Python peer (\`bench/side_by_side.sh\`, median of 3 runs of 8 s, 64 connections)"
   echo
